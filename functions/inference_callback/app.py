@@ -1,0 +1,25 @@
+"""Async-inference SNS notifications (success and error topics): resume the batch when complete."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from workflow.adapters.aws import aws, logger, metrics, tracer
+from workflow.domain.notifications import notifications_from_sns_event
+from workflow.steps.inference import on_inference_result
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    a = aws()
+    outcomes = []
+    for note in notifications_from_sns_event(event):
+        outcome = on_inference_result(note, a.tokens, a.callbacks)
+        logger.info("inference result", extra={"inference_id": note.inference_id,
+                                                 "status": note.invocation_status, "outcome": outcome})
+        metrics.add_metric(name=f"Inference{note.invocation_status}", unit=MetricUnit.Count, value=1)
+        outcomes.append(outcome)
+    return {"outcomes": outcomes}

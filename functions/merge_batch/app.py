@@ -1,0 +1,25 @@
+"""MergeBatch: parse each model's output, map into the taxonomy, merge per frame."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from workflow.adapters.aws import aws, logger, metrics, tracer
+from workflow.domain.run import Batch, BatchInference, RunContext
+from workflow.steps.merge import merge_batch
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = merge_batch(
+        Batch.model_validate(event["batch"]),
+        RunContext.model_validate(event["run"]),
+        BatchInference.model_validate(event["inference"]),
+        aws().s3,
+    )
+    metrics.add_metric(name="FramesLabeled", unit=MetricUnit.Count, value=result.labeled)
+    metrics.add_metric(name="FramesFailed", unit=MetricUnit.Count, value=result.failed)
+    return result.model_dump(mode="json")

@@ -1,0 +1,23 @@
+"""PrepareRun: list frames, skip what must not be sent, write batches."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from workflow.adapters.aws import aws, logger, metrics, tracer
+from workflow.domain.run import RunRequest
+from workflow.steps.prepare import prepare_run
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = RunRequest.model_validate(event["request"])
+    a = aws()
+    run = prepare_run(request, event["execution_name"], a.settings, a.s3, a.ledger)
+    metrics.add_metric(name="FramesClaimed", unit=MetricUnit.Count, value=run.frame_count)
+    metrics.add_metric(name="FramesSkipped", unit=MetricUnit.Count, value=run.skipped_count)
+    logger.info("run prepared", extra={"run_id": run.run_id, "batches": run.batch_count})
+    return run.model_dump(mode="json")

@@ -1,0 +1,21 @@
+"""Publish: the reviewed dataset, statistics and a report of every input frame."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from workflow.adapters.aws import aws, logger, metrics, tracer
+from workflow.steps.publish import publish
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    a = aws()
+    summary = publish(event["state"], a.settings, a.s3, a.ledger)
+    metrics.add_metric(name="FramesLabeled", unit=MetricUnit.Count, value=summary["labeled"])
+    metrics.add_metric(name="FramesFailed", unit=MetricUnit.Count, value=summary["failed"])
+    logger.info("run published", extra={k: summary[k] for k in ("run_id", "labeled", "failed", "skipped")})
+    return summary

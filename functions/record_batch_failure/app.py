@@ -1,0 +1,21 @@
+"""RecordBatchFailure: a batch whose branch failed is written down frame by frame, never lost."""
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from workflow.adapters.aws import aws, logger, metrics, tracer
+from workflow.domain.run import Batch, RunContext
+from workflow.steps.merge import record_batch_failure
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    batch = Batch.model_validate(event["batch"])
+    result = record_batch_failure(batch, RunContext.model_validate(event["run"]), event["error"], aws().s3)
+    logger.warning("batch failed", extra={"batch_id": batch.batch_id, "error": event["error"].get("Error")})
+    metrics.add_metric(name="FramesFailed", unit=MetricUnit.Count, value=result.failed)
+    return result.model_dump(mode="json")

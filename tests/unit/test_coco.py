@@ -1,0 +1,132 @@
+"""COCO datasets from detections and reviewed frames, loaded back with pycocotools."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from workflow.domain.coco import CocoBuilder, CocoError
+from workflow.domain.detections import Detections, Provenance
+from workflow.domain.groundtruth import failed_output_line, loads_manifest, parse_output_line
+from workflow.domain.taxonomy import DEFAULT_ADAS_TAXONOMY, Taxonomy
+
+SAGEMAKER = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sagemaker"
+
+
+def load_coco(dataset: dict[str, Any]) -> COCO:
+    coco = COCO()
+    coco.dataset = json.loads(json.dumps(dataset))  # what a reader of the written file sees
+    coco.createIndex()
+    return coco
+
+
+def detections_with_masks() -> Detections:
+    masks = np.zeros((2, 48, 64), dtype=np.uint8)
+    masks[0, 10:20, 5:25] = 1  # 200 px
+    masks[1, 30:40, 40:45] = 1  # 50 px
+    rles = []
+    for m in masks:
+        rle = mask_utils.encode(np.asfortranarray(m))
+        rles.append({"size": rle["size"], "counts": rle["counts"].decode()})
+    return Detections(
+        boxes=np.array([[5, 10, 25, 20], [40, 30, 45, 40]], np.float32),
+        scores=np.array([0.9, 0.6], np.float32),
+        class_ids=np.array([0, 4]),
+        class_names=("car", "pedestrian"),
+        image_width=64,
+        image_height=48,
+        provenance=Provenance(model="yolo-seg"),
+        frame="s3://drive/frames/a.png",
+        masks=tuple(rles),
+    )
+
+
+def test_detections_become_a_coco_dataset_pycocotools_reads():
+    # Given machine detections with instance masks
+    builder = CocoBuilder(DEFAULT_ADAS_TAXONOMY, description="pre-labels")
+    # When added and exported
+    image_id = builder.add_detections(detections_with_masks())
+    dataset = builder.to_dict()
+    coco = load_coco(dataset)
+    # Then pycocotools sees one image with two scored annotations in xywh, areas from the masks
+    assert coco.getImgIds() == [image_id]
+    assert coco.imgs[image_id] == {"id": image_id, "file_name": "s3://drive/frames/a.png", "width": 64, "height": 48}
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id]))
+    assert [a["bbox"] for a in anns] == [[5.0, 10.0, 20.0, 10.0], [40.0, 30.0, 5.0, 10.0]]
+    assert [a["area"] for a in anns] == [200.0, 50.0]
+    assert [a["score"] for a in anns] == pytest.approx([0.9, 0.6])
+    assert all(a["iscrowd"] == 0 and isinstance(a["segmentation"]["counts"], str) for a in anns)
+    assert int(coco.annToMask(anns[0]).sum()) == 200
+    # And categories are the taxonomy's, with ids fixed by its order
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(DEFAULT_ADAS_TAXONOMY.names)
+    assert [a["category_id"] for a in anns] == [1, DEFAULT_ADAS_TAXONOMY.index("pedestrian") + 1]
+
+
+def test_machine_annotations_evaluate_perfectly_against_themselves():
+    # Given a dataset and the same boxes as COCO results
+    builder = CocoBuilder(DEFAULT_ADAS_TAXONOMY)
+    builder.add_detections(detections_with_masks())
+    gt = load_coco(builder.to_dict())
+    results = [{k: a[k] for k in ("image_id", "category_id", "bbox", "score")} for a in gt.dataset["annotations"]]
+    # When COCOeval runs on boxes
+    evaluation = COCOeval(gt, gt.loadRes(results), iouType="bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    # Then AP@[.5:.95] is 1 (the dataset is internally consistent)
+    assert evaluation.stats[0] == pytest.approx(1.0)
+
+
+def test_real_ground_truth_output_becomes_coco():
+    # Given the real cat job output, empty image included
+    path = SAGEMAKER / "gt_bbox_output_cat-ground-truth.manifest"
+    if not path.exists():
+        pytest.skip(f"real Ground Truth output manifest {path} is absent")
+    frames = [parse_output_line(line, "cat-ground-truth") for line in loads_manifest(path.read_text())]
+    builder = CocoBuilder(Taxonomy.from_names(["Cat"]))
+    # When the reviewed frames are added
+    for frame in frames:
+        builder.add_reviewed(frame, file_name=frame.source_ref.rsplit("/", 1)[-1])
+    coco = load_coco(builder.to_dict())
+    # Then every image is there (the empty one too), boxes are the human boxes, no scores
+    assert [img["file_name"] for img in coco.dataset["images"]] == ["0001.jpg", "0002.jpg", "0003.jpg", "0004.jpg"]
+    assert len(coco.getAnnIds(imgIds=[1])) == 0 and len(coco.dataset["annotations"]) == 4
+    first = coco.loadAnns(coco.getAnnIds(imgIds=[2]))[0]
+    assert first["bbox"] == [237.0, 165.0, 164.0, 157.0] and first["area"] == 164.0 * 157.0
+    assert "score" not in first and "segmentation" not in first
+
+
+def test_failed_frames_are_listed_not_silently_dropped():
+    # Given a reviewed frame that failed in the labeling job
+    failed = parse_output_line(failed_output_line({"source-ref": "s3://b/x.jpg"}, "r", "ClientError: gone", "j"), "r")
+    builder = CocoBuilder(DEFAULT_ADAS_TAXONOMY)
+    # When added
+    image_id = builder.add_reviewed(failed)
+    # Then it is not an image of the dataset but is listed with its reason
+    assert image_id is None and builder.to_dict()["images"] == []
+    assert builder.skipped == [("s3://b/x.jpg", "ClientError: gone")]
+
+
+def test_frames_are_registered_once_and_unknown_classes_refused():
+    # Given a builder
+    builder = CocoBuilder(DEFAULT_ADAS_TAXONOMY)
+    # When the same frame is added twice
+    # Then it keeps one id; a different size for it is an error
+    assert builder.add_frame("a.png", 64, 48) == builder.add_frame("a.png", 64, 48) == 1
+    with pytest.raises(CocoError):
+        builder.add_frame("a.png", 65, 48)
+    # And detections named outside the taxonomy are refused (map them first)
+    raw = Detections(
+        boxes=np.array([[0, 0, 1, 1]]), scores=np.array([0.5]), class_ids=np.array([0]), class_names=("person",),
+        image_width=64, image_height=48, provenance=Provenance(model="m"), frame="b.png",
+    )
+    with pytest.raises(CocoError, match="person"):
+        builder.add_detections(raw)
+    assert [img["file_name"] for img in builder.to_dict()["images"]] == ["a.png"]

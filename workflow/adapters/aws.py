@@ -1,0 +1,84 @@
+"""The AWS side of the handlers: settings, clients and adapters, built once per process.
+
+The same code runs in Lambda and in local mode (where moto answers the boto3 calls in-process).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from botocore.config import Config
+
+from workflow.adapters.callbacks import TaskCallbacks
+from workflow.adapters.ledger import FrameLedger
+from workflow.adapters.s3 import S3Store
+from workflow.adapters.tokens import TokenStore
+from workflow.settings import Settings
+
+logger = Logger(service="autolabel")
+tracer = Tracer(service="autolabel")
+metrics = Metrics(namespace="Autolabel", service="autolabel")
+
+_RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
+
+
+class Aws:
+    """Lazily built clients and adapters; one instance per process (see :func:`aws`)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._settings = settings
+
+    @cached_property
+    def settings(self) -> Settings:
+        return self._settings or Settings.from_env()
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, region_name=self.settings.region, config=_RETRIES)
+
+    @cached_property
+    def s3(self) -> S3Store:
+        return S3Store(self.client("s3"))
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return self.client("dynamodb")
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        return TokenStore(self.dynamodb, self.settings.token_table, self.settings.token_ttl_seconds)
+
+    @cached_property
+    def ledger(self) -> FrameLedger:
+        return FrameLedger(self.dynamodb, self.settings.ledger_table, self.settings.ledger_claim_ttl_seconds)
+
+    @cached_property
+    def callbacks(self) -> TaskCallbacks:
+        return TaskCallbacks(self.client("stepfunctions"))
+
+    @cached_property
+    def sagemaker_runtime(self) -> Any:
+        return self.client("sagemaker-runtime")
+
+    @cached_property
+    def sagemaker(self) -> Any:
+        return self.client("sagemaker")
+
+
+_instance: Aws | None = None
+
+
+def aws() -> Aws:
+    """The process-wide adapters (settings read once from the environment)."""
+    global _instance
+    if _instance is None:
+        _instance = Aws()
+    return _instance
+
+
+def reset() -> None:
+    """Forget the process-wide adapters (the local runtime calls this when it starts a new cloud)."""
+    global _instance
+    _instance = None

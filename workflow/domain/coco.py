@@ -1,0 +1,124 @@
+"""COCO detection datasets built from machine detections or human-reviewed frames.
+
+Categories come from the taxonomy, with ids fixed by its order (``id = position + 1``), so two
+datasets built with the same taxonomy agree on ids. Boxes are COCO ``[x, y, width, height]`` in
+pixels; machine-made annotations carry a ``score``; masks ride along as compressed RLE with
+``counts`` as a string.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pycocotools import mask as mask_utils
+
+from workflow.domain.detections import Detections, Rle
+from workflow.domain.errors import AutolabelError
+from workflow.domain.groundtruth import ReviewedFrame
+from workflow.domain.taxonomy import Taxonomy
+
+
+class CocoError(AutolabelError):
+    """A frame or an annotation cannot go into the COCO dataset as given."""
+
+
+def _rle_area(rle: Rle) -> float:
+    counts = rle["counts"]
+    encoded = {"size": list(rle["size"]), "counts": counts.encode() if isinstance(counts, str) else counts}
+    return float(mask_utils.area(encoded))
+
+
+def _rle_json(rle: Rle) -> dict[str, Any]:
+    counts = rle["counts"]
+    return {
+        "size": [int(v) for v in rle["size"]],
+        "counts": counts.decode() if isinstance(counts, bytes) else counts,
+    }
+
+
+class CocoBuilder:
+    """Collects frames and their boxes, then returns one COCO dataset dict."""
+
+    def __init__(self, taxonomy: Taxonomy, description: str = "") -> None:
+        self._taxonomy = taxonomy
+        self._description = description
+        self._images: dict[str, dict[str, Any]] = {}
+        self._annotations: list[dict[str, Any]] = []
+        self.skipped: list[tuple[str, str]] = []  # (frame, reason) of frames left out
+
+    def category_id(self, name: str) -> int:
+        """The stable COCO id of a taxonomy class."""
+        try:
+            return self._taxonomy.index(name) + 1
+        except KeyError as exc:
+            raise CocoError(f"class {name!r} is not in the taxonomy; apply a ClassMap first") from exc
+
+    def add_frame(self, file_name: str, width: int, height: int) -> int:
+        """Register a frame (idempotent per file name) and return its image id."""
+        image = self._images.get(file_name)
+        if image is None:
+            image = {"id": len(self._images) + 1, "file_name": file_name, "width": width, "height": height}
+            self._images[file_name] = image
+        elif (image["width"], image["height"]) != (width, height):
+            raise CocoError(
+                f"{file_name}: size {width}x{height} differs from {image['width']}x{image['height']}"
+            )
+        return int(image["id"])
+
+    def _add(self, image_id: int, name: str, xywh: tuple[float, ...], extra: dict[str, Any]) -> None:
+        x, y, w, h = (round(float(v), 2) for v in xywh)
+        annotation = {
+            "id": len(self._annotations) + 1,
+            "image_id": image_id,
+            "category_id": self.category_id(name),
+            "bbox": [x, y, w, h],
+            "area": round(w * h, 2),
+            "iscrowd": 0,
+            **extra,
+        }
+        self._annotations.append(annotation)
+
+    def add_detections(self, detections: Detections, file_name: str | None = None) -> int:
+        """Add machine detections (taxonomy names) of one frame; ``file_name`` defaults to its URI."""
+        name = file_name or detections.frame
+        if not name:
+            raise CocoError("detections carry no frame URI; pass file_name")
+        for class_name in set(detections.class_names):
+            self.category_id(class_name)  # refuse before anything of the frame is added
+        image_id = self.add_frame(name, detections.image_width, detections.image_height)
+        for i, (x1, y1, x2, y2) in enumerate(detections.boxes.tolist()):
+            extra: dict[str, Any] = {"score": round(float(detections.scores[i]), 5)}
+            if detections.masks is not None:
+                rle = detections.masks[i]
+                extra |= {"segmentation": _rle_json(rle), "area": round(_rle_area(rle), 2)}
+            self._add(image_id, detections.class_names[i], (x1, y1, x2 - x1, y2 - y1), extra)
+        return image_id
+
+    def add_reviewed(self, frame: ReviewedFrame, file_name: str | None = None) -> int | None:
+        """Add a human-reviewed frame; a failed one is left out, listed in :attr:`skipped` (None returned)."""
+        name = file_name or frame.source_ref
+        if frame.failed or frame.image_size is None:
+            self.skipped.append((name, frame.failure_reason or "no label"))
+            return None
+        for box in frame.boxes:
+            self.category_id(box.class_name)
+        image_id = self.add_frame(name, frame.image_size.width, frame.image_size.height)
+        for box in frame.boxes:
+            self._add(image_id, box.class_name, (box.left, box.top, box.width, box.height), {})
+        return image_id
+
+    def categories(self) -> list[dict[str, Any]]:
+        return [
+            {"id": i + 1, "name": c.name, "supercategory": "object"}
+            for i, c in enumerate(self._taxonomy.classes)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The COCO dataset: ``info``, ``images``, ``annotations``, ``categories``."""
+        return {
+            "info": {"description": self._description, "version": "1.0"},
+            "licenses": [],
+            "images": list(self._images.values()),
+            "annotations": list(self._annotations),
+            "categories": self.categories(),
+        }

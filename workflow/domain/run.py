@@ -1,0 +1,135 @@
+"""Typed payloads passed between the states of the workflow (small: S3 URIs, never arrays of labels)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from workflow.domain.frames import S3Uri
+
+ReviewMode = Literal["human", "skip"]
+ResponseFormat = Literal["autolabel", "jumpstart"]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelEndpoint(_Payload):
+    """One model behind one asynchronous endpoint."""
+
+    name: str = Field(min_length=1, max_length=64, description="model name used in provenance and reports")
+    endpoint_name: str = Field(min_length=1, max_length=63)
+    response_format: ResponseFormat = "autolabel"
+    batch_requests: bool = Field(
+        True, description="send one JSON list of frame URIs per batch (our endpoint) or one image per request"
+    )
+
+
+class RunRequest(_Payload):
+    """The state machine's input, as a person, the CLI, the API or the schedule gives it."""
+
+    sources: list[str] = Field(min_length=1, description="s3:// prefixes (or single frames) to label")
+    batch_size: int = Field(8, ge=1, le=500)
+    max_concurrency: int = Field(10, ge=1, le=10_000)
+    review: ReviewMode = "human"
+    models: list[ModelEndpoint] | None = None
+    relabel: bool = Field(False, description="label frames again even if an earlier run labeled them")
+    batch_timeout_seconds: int = Field(3600, ge=60, le=86_400)
+    review_timeout_seconds: int = Field(30 * 86_400, ge=60, le=30 * 86_400)
+    run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9\-]{1,40}$")
+
+    @field_validator("sources")
+    @classmethod
+    def _valid_uris(cls, sources: list[str]) -> list[str]:
+        for source in sources:
+            S3Uri.parse(source)
+        return sources
+
+
+class RunContext(_Payload):
+    """What every state after PrepareRun knows about the run (the ``$.run`` object)."""
+
+    run_id: str
+    bucket: str
+    run_prefix: str  # key prefix of every artefact of this run
+    batches_key: str
+    batch_count: int
+    frame_count: int
+    skipped_count: int
+    max_concurrency: int
+    batch_timeout_seconds: int
+    review: ReviewMode
+    review_timeout_seconds: int
+    models: list[ModelEndpoint]
+    sources: list[str]
+
+    def key(self, *parts: str) -> str:
+        return "/".join([self.run_prefix.rstrip("/"), *parts])
+
+
+class Batch(_Payload):
+    """One Distributed Map item: a batch of frames."""
+
+    batch_id: str
+    frames: list[str]
+
+
+class InferenceRecord(_Payload):
+    """What the endpoint said about one invocation (from its SNS notification)."""
+
+    model: str
+    inference_id: str
+    status: Literal["Completed", "Failed"]
+    output_location: str | None = None
+    failure_reason: str | None = None
+    frames: list[str] = Field(default_factory=list)
+
+
+class BatchInference(_Payload):
+    """The task output SendTaskSuccess hands to MergeBatch."""
+
+    batch_id: str
+    inferences: list[InferenceRecord]
+
+
+class FrameFailure(_Payload):
+    frame: str
+    reason: str
+    stage: str = "inference"
+
+
+class BatchResult(_Payload):
+    """Small per-batch result (the labels themselves are in S3)."""
+
+    batch_id: str
+    labels_key: str
+    labeled: int
+    failed: int
+
+
+class ManifestPart(_Payload):
+    index: int
+    manifest_uri: str
+    frames: int
+
+
+class ManifestResult(_Payload):
+    """BuildManifest's output: where the Ground Truth inputs are."""
+
+    parts: list[ManifestPart]
+    frames_to_review: int
+    label_categories_uri: str
+    ui_template_uri: str
+    prelabel_attribute: str
+    categories: list[str]
+
+
+class ReviewResult(_Payload):
+    """A completed labeling job, as the labeling callback reports it."""
+
+    job_name: str
+    status: str
+    output_manifest_uri: str | None = None
+    label_attribute: str

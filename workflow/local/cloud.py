@@ -1,0 +1,405 @@
+"""Local mode: the real state machine, the real handlers, moto for AWS, real local services.
+
+``LocalCloud`` starts moto in-process, creates the resources named in ``template.yaml`` (buckets,
+tables, topics, functions, the EventBridge rule, the state machine from the ASL file with its
+``DefinitionSubstitutions``), and binds what moto cannot run itself:
+
+- every Lambda function to the handler the template names (moto's own Lambda needs Docker);
+- ``InvokeEndpointAsync`` to a :class:`LocalAsyncEndpoint` that runs a real ONNX model and publishes
+  the endpoint's SNS notifications (moto's version publishes nothing);
+- ``CreateLabelingJob``/``DescribeLabelingJob`` to a :class:`LocalLabelingService` (moto has none);
+- EventBridge rules with Lambda targets (moto delivers only to SQS, logs and buses).
+
+Handlers run the same code, boto3 calls included, as in AWS.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import threading
+import time
+import traceback
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import boto3
+from moto import mock_aws
+from moto.awslambda.models import LambdaFunction
+from moto.core.exceptions import JsonRESTError
+from moto.events.models import Rule
+from moto.sagemaker.responses import SageMakerResponse
+from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+from botocore.exceptions import ClientError
+
+from workflow.adapters import aws as aws_adapters
+from workflow.local.endpoint import LocalAsyncEndpoint, Predictor
+from workflow.local.labeling import LocalLabelingService
+from workflow.local.template import Resolver, Template
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
+
+_RUNTIME_HEADERS = {
+    "ContentType": "X-Amzn-SageMaker-Content-Type",
+    "Accept": "X-Amzn-SageMaker-Accept",
+    "CustomAttributes": "X-Amzn-SageMaker-Custom-Attributes",
+    "InferenceId": "X-Amzn-SageMaker-Inference-Id",
+    "InputLocation": "X-Amzn-SageMaker-InputLocation",
+    "S3OutputPathExtension": "X-Amzn-SageMaker-S3OutputPathExtension",
+    "Filename": "X-Amzn-SageMaker-Filename",
+    "RequestTTLSeconds": "X-Amzn-SageMaker-RequestTTLSeconds",
+    "InvocationTimeoutSeconds": "X-Amzn-SageMaker-InvocationTimeoutSeconds",
+}
+_INT_PARAMS = {"RequestTTLSeconds", "InvocationTimeoutSeconds"}
+
+
+@dataclass
+class LocalContext:
+    """The parts of the Lambda context object that Powertools reads."""
+
+    function_name: str
+    memory_limit_in_mb: int = 1024
+    function_version: str = "$LATEST"
+
+    def __post_init__(self) -> None:
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def _load_handler(code_dir: Path, handler: str) -> Callable[[dict[str, Any], Any], Any]:
+    module_name, func_name = handler.rsplit(".", 1)
+    path = code_dir / f"{module_name.replace('.', '/')}.py"
+    spec = importlib.util.spec_from_file_location(f"autolabel_fn_{code_dir.name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load handler {handler} from {code_dir}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, func_name)  # type: ignore[no-any-return]
+
+
+def _dummy_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("README.txt", "bound in-process by workflow.local.cloud")
+    return buf.getvalue()
+
+
+class LocalCloud:
+    """Runs the workflow on this machine. Use as a context manager."""
+
+    def __init__(
+        self,
+        endpoints: dict[str, Callable[[], Predictor]],
+        *,
+        template: Path = DEFAULT_TEMPLATE,
+        review_mode: str = "auto",
+        review_dir: Path | None = None,
+        parameters: dict[str, str] | None = None,
+        max_concurrent_invocations: int = 2,
+    ) -> None:
+        self.template = Template(template)
+        self.endpoint_factories = endpoints
+        self.review_mode = review_mode
+        self.review_dir = review_dir
+        self.parameters = {**self.template.parameter_defaults(), **(parameters or {})}
+        self.parameters.setdefault("WorkteamArn", "")
+        if not self.parameters["WorkteamArn"]:
+            self.parameters["WorkteamArn"] = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/local"
+        self.max_concurrent_invocations = max_concurrent_invocations
+        self.handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
+        self.endpoints: dict[str, LocalAsyncEndpoint] = {}
+        self.invocations: dict[str, int] = {}
+        self.labeling: LocalLabelingService | None = None
+        self._patches: list[Any] = []
+        self._env_backup: dict[str, str | None] = {}
+        self._mock: Any = None
+        self._lock = threading.Lock()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> LocalCloud:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._set_env({"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        self._patch_moto()
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sns = boto3.client("sns", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.sagemaker = boto3.client("sagemaker", region_name=REGION)
+        self.events = boto3.client("events", region_name=REGION)
+        self.lambda_ = boto3.client("lambda", region_name=REGION)
+        refs, attrs = self._create_resources()
+        resolver = Resolver(refs, attrs)
+        env = {k: str(resolver(v)) for k, v in self.template.global_environment().items()}
+        env |= {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_LOG_LEVEL": os.environ.get("AUTOLABEL_LOG_LEVEL", "WARNING"),
+                "LOG_LEVEL": os.environ.get("AUTOLABEL_LOG_LEVEL", "WARNING")}
+        self._set_env(env)
+        aws_adapters.reset()
+        aws_adapters.logger.setLevel(env["LOG_LEVEL"])
+        self.environment = env
+        self._create_functions(resolver)
+        self._create_endpoints(refs)
+        self.labeling = LocalLabelingService(
+            self.s3, self.events, REGION, ACCOUNT, review_mode=self.review_mode,  # type: ignore[arg-type]
+            review_dir=self.review_dir,
+        )
+        self.state_machine_arn = self._create_state_machine(resolver)
+        self.data_bucket = refs["DataBucket"]
+
+    def stop(self) -> None:
+        for endpoint in self.endpoints.values():
+            endpoint.close(timeout=10)
+        if self.labeling:
+            self.labeling.stop()
+        for patcher in reversed(self._patches):
+            patcher.stop()
+        self._patches.clear()
+        if self._mock:
+            self._mock.stop()
+            self._mock = None
+        for key, value in self._env_backup.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        aws_adapters.reset()
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            self._env_backup.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+
+    # --- resources from the template -----------------------------------------------------------
+    def _create_resources(self) -> tuple[dict[str, str], dict[str, str]]:
+        refs: dict[str, str] = dict(self.parameters)
+        refs |= {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::Partition": "aws"}
+        attrs: dict[str, str] = {}
+        for name in self.template.of_type("AWS::S3::Bucket"):
+            bucket = f"autolabel-local-{name.lower()}"
+            self.s3.create_bucket(Bucket=bucket)
+            refs[name], attrs[f"{name}.Arn"] = bucket, f"arn:aws:s3:::{bucket}"
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        for name, res in self.template.of_type("AWS::DynamoDB::Table").items():
+            props = res["Properties"]
+            dynamodb.create_table(
+                TableName=name, BillingMode=props["BillingMode"], KeySchema=props["KeySchema"],
+                AttributeDefinitions=props["AttributeDefinitions"],
+            )
+            if "TimeToLiveSpecification" in props:
+                dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+            refs[name], attrs[f"{name}.Arn"] = name, f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+        for name in self.template.of_type("AWS::SNS::Topic"):
+            arn = self.sns.create_topic(Name=name)["TopicArn"]
+            refs[name], attrs[f"{name}.TopicArn"] = arn, arn
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(RoleName="autolabel-local", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        self.role_arn = role
+        for name in self.template.of_type("AWS::IAM::Role"):
+            attrs[f"{name}.Arn"] = role
+            refs[name] = "autolabel-local"
+        for name in self.template.of_type("AWS::Serverless::LayerVersion"):
+            refs[name] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{name}:1"
+        for fn in self.template.functions():
+            arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{fn.logical_id}"
+            refs[fn.logical_id], attrs[f"{fn.logical_id}.Arn"] = fn.logical_id, arn
+        for name in self.template.of_type("AWS::Serverless::StateMachine"):
+            refs[name] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+        return refs, attrs
+
+    def _create_functions(self, resolver: Resolver) -> None:
+        code = _dummy_zip()
+        for fn in self.template.functions():
+            self.handlers[fn.logical_id] = _load_handler(self.template.root / fn.code_uri, fn.handler)
+            arn = self.lambda_.create_function(
+                FunctionName=fn.logical_id, Runtime="python3.12", Role=self.role_arn, Handler=fn.handler,
+                Code={"ZipFile": code}, Timeout=900,
+            )["FunctionArn"]
+            for event in fn.events.values():
+                props = resolver(event.get("Properties", {}))
+                if event["Type"] == "SNS":
+                    self.sns.subscribe(TopicArn=props["Topic"], Protocol="lambda", Endpoint=arn)
+                elif event["Type"] == "EventBridgeRule":
+                    rule = f"{fn.logical_id}-rule"
+                    self.events.put_rule(Name=rule, EventPattern=json.dumps(props["Pattern"]))
+                    self.events.put_targets(Rule=rule, Targets=[{"Id": fn.logical_id, "Arn": arn}])
+                else:
+                    raise ValueError(f"event type {event['Type']} of {fn.logical_id} is not supported locally")
+
+    def _create_endpoints(self, refs: dict[str, str]) -> None:
+        bucket = refs["DataBucket"]
+        for name, factory in self.endpoint_factories.items():
+            self.sagemaker.create_model(
+                ModelName=name, ExecutionRoleArn=self.role_arn,
+                PrimaryContainer={"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/autolabel:local"},
+            )
+            self.sagemaker.create_endpoint_config(
+                EndpointConfigName=name,
+                ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name,
+                                     "InstanceType": "ml.g4dn.xlarge", "InitialInstanceCount": 1}],
+                AsyncInferenceConfig={
+                    "ClientConfig": {"MaxConcurrentInvocationsPerInstance": self.max_concurrent_invocations},
+                    "OutputConfig": {
+                        "S3OutputPath": f"s3://{bucket}/async/{name}/output/",
+                        "S3FailurePath": f"s3://{bucket}/async/{name}/failure/",
+                        "NotificationConfig": {
+                            "SuccessTopic": refs["InferenceSuccessTopic"],
+                            "ErrorTopic": refs["InferenceErrorTopic"],
+                        },
+                    },
+                },
+            )
+            self.sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+            self.endpoints[name] = LocalAsyncEndpoint.from_sagemaker(
+                name, self.sagemaker, self.s3, self.sns, factory
+            )
+
+    def _create_state_machine(self, resolver: Resolver) -> str:
+        path, substitutions = self.template.state_machine()
+        definition = path.read_text(encoding="utf-8")
+        for key, value in substitutions.items():
+            definition = definition.replace("${" + key + "}", str(resolver(value)))
+        return str(self.sfn.create_state_machine(
+            name="AutolabelStateMachine", definition=definition, roleArn=self.role_arn
+        )["stateMachineArn"])
+
+    # --- bindings moto cannot provide ------------------------------------------------------------
+    def _patch_moto(self) -> None:
+        cloud = self
+
+        def invoke_lambda(fn: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
+            return cloud._invoke(fn.function_name, event)
+
+        def invoke_endpoint_async(resp: SageMakerRuntimeResponse) -> Any:
+            name = resp.path.split("/")[2]
+            kwargs: dict[str, Any] = {"EndpointName": name}
+            for param, header in _RUNTIME_HEADERS.items():
+                value = resp.headers.get(header)
+                if value is not None:
+                    kwargs[param] = int(value) if param in _INT_PARAMS else value
+            endpoint = cloud.endpoints.get(name)
+            if endpoint is None:
+                raise JsonRESTError("ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
+            try:
+                answer = endpoint.invoke_endpoint_async(**kwargs)
+            except ClientError as err:
+                raise JsonRESTError(err.response["Error"]["Code"], err.response["Error"]["Message"]) from err
+            headers = {"X-Amzn-SageMaker-OutputLocation": answer["OutputLocation"]}
+            if answer.get("FailureLocation"):
+                headers["X-Amzn-SageMaker-FailureLocation"] = answer["FailureLocation"]
+            return 202, headers, json.dumps({"InferenceId": answer["InferenceId"]})
+
+        def labeling_call(operation: str) -> Callable[[SageMakerResponse], str]:
+            def call(resp: SageMakerResponse) -> str:
+                assert cloud.labeling is not None
+                params = json.loads(resp.body)
+                try:
+                    result = getattr(cloud.labeling, operation)(**params)
+                except ClientError as err:
+                    raise JsonRESTError(err.response["Error"]["Code"], err.response["Error"]["Message"]) from err
+                return json.dumps(result, default=_json_default)
+            return call
+
+        original_send = Rule.send_to_targets
+
+        def send_to_targets(rule: Rule, event: Any, transform_input: bool = True) -> None:
+            lambdas = [t for t in rule.targets if ":lambda:" in t["Arn"]]
+            if lambdas and rule.event_pattern.matches_event(event):
+                for target in lambdas:
+                    name = target["Arn"].rsplit(":", 1)[-1]
+                    # EventBridge invokes Lambda asynchronously.
+                    threading.Thread(target=cloud._invoke, args=(name, dict(event)), daemon=True).start()
+            others = [t for t in rule.targets if ":lambda:" not in t["Arn"]]
+            if others:
+                saved = rule.targets
+                rule.targets = others
+                try:
+                    original_send(rule, event, transform_input)
+                finally:
+                    rule.targets = saved
+
+        self._patches = [
+            mock.patch.object(LambdaFunction, "_invoke_lambda", invoke_lambda),
+            mock.patch.object(SageMakerRuntimeResponse, "invoke_endpoint_async", invoke_endpoint_async),
+            mock.patch.object(SageMakerResponse, "create_labeling_job", labeling_call("create_labeling_job"),
+                              create=True),
+            mock.patch.object(SageMakerResponse, "describe_labeling_job",
+                              labeling_call("describe_labeling_job"), create=True),
+            mock.patch.object(Rule, "send_to_targets", send_to_targets),
+        ]
+        for patcher in self._patches:
+            patcher.start()
+
+    def _invoke(self, function_name: str, event: Any) -> tuple[str, bool, str]:
+        """Run a bound handler as Lambda would: JSON in, JSON out, errors as Lambda's error payload."""
+        handler = self.handlers[function_name]
+        payload = json.loads(event) if isinstance(event, (str, bytes)) else (event or {})
+        with self._lock:
+            self.invocations[function_name] = self.invocations.get(function_name, 0) + 1
+        try:
+            result = handler(payload, LocalContext(function_name))
+            return json.dumps(result), False, ""
+        except Exception as exc:  # noqa: BLE001 - Lambda reports every error this way
+            error = {"errorMessage": str(exc), "errorType": type(exc).__name__,
+                     "stackTrace": traceback.format_exception(exc)[-5:]}
+            return json.dumps(error), True, ""
+
+    # --- running the workflow --------------------------------------------------------------------
+    def start_run(self, request: dict[str, Any], name: str | None = None) -> str:
+        return str(self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn, name=name or f"run-{uuid.uuid4().hex[:12]}",
+            input=json.dumps(request),
+        )["executionArn"])
+
+    def wait(self, execution_arn: str, timeout: float = 600, poll: float = 0.2,
+             on_poll: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Wait for an execution to end; returns describe_execution's answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            described = self.sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] != "RUNNING":
+                return dict(described)
+            if on_poll:
+                on_poll()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {execution_arn} still running after {timeout}s")
+            time.sleep(poll)
+
+    def state_transitions(self, execution_arn: str) -> int:
+        """State transitions of an execution (what Standard workflows are billed for)."""
+        events = []
+        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+        while True:
+            page = self.sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                break
+            kwargs["nextToken"] = page["nextToken"]
+        return sum(1 for e in events if e["type"].endswith("StateEntered"))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.timestamp()
+    raise TypeError(f"{type(value)} is not JSON serialisable")

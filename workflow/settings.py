@@ -1,0 +1,65 @@
+"""Typed settings, read once from the environment (Lambda) or built by the local runtime / CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflow.domain.run import ModelEndpoint
+
+
+class Settings(BaseModel):
+    """Everything a handler needs to know about its environment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    region: str = "us-east-1"
+    data_bucket: str
+    runs_prefix: str = "runs"
+    token_table: str
+    ledger_table: str
+    default_models: list[ModelEndpoint] = Field(default_factory=list)
+    labeling_role_arn: str = ""
+    workteam_arn: str = ""
+    prelabel_attribute: str = "prelabel"
+    label_attribute: str = "reviewed"
+    task_title: str = "Adjust the pre-labeled objects in this driving frame"
+    task_description: str = "Move, resize, add or delete boxes so that every object of the listed classes is boxed."
+    workers_per_frame: int = Field(1, ge=1, le=9)
+    task_time_limit_seconds: int = Field(600, ge=30, le=28_800)
+    ledger_claim_ttl_seconds: int = 2 * 86_400
+    token_ttl_seconds: int = 31 * 86_400
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build from environment variables (the names in template.yaml's Globals)."""
+        e = os.environ if env is None else env
+        models = json.loads(e.get("DEFAULT_MODELS", "[]"))
+        optional = {
+            "labeling_role_arn": e.get("LABELING_ROLE_ARN"),
+            "workteam_arn": e.get("WORKTEAM_ARN"),
+            "prelabel_attribute": e.get("PRELABEL_ATTRIBUTE"),
+            "label_attribute": e.get("LABEL_ATTRIBUTE"),
+            "task_title": e.get("TASK_TITLE"),
+            "task_description": e.get("TASK_DESCRIPTION"),
+            "workers_per_frame": e.get("WORKERS_PER_FRAME"),
+            "task_time_limit_seconds": e.get("TASK_TIME_LIMIT_SECONDS"),
+        }
+        return cls(
+            region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or "us-east-1",
+            data_bucket=e["DATA_BUCKET"],
+            token_table=e["TOKEN_TABLE"],
+            ledger_table=e["LEDGER_TABLE"],
+            default_models=[ModelEndpoint.model_validate(m) for m in models],
+            **{k: v for k, v in optional.items() if v},
+        )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings.from_env()

@@ -1,0 +1,94 @@
+"""InvokeModels and the SNS callback: asynchronous inference of a batch, resumed by notifications."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from workflow.adapters.callbacks import TaskCallbacks
+from workflow.adapters.s3 import S3Store
+from workflow.adapters.tokens import PendingInference, TokenStore
+from workflow.domain.errors import AutolabelError
+from workflow.domain.frames import S3Uri, inference_id
+from workflow.domain.notifications import AsyncInferenceNotification
+from workflow.domain.run import Batch, BatchInference, RunContext
+
+_THROTTLED = {"ThrottlingException", "ServiceUnavailable", "InternalFailure"}
+
+
+class EndpointThrottled(AutolabelError):
+    """The endpoint refused the request for now; the state machine retries with backoff."""
+
+
+def _content_type(frame: str) -> str:
+    return "image/png" if frame.lower().endswith(".png") else "image/jpeg"
+
+
+def invoke_models(
+    token: str, batch: Batch, run: RunContext, s3: S3Store, tokens: TokenStore, runtime: Any
+) -> dict[str, Any]:
+    """Start every model's inference of the batch; the token is parked before the first request."""
+    requests: list[tuple[PendingInference, dict[str, Any]]] = []
+    for model in run.models:
+        if model.batch_requests:
+            request_uri = s3.put_json(
+                S3Uri(run.bucket, run.key("requests", f"{batch.batch_id}.json")), batch.frames
+            )
+            inf_id = inference_id(run.run_id, batch.batch_id, model.name)
+            params = {"ContentType": "application/json", "InputLocation": request_uri}
+            requests.append((PendingInference(inf_id, model.name, batch.frames), params | _common(model, inf_id)))
+        else:
+            for frame in batch.frames:
+                inf_id = inference_id(run.run_id, batch.batch_id, model.name, frame)
+                params = {"ContentType": _content_type(frame), "InputLocation": frame}
+                requests.append((PendingInference(inf_id, model.name, [frame]), params | _common(model, inf_id)))
+    batch_key = tokens.park_batch(run.run_id, batch.batch_id, token, [p for p, _ in requests])
+    for _, params in requests:
+        try:
+            runtime.invoke_endpoint_async(**params)
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") in _THROTTLED:
+                raise EndpointThrottled(str(err)) from err
+            raise
+    return {"batch_key": batch_key, "inferences": len(requests)}
+
+
+def _common(model: Any, inf_id: str) -> dict[str, Any]:
+    return {"EndpointName": model.endpoint_name, "Accept": "application/json", "InferenceId": inf_id}
+
+
+def on_inference_result(
+    note: AsyncInferenceNotification, tokens: TokenStore, callbacks: TaskCallbacks
+) -> str:
+    """Record one notification; resume the batch's task when its last inference has reported.
+
+    Returns what happened (``unknown``, ``waiting``, ``resumed``, ``failed``) for the logs.
+    """
+    batch_key = tokens.record_inference(
+        note.inference_id, note.invocation_status, note.output_location, note.failure_reason
+    )
+    if batch_key is None:
+        return "unknown"
+    outcome = tokens.claim_completed_batch(batch_key)
+    if outcome is None:
+        return "waiting"
+    sent = False
+    try:
+        if all(r.status == "Failed" for r in outcome.inferences):
+            failures = [
+                {"frame": frame, "reason": f"{r.model}: {r.failure_reason}"}
+                for r in outcome.inferences
+                for frame in r.frames
+            ]
+            cause = json.dumps({"batch_id": outcome.batch_id, "failures": failures})
+            callbacks.fail(outcome.token, "InferenceFailed", cause)
+            sent, result = True, "failed"
+        else:
+            result_payload = BatchInference(batch_id=outcome.batch_id, inferences=outcome.inferences)
+            callbacks.succeed(outcome.token, result_payload.model_dump(mode="json"))
+            sent, result = True, "resumed"
+    finally:
+        tokens.release_batch(outcome.batch_key, sent)
+    return result
