@@ -1,4 +1,5 @@
-"""The local asynchronous endpoint against moto's S3, SNS and SQS (SNS delivers to SQS)."""
+"""The local asynchronous endpoint against moto's S3, SNS and SQS (SNS delivers to SQS),
+in process and through its HTTP front with a real boto3 sagemaker-runtime client."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError, ParamValidationError
 from moto import mock_aws
 from PIL import Image, UnidentifiedImageError
@@ -19,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 from workflow.domain.detections import Detections, Provenance
 from workflow.domain.errors import InvalidImage
 from workflow.local.endpoint import AsyncEndpointConfig, LocalAsyncEndpoint
+from workflow.local.endpoint_http import AsyncInvocationServer
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 REAL_EVENT = SHARED / "data" / "sagemaker" / "async_success_sns_lambda_event.json"
@@ -119,6 +122,17 @@ class World:
 def world() -> Iterator[World]:
     with mock_aws():
         yield World()
+
+
+@pytest.fixture(scope="module")
+def idle_endpoint() -> Iterator[LocalAsyncEndpoint]:
+    """An endpoint that is only ever sent invalid requests; its clients point at a closed local
+    port, so a request that wrongly passed validation could reach nothing."""
+    nowhere = {"region_name": REGION, "endpoint_url": "http://127.0.0.1:9"}
+    s3, sns = boto3.client("s3", **nowhere), boto3.client("sns", **nowhere)
+    config = AsyncEndpointConfig(s3_output_path=f"s3://{BUCKET}/out", max_concurrent_invocations=1)
+    with LocalAsyncEndpoint(ENDPOINT, s3, sns, config, BrightRegionDetector) as endpoint:
+        yield endpoint
 
 
 def start(world: World, model: Any = None, **config: Any) -> LocalAsyncEndpoint:
@@ -354,16 +368,15 @@ def test_a_repeated_inference_id_is_accepted_and_overwrites(world: World) -> Non
     ],
 )
 def test_service_side_validation_errors_are_client_errors(
-    world: World, overrides: dict[str, Any], error: str
+    idle_endpoint: LocalAsyncEndpoint, overrides: dict[str, Any], error: str
 ) -> None:
     # Given a valid request with one field made invalid
     params = {"EndpointName": ENDPOINT, "InputLocation": f"s3://{BUCKET}/f.png", **overrides}
     params = {k: v for k, v in params.items() if v is not None}
-    with start(world) as endpoint:
-        # When it is sent, Then the service answers a 400 ValidationError and queues nothing
-        with pytest.raises(ClientError) as raised:
-            endpoint.invoke_endpoint_async(**params)
-        assert endpoint.stats.submitted == 0
+    # When it is sent, Then the service answers a 400 ValidationError and queues nothing
+    with pytest.raises(ClientError) as raised:
+        idle_endpoint.invoke_endpoint_async(**params)
+    assert idle_endpoint.stats.submitted == 0
     assert raised.value.response["Error"]["Code"] == "ValidationError"
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert error in raised.value.response["Error"]["Message"]
@@ -379,15 +392,17 @@ def test_service_side_validation_errors_are_client_errors(
         {"RequestTTLSeconds": "60"},
     ],
 )
-def test_client_side_validation_matches_a_real_boto3_client(world: World, overrides: dict[str, Any]) -> None:
+def test_client_side_validation_matches_a_real_boto3_client(
+    idle_endpoint: LocalAsyncEndpoint, overrides: dict[str, Any]
+) -> None:
     # Given a request that boto3 itself refuses before sending
     params = {"EndpointName": ENDPOINT, "InputLocation": f"s3://{BUCKET}/f.png", **overrides}
     runtime = boto3.client("sagemaker-runtime", region_name=REGION)
     with pytest.raises(ParamValidationError) as from_boto3:
         runtime.invoke_endpoint_async(**params)
     # When the local endpoint gets it, Then it raises the very same error
-    with start(world) as endpoint, pytest.raises(ParamValidationError) as local:
-        endpoint.invoke_endpoint_async(**params)
+    with pytest.raises(ParamValidationError) as local:
+        idle_endpoint.invoke_endpoint_async(**params)
     assert str(local.value) == str(from_boto3.value)
 
 
@@ -466,3 +481,97 @@ def test_real_onnx_model_labels_a_kitti_frame(world: World) -> None:
     assert good["image_size"] == {"width": 1242, "height": 375}
     assert "car" in {d["class_name"] for d in good["detections"]}
     assert gone["error"]["type"] == "NoSuchKey"
+
+
+# -- over HTTP, with a real boto3 client --------------------------------------------------------
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[World, LocalAsyncEndpoint, object]]:
+    with mock_aws():
+        world = World()
+        endpoint = LocalAsyncEndpoint(ENDPOINT, world.s3, world.sns, world.config(), BrightRegionDetector)
+        with endpoint, AsyncInvocationServer({ENDPOINT: endpoint}) as server:
+            runtime = boto3.client(
+                "sagemaker-runtime",
+                region_name=REGION,
+                endpoint_url=server.url,
+                config=Config(retries={"max_attempts": 1}),
+            )
+            yield world, endpoint, runtime
+
+
+def test_boto3_invoke_endpoint_async_over_http(served: tuple[World, LocalAsyncEndpoint, object]) -> None:
+    world, endpoint, runtime = served
+    # Given a frame in S3
+    frame = world.put("http/1.png", png_with_square(4, 4, 12, 12))
+    # When a real boto3 client invokes the local endpoint with every header member
+    answer = runtime.invoke_endpoint_async(  # type: ignore[attr-defined]
+        EndpointName=ENDPOINT,
+        InputLocation=frame,
+        ContentType="image/png",
+        Accept="application/json",
+        InferenceId="http-1",
+        RequestTTLSeconds=600,
+        InvocationTimeoutSeconds=60,
+        S3OutputPathExtension="run-1",
+    )
+    assert endpoint.drain(timeout=30)
+    # Then boto3 parses the 202 answer, and the work happened as with the in-process call
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 202
+    assert answer["InferenceId"] == "http-1"
+    assert answer["OutputLocation"] == "s3://frames-bucket/async/output/run-1/http-1.out"
+    assert answer["FailureLocation"] == "s3://frames-bucket/async/failure/http-1-error.out"
+    assert world.read_json(answer["OutputLocation"])["detections"][0]["box"] == [4, 4, 12, 12]
+    [message] = world.notifications(world.success_queue)
+    assert message["requestParameters"]["contentType"] == "image/png"
+
+
+def test_inline_body_travels_as_the_http_payload(served: tuple[World, LocalAsyncEndpoint, object]) -> None:
+    world, endpoint, runtime = served
+    # When an image is sent inline
+    answer = runtime.invoke_endpoint_async(  # type: ignore[attr-defined]
+        EndpointName=ENDPOINT, Body=png_with_square(1, 2, 5, 6), ContentType="image/png"
+    )
+    endpoint.drain(timeout=30)
+    # Then the model saw those bytes
+    assert world.read_json(answer["OutputLocation"])["detections"][0]["box"] == [1, 2, 5, 6]
+
+
+def test_service_errors_reach_boto3_as_client_errors(
+    served: tuple[World, LocalAsyncEndpoint, object],
+) -> None:
+    _, endpoint, runtime = served
+    # When boto3 sends requests the service refuses (too long an id, an unknown endpoint)
+    with pytest.raises(ClientError) as too_long:
+        runtime.invoke_endpoint_async(  # type: ignore[attr-defined]
+            EndpointName=ENDPOINT, InputLocation="s3://frames-bucket/x.png", InferenceId="i" * 65
+        )
+    with pytest.raises(ClientError) as unknown:
+        runtime.invoke_endpoint_async(  # type: ignore[attr-defined]
+            EndpointName="nobody", InputLocation="s3://frames-bucket/x.png"
+        )
+    # Then they arrive as botocore ValidationErrors with the service's message, and nothing ran
+    assert too_long.value.response["Error"]["Code"] == "ValidationError"
+    assert "at 'inferenceId' failed to satisfy constraint" in too_long.value.response["Error"]["Message"]
+    assert too_long.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert unknown.value.response["Error"]["Message"] == "Endpoint nobody not found."
+    assert endpoint.stats.submitted == 0
+    # And boto3's own validation still stops bad types before any request is sent
+    with pytest.raises(ParamValidationError):
+        runtime.invoke_endpoint_async(EndpointName=ENDPOINT, InputLocation=3)  # type: ignore[attr-defined]
+
+
+def test_a_batch_over_http_labels_every_frame(served: tuple[World, LocalAsyncEndpoint, object]) -> None:
+    world, endpoint, runtime = served
+    # Given a batch request of two frames
+    frames = [world.put(f"hb/{i}.png", png_with_square(i, i, i + 4, i + 4)) for i in range(2)]
+    request = world.put("hb/request.json", json.dumps(frames).encode())
+    # When it is invoked over HTTP
+    answer = runtime.invoke_endpoint_async(  # type: ignore[attr-defined]
+        EndpointName=ENDPOINT, InputLocation=request, ContentType="application/json"
+    )
+    endpoint.drain(timeout=30)
+    # Then both frames have detections
+    results = world.read_json(answer["OutputLocation"])["results"]
+    assert [r["detections"][0]["box"] for r in results] == [[0, 0, 4, 4], [1, 1, 5, 5]]

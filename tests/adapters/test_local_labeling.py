@@ -43,7 +43,10 @@ class Stack:
         self.s3.create_bucket(Bucket=BUCKET)
         self.queue = self.sqs.create_queue(QueueName="gt-events")["QueueUrl"]
         arn = self.sqs.get_queue_attributes(QueueUrl=self.queue, AttributeNames=["QueueArn"])["Attributes"]
-        pattern = {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Ground Truth Labeling Job State Change"]}
+        pattern = {
+            "source": ["aws.sagemaker"],
+            "detail-type": ["SageMaker Ground Truth Labeling Job State Change"],
+        }
         self.events.put_rule(Name="gt-state", EventPattern=json.dumps(pattern))
         self.events.put_targets(Rule="gt-state", Targets=[{"Id": "q", "Arn": arn["QueueArn"]}])
 
@@ -55,19 +58,30 @@ class Stack:
         key = uri.removeprefix(f"s3://{BUCKET}/")
         return str(self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode())
 
-    def received_events(self) -> list[dict[str, Any]]:
-        messages = self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get("Messages", [])
-        return [json.loads(m["Body"]) for m in messages]
+    def received_events(self, job_name: str) -> list[dict[str, Any]]:
+        """The events about one job that reached the queue (the queue is shared by the module's tests)."""
+        arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/{job_name}"
+        bodies: list[dict[str, Any]] = []
+        while messages := self.sqs.receive_message(QueueUrl=self.queue, MaxNumberOfMessages=10).get(
+            "Messages"
+        ):
+            bodies += [json.loads(m["Body"]) for m in messages]
+            for m in messages:
+                self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=m["ReceiptHandle"])
+        return [b for b in bodies if b["resources"] == [arn]]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
+    # One moto account for the module: setting it up costs more than the tests themselves.
     with mock_aws():
         yield Stack()
 
 
 def service(stack: Stack, **kwargs: Any) -> LocalLabelingService:
-    return LocalLabelingService(stack.s3, stack.events, REGION, ACCOUNT, delay_s=0.01, poll_interval_s=0.02, **kwargs)
+    return LocalLabelingService(
+        stack.s3, stack.events, REGION, ACCOUNT, delay_s=0.01, poll_interval_s=0.02, **kwargs
+    )
 
 
 def frame_detections(frame: str, n: int) -> Detections:
@@ -93,22 +107,32 @@ def job_params(stack: Stack, name: str, manifest_lines: list[dict[str, Any]] | N
     """The parameters a workflow passes to sagemaker.create_labeling_job for a box adjustment job."""
     if manifest_lines is None:
         manifest_lines = [
-            input_manifest_line(f"s3://{BUCKET}/frames/{i}.png", frame_detections(f"{i}.png", i), DEFAULT_ADAS_TAXONOMY)
+            input_manifest_line(
+                f"s3://{BUCKET}/frames/{i}.png", frame_detections(f"{i}.png", i), DEFAULT_ADAS_TAXONOMY
+            )
             for i in range(3)
         ]
     labels = list(DEFAULT_ADAS_TAXONOMY.reviewed_names)
     return {
         "LabelingJobName": name,
         "LabelAttributeName": "reviewed",
-        "InputConfig": {"DataSource": {"S3DataSource": {"ManifestS3Uri": stack.put(f"in/{name}.manifest",
-                                                                                    dumps_manifest(manifest_lines))}}},
+        "InputConfig": {
+            "DataSource": {
+                "S3DataSource": {
+                    "ManifestS3Uri": stack.put(f"in/{name}.manifest", dumps_manifest(manifest_lines))
+                }
+            }
+        },
         "OutputConfig": {"S3OutputPath": f"s3://{BUCKET}/gt-output/"},
         "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/GroundTruthRole",
         "LabelCategoryConfigS3Uri": stack.put("cfg/labels.json", json.dumps(label_category_config(labels))),
         "HumanTaskConfig": {
             "WorkteamArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/adas",
-            "UiConfig": {"UiTemplateS3Uri": stack.put("cfg/ui.liquid.html", worker_ui_template("prelabel", "Adjust",
-                                                                                               labels))},
+            "UiConfig": {
+                "UiTemplateS3Uri": stack.put(
+                    "cfg/ui.liquid.html", worker_ui_template("prelabel", "Adjust", labels)
+                )
+            },
             "PreHumanTaskLambdaArn": BUILTIN.format("PRE"),
             "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": BUILTIN.format("ACS")},
             "TaskTitle": "Adjust pre-labeled boxes",
@@ -150,7 +174,11 @@ def test_auto_mode_completes_with_the_ground_truth_output_and_event(stack: Stack
     output_uri = described["LabelingJobOutput"]["OutputDatasetS3Uri"]
     assert output_uri == f"s3://{BUCKET}/gt-output/adas-0001/manifests/output/output.manifest"
     assert described["LabelCounters"] == {
-        "TotalLabeled": 3, "HumanLabeled": 3, "MachineLabeled": 0, "FailedNonRetryableError": 0, "Unlabeled": 0,
+        "TotalLabeled": 3,
+        "HumanLabeled": 3,
+        "MachineLabeled": 0,
+        "FailedNonRetryableError": 0,
+        "Unlabeled": 0,
     }
     assert described["InputConfig"] == params["InputConfig"] and described["LabelAttributeName"] == "reviewed"
     # And each output line is its input line plus the unadjusted label, readable by our parser
@@ -163,7 +191,7 @@ def test_auto_mode_completes_with_the_ground_truth_output_and_event(stack: Stack
         assert reviewed.adjustment_status == "unadjusted" and reviewed.human_annotated
         assert reviewed.job_name == "labeling-job/adas-0001"
     # And the state-change event reached the EventBridge rule's target
-    events = stack.received_events()
+    events = stack.received_events("adas-0001")
     assert [(e["source"], e["detail-type"], e["detail"], e["resources"]) for e in events] == [
         (EVENT_SOURCE, EVENT_DETAIL_TYPE, {"LabelingJobStatus": "Completed"}, [arn])
     ]
@@ -172,41 +200,60 @@ def test_auto_mode_completes_with_the_ground_truth_output_and_event(stack: Stack
 def test_frames_without_prelabels_are_sized_from_the_image_or_fail_alone(stack: Stack):
     # Given a manifest with a plain frame (no pre-label) and a frame whose image is missing
     stack.put("frames/plain.png", png_bytes(64, 48))
-    lines = [{"source-ref": f"s3://{BUCKET}/frames/plain.png"}, {"source-ref": f"s3://{BUCKET}/frames/gone.png"}]
+    lines = [
+        {"source-ref": f"s3://{BUCKET}/frames/plain.png"},
+        {"source-ref": f"s3://{BUCKET}/frames/gone.png"},
+    ]
     svc = service(stack)
     # When the job runs
     svc.create_labeling_job(**job_params(stack, "plain", lines))
     described = wait_for_status(svc, "plain")
     svc.stop()
     # Then the plain frame gets an empty label of the image's size and the missing one fails by itself
-    outputs = [parse_output_line(line, "reviewed") for line in loads_manifest(
-        stack.read(described["LabelingJobOutput"]["OutputDatasetS3Uri"]))]
-    assert outputs[0].image_size is not None and (outputs[0].image_size.width, outputs[0].image_size.height) == (64, 48)
+    outputs = [
+        parse_output_line(line, "reviewed")
+        for line in loads_manifest(stack.read(described["LabelingJobOutput"]["OutputDatasetS3Uri"]))
+    ]
+    assert outputs[0].image_size is not None and (
+        outputs[0].image_size.width,
+        outputs[0].image_size.height,
+    ) == (64, 48)
     assert outputs[0].boxes == () and not outputs[0].failed
     assert outputs[1].failed and "gone.png" in (outputs[1].failure_reason or "")
     assert described["LabelCounters"]["FailedNonRetryableError"] == 1
     assert described["LabelCounters"]["TotalLabeled"] == 1
 
 
+def _task(**change: Any) -> Any:
+    return lambda params: params["HumanTaskConfig"].update(change)
+
+
 @pytest.mark.parametrize(
-    ("change", "code"),
+    "breaks",
     [
-        ({"LabelingJobName": "x" * 64}, "ValidationException"),
-        ({"LabelingJobName": "bad_name"}, "ValidationException"),
-        ({"LabelAttributeName": "boxes-ref"}, "ValidationException"),
-        ({"LabelAttributeName": "boxes-metadata"}, "ValidationException"),
-        ({"RoleArn": "arn:aws:iam::123:role/too-short-account"}, "ValidationException"),
-        ({"OutputConfig": {"S3OutputPath": "ftp://nowhere"}}, "ValidationException"),
+        lambda params: params.update(LabelingJobName="x" * 64),
+        lambda params: params.update(LabelingJobName="bad_name"),
+        lambda params: params.update(LabelAttributeName="boxes-ref"),
+        lambda params: params.update(LabelAttributeName="boxes-metadata"),
+        lambda params: params.update(RoleArn="arn:aws:iam::123:role/short-account-id"),
+        lambda params: params.update(OutputConfig={"S3OutputPath": "ftp://nowhere"}),
+        _task(
+            PreHumanTaskLambdaArn="arn:aws:lambda:us-east-1:432418664414:function:PRE-VerificationBoundingBox"
+        ),
+        _task(UiConfig={}),
+        _task(TaskTitle="t" * 129),
     ],
+    ids=["name-64", "name-underscore", "attr-ref", "attr-metadata", "role", "s3", "verify", "no-ui", "title"],
 )
-def test_requests_the_service_refuses(stack: Stack, change: dict[str, Any], code: str):
+def test_requests_the_service_refuses(stack: Stack, breaks: Any):
     # Given parameters that break one service-side rule
     svc = service(stack)
-    params = job_params(stack, "refused") | change
-    # When the job is created / Then the same ClientError code as the real service, and no job exists
+    params = job_params(stack, "refused")
+    breaks(params)
+    # When the job is created / Then a ValidationException as from the real service, and no job exists
     with pytest.raises(ClientError) as caught:
         svc.create_labeling_job(**params)
-    assert caught.value.response["Error"]["Code"] == code
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
     with pytest.raises(ClientError):
         svc.describe_labeling_job(LabelingJobName=params["LabelingJobName"])
 
@@ -248,7 +295,9 @@ def test_duplicate_names_and_unknown_jobs(stack: Stack):
         ("", "no data objects"),
     ],
 )
-def test_bad_input_fails_the_job_with_a_reason_and_the_failed_event(stack: Stack, manifest: str | None, reason: str):
+def test_bad_input_fails_the_job_with_a_reason_and_the_failed_event(
+    stack: Stack, manifest: str | None, reason: str
+):
     # Given an input manifest that is missing, malformed or empty
     svc = service(stack)
     params = job_params(stack, "broken")
@@ -265,7 +314,7 @@ def test_bad_input_fails_the_job_with_a_reason_and_the_failed_event(stack: Stack
     assert described["LabelingJobStatus"] == "Failed" and reason in described["FailureReason"]
     assert "LabelingJobOutput" not in described
     assert_real_describe_shape(described)
-    assert [e["detail"]["LabelingJobStatus"] for e in stack.received_events()] == ["Failed"]
+    assert [e["detail"]["LabelingJobStatus"] for e in stack.received_events("broken")] == ["Failed"]
 
 
 def test_wait_mode_resumes_when_the_reviewed_manifest_appears(stack: Stack, tmp_path: Path):
@@ -286,14 +335,18 @@ def test_wait_mode_resumes_when_the_reviewed_manifest_appears(stack: Stack, tmp_
     svc.stop()
     # Then the job completes: the moved frame is adjusted, the kept one unadjusted, the missing one failed
     assert described["LabelingJobStatus"] == "Completed"
-    frames = [parse_output_line(line, "reviewed") for line in loads_manifest(
-        stack.read(described["LabelingJobOutput"]["OutputDatasetS3Uri"]))]
+    frames = [
+        parse_output_line(line, "reviewed")
+        for line in loads_manifest(stack.read(described["LabelingJobOutput"]["OutputDatasetS3Uri"]))
+    ]
     assert frames[0].failed and "missing from the reviewed manifest" in (frames[0].failure_reason or "")
     assert frames[1].adjustment_status == "unadjusted"
-    assert frames[2].adjustment_status == "adjusted" and frames[2].boxes[0].left == draft[2]["reviewed"][
-        "annotations"][0]["left"]
+    assert (
+        frames[2].adjustment_status == "adjusted"
+        and frames[2].boxes[0].left == draft[2]["reviewed"]["annotations"][0]["left"]
+    )
     assert described["LabelCounters"]["HumanLabeled"] == 2
-    assert [e["detail"]["LabelingJobStatus"] for e in stack.received_events()] == ["Completed"]
+    assert [e["detail"]["LabelingJobStatus"] for e in stack.received_events("review-1")] == ["Completed"]
 
 
 def test_stopping_a_waiting_job_emits_stopped(stack: Stack, tmp_path: Path):
@@ -307,4 +360,4 @@ def test_stopping_a_waiting_job_emits_stopped(stack: Stack, tmp_path: Path):
     # Then it ends Stopped with the Stopped event and no output
     assert status == "Stopped"
     assert "LabelingJobOutput" not in svc.describe_labeling_job(LabelingJobName="halt")
-    assert [e["detail"]["LabelingJobStatus"] for e in stack.received_events()] == ["Stopped"]
+    assert [e["detail"]["LabelingJobStatus"] for e in stack.received_events("halt")] == ["Stopped"]

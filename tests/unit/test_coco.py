@@ -57,7 +57,12 @@ def test_detections_become_a_coco_dataset_pycocotools_reads():
     coco = load_coco(dataset)
     # Then pycocotools sees one image with two scored annotations in xywh, areas from the masks
     assert coco.getImgIds() == [image_id]
-    assert coco.imgs[image_id] == {"id": image_id, "file_name": "s3://drive/frames/a.png", "width": 64, "height": 48}
+    assert coco.imgs[image_id] == {
+        "id": image_id,
+        "file_name": "s3://drive/frames/a.png",
+        "width": 64,
+        "height": 48,
+    }
     anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id]))
     assert [a["bbox"] for a in anns] == [[5.0, 10.0, 20.0, 10.0], [40.0, 30.0, 5.0, 10.0]]
     assert [a["area"] for a in anns] == [200.0, 50.0]
@@ -74,7 +79,9 @@ def test_machine_annotations_evaluate_perfectly_against_themselves():
     builder = CocoBuilder(DEFAULT_ADAS_TAXONOMY)
     builder.add_detections(detections_with_masks())
     gt = load_coco(builder.to_dict())
-    results = [{k: a[k] for k in ("image_id", "category_id", "bbox", "score")} for a in gt.dataset["annotations"]]
+    results = [
+        {k: a[k] for k in ("image_id", "category_id", "bbox", "score")} for a in gt.dataset["annotations"]
+    ]
     # When COCOeval runs on boxes
     evaluation = COCOeval(gt, gt.loadRes(results), iouType="bbox")
     evaluation.evaluate()
@@ -96,7 +103,12 @@ def test_real_ground_truth_output_becomes_coco():
         builder.add_reviewed(frame, file_name=frame.source_ref.rsplit("/", 1)[-1])
     coco = load_coco(builder.to_dict())
     # Then every image is there (the empty one too), boxes are the human boxes, no scores
-    assert [img["file_name"] for img in coco.dataset["images"]] == ["0001.jpg", "0002.jpg", "0003.jpg", "0004.jpg"]
+    assert [img["file_name"] for img in coco.dataset["images"]] == [
+        "0001.jpg",
+        "0002.jpg",
+        "0003.jpg",
+        "0004.jpg",
+    ]
     assert len(coco.getAnnIds(imgIds=[1])) == 0 and len(coco.dataset["annotations"]) == 4
     first = coco.loadAnns(coco.getAnnIds(imgIds=[2]))[0]
     assert first["bbox"] == [237.0, 165.0, 164.0, 157.0] and first["area"] == 164.0 * 157.0
@@ -105,7 +117,9 @@ def test_real_ground_truth_output_becomes_coco():
 
 def test_failed_frames_are_listed_not_silently_dropped():
     # Given a reviewed frame that failed in the labeling job
-    failed = parse_output_line(failed_output_line({"source-ref": "s3://b/x.jpg"}, "r", "ClientError: gone", "j"), "r")
+    failed = parse_output_line(
+        failed_output_line({"source-ref": "s3://b/x.jpg"}, "r", "ClientError: gone", "j"), "r"
+    )
     builder = CocoBuilder(DEFAULT_ADAS_TAXONOMY)
     # When added
     image_id = builder.add_reviewed(failed)
@@ -124,8 +138,14 @@ def test_frames_are_registered_once_and_unknown_classes_refused():
         builder.add_frame("a.png", 65, 48)
     # And detections named outside the taxonomy are refused (map them first)
     raw = Detections(
-        boxes=np.array([[0, 0, 1, 1]]), scores=np.array([0.5]), class_ids=np.array([0]), class_names=("person",),
-        image_width=64, image_height=48, provenance=Provenance(model="m"), frame="b.png",
+        boxes=np.array([[0, 0, 1, 1]]),
+        scores=np.array([0.5]),
+        class_ids=np.array([0]),
+        class_names=("person",),
+        image_width=64,
+        image_height=48,
+        provenance=Provenance(model="m"),
+        frame="b.png",
     )
     with pytest.raises(CocoError, match="person"):
         builder.add_detections(raw)

@@ -69,7 +69,9 @@ def test_input_line_is_the_bounding_box_adjustment_prelabel_format():
     line = input_manifest_line(detections.frame, detections, DEFAULT_ADAS_TAXONOMY, created=CREATED)
     # Then it is exactly the documented pre-label format: integer pixels clipped to the frame,
     # class ids indexing the label categories, string class-map keys, objects in box order
-    car, ped, light = (DEFAULT_ADAS_TAXONOMY.reviewed_names.index(n) for n in ("car", "pedestrian", "traffic light"))
+    car, ped, light = (
+        DEFAULT_ADAS_TAXONOMY.reviewed_names.index(n) for n in ("car", "pedestrian", "traffic light")
+    )
     assert line == {
         "source-ref": "s3://drive/frames/000123.png",
         "prelabel": {
@@ -211,7 +213,12 @@ def test_output_line_has_the_keys_and_json_types_of_real_outputs(name: str, attr
         assert frame.image_size is not None
         # When the same label is written by our output writer
         ours = output_manifest_line(
-            {"source-ref": real["source-ref"]}, attribute, frame.boxes, "job", False, image_size=frame.image_size
+            {"source-ref": real["source-ref"]},
+            attribute,
+            frame.boxes,
+            "job",
+            False,
+            image_size=frame.image_size,
         )
         # Then keys and JSON types match the real line; adjustment jobs add only adjustment-status
         meta, real_meta = ours[f"{attribute}-metadata"], real[f"{attribute}-metadata"]
@@ -245,7 +252,9 @@ def test_output_line_of_an_adjustment_job():
 
 def test_failed_object_reads_as_a_failed_frame():
     # Given an output line of an object Ground Truth could not label
-    line = failed_output_line({"source-ref": "s3://b/x.jpg"}, "reviewed", "ClientError: image unreadable", "job")
+    line = failed_output_line(
+        {"source-ref": "s3://b/x.jpg"}, "reviewed", "ClientError: image unreadable", "job"
+    )
     # When parsed
     frame = parse_output_line(line, "reviewed")
     # Then it is failed with its reason and no boxes, and asking for detections is an error
@@ -277,8 +286,10 @@ def test_malformed_lines_raise_a_typed_error(mutate: Any):
 
 def test_same_boxes_ignores_order_and_sub_tolerance_moves():
     # Given two labels with the same boxes in another order, one moved by 0.4 px
-    a = [ReviewedBox(class_id=0, class_name="car", left=1, top=2, width=3, height=4),
-         ReviewedBox(class_id=1, class_name="bus", left=10, top=20, width=30, height=40)]
+    a = [
+        ReviewedBox(class_id=0, class_name="car", left=1, top=2, width=3, height=4),
+        ReviewedBox(class_id=1, class_name="bus", left=10, top=20, width=30, height=40),
+    ]
     b = [a[1], a[0].model_copy(update={"left": 1.4})]
     # When compared / Then they are the same; a relabel, a move or a deletion is a change
     assert same_boxes(a, b)

@@ -7,6 +7,7 @@ letterboxing, tiling or flipping in between.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import onnxruntime as ort
 from workflow.domain.detections import Detections, Provenance
 from workflow.domain.errors import ConfigurationError, InferenceFailed, ModelNotProvisioned
 from workflow.inference.candidates import Candidates, FloatArray, IntArray
+from workflow.inference.fp16 import load_for_cpu
 from workflow.inference.images import RgbImage, decode_image
 from workflow.inference.letterbox import Geometry, letterbox_geometry, place, squash_geometry
 from workflow.inference.masks import encode_rle, yolo_frame_mask
@@ -27,6 +29,8 @@ from workflow.inference.settings import InferenceSettings
 from workflow.inference.spec import ModelSpec, spec_from_model
 from workflow.inference.tiling import View, plan_views
 from workflow.inference.yolo import decode_yolo, infer_num_classes
+
+log = logging.getLogger(__name__)
 
 PRE_NMS_TOP_K = 3000  # per view: bounds NMS time when thresholds are set very low
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -77,10 +81,7 @@ class OnnxDetector:
         options = ort.SessionOptions()
         if settings.intra_op_num_threads:
             options.intra_op_num_threads = settings.intra_op_num_threads
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise ConfigurationError(f"cannot load ONNX model {path}: {exc}") from exc
+        session = _session(path, options)
         metadata = dict(session.get_modelmeta().custom_metadata_map)
         spec = spec or spec_from_model(metadata, [o.shape for o in session.get_outputs()])
         if spec.format == "yolo" and not spec.names:
@@ -199,6 +200,23 @@ def load_detector(name_or_path: str | Path, settings: InferenceSettings | None =
     path = resolve_model(text)
     name = text if Path(text).suffix.lower() != ".onnx" else None
     return OnnxDetector.from_path(path, settings, name=name)
+
+
+def _session(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:
+    providers = ["CPUExecutionProvider"]
+    try:
+        source = load_for_cpu(str(path))
+    except Exception as exc:  # onnx raises DecodeError and others for files that are not ONNX
+        raise ConfigurationError(f"cannot load ONNX model {path}: {exc}") from exc
+    if not isinstance(source, str):
+        try:
+            return ort.InferenceSession(source, options, providers=providers)
+        except Exception as exc:  # an upcast graph onnxruntime rejects: run the original FP16 graph
+            log.warning("running %s in FP16: its FP32 upcast does not load (%s)", path, exc)
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        raise ConfigurationError(f"cannot load ONNX model {path}: {exc}") from exc
 
 
 def _input_size(shape: list[Any], wanted: int | None, session: ort.InferenceSession) -> tuple[int, int]:

@@ -50,6 +50,7 @@ from workflow.domain.groundtruth import (
 
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Ground Truth Labeling Job State Change"
+_BOX_TASK_LAMBDAS = ("PRE-BoundingBox", "PRE-AdjustmentBoundingBox")
 _TEMPLATE_PRELABEL = re.compile(r"task\.input\.manifestLine\.([A-Za-z0-9-]+?)\.annotations")
 _log = logging.getLogger(__name__)
 
@@ -286,8 +287,11 @@ class LocalLabelingService:
             )
         if "S3DataSource" not in params["InputConfig"]["DataSource"]:
             problems.append("the local labeling service reads an S3 input manifest only (no streaming jobs)")
-        if "SemanticSegmentation" in pre or "3D" in pre or "Video" in pre:
-            problems.append(f"the local labeling service plays bounding-box jobs only, not {pre}")
+        builtin = pre.rsplit(":function:", 1)[-1]
+        if builtin.startswith("PRE-") and builtin not in _BOX_TASK_LAMBDAS:
+            problems.append(
+                f"the local labeling service plays bounding-box (adjustment) jobs only, not {builtin}"
+            )
         try:
             validate_label_attribute_name(params["LabelAttributeName"], "bounding-box")
         except GroundTruthError as exc:
@@ -515,7 +519,7 @@ class LocalLabelingService:
         entry = {
             "Source": EVENT_SOURCE,
             "DetailType": EVENT_DETAIL_TYPE,
-            "Detail": f'{{"LabelingJobStatus": "{status}"}}',
+            "Detail": json.dumps({"LabelingJobStatus": status}),
             "Resources": [job.arn],
             "EventBusName": self._bus,
         }

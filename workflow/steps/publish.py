@@ -51,12 +51,15 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
 
     base = S3Uri(run.bucket, run.key("dataset"))
     coco = CocoBuilder(taxonomy, description=f"dataset of run {run.run_id}")
+    review_failures: list[dict[str, str]] = []
     if reviews and not review_error:
         lines = _reviewed_lines(reviews, s3)
         attribute = reviews[0].label_attribute
         reviewed = [parse_output_line(line, attribute) for line in lines]
         for frame in reviewed:
-            if not frame.failed:
+            if frame.failed:
+                review_failures.append({"frame": frame.source_ref, "reason": f"review: {frame.failure_reason}"})
+            else:
                 coco.add_reviewed(frame)
         review = {"status": "reviewed", "jobs": [r.job_name for r in reviews],
                   **_adjustment_stats(reviewed, prelabels)}
@@ -78,6 +81,10 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
     stats = {"objects_per_class": dict(sorted(counts.items())), "review": review}
     outputs["stats"] = s3.put_json(base.join("stats.json"), stats)
 
+    # A frame Ground Truth could not label keeps no label in the dataset: it counts as failed.
+    failed_in_review = {f["frame"] for f in review_failures}
+    labeled = [d for d in labeled if d.frame not in failed_in_review]
+    failed = failed + review_failures
     frames = (
         [{"frame": d.frame, "status": "labeled", "objects": len(d)} for d in labeled]
         + [{"frame": f["frame"], "status": "failed", "reason": f["reason"]} for f in failed]

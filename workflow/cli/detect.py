@@ -1,0 +1,94 @@
+"""``autolabel detect IMAGE... --model NAME_OR_PATH --out DIR``: run a detector on image files
+and write, per image, an overlay picture and the detections as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from workflow.domain.errors import AutolabelError, FrameError
+from workflow.inference.images import decode_image
+from workflow.inference.overlay import save_overlay
+from workflow.inference.runner import OnnxDetector, load_detector
+from workflow.inference.settings import InferenceSettings
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the ``detect`` sub-command."""
+    parser.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    parser.add_argument("--model", default="nanodet-coco", help="known model name or .onnx path")
+    parser.add_argument("--out", type=Path, required=True, help="folder for overlays and JSON")
+    parser.add_argument("--score-threshold", type=float, default=None, help="minimum score (default 0.3)")
+    parser.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="keep only these classes")
+    parser.add_argument("--tiling", action="store_true", help="also run overlapping tiles (small objects)")
+    parser.add_argument("--tile-size", type=int, default=None, help="tile side in pixels (default: model input)")
+    parser.add_argument("--flip-tta", action="store_true", help="also run the mirrored image and merge")
+    parser.add_argument("--no-letterbox", action="store_true", help="squash to the input size (comparison)")
+    parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+
+
+def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
+    """The inference settings the flags ask for."""
+    values: dict[str, object] = {
+        "letterbox": not args.no_letterbox,
+        "tiling": args.tiling,
+        "flip_tta": args.flip_tta,
+        "tile_size": args.tile_size,
+        "classes": args.classes,
+        "intra_op_num_threads": args.threads,
+    }
+    if args.score_threshold is not None:
+        values["score_threshold"] = args.score_threshold
+    return InferenceSettings.model_validate(values)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Detect on every image; one line per image; exit 1 if any image failed, 2 on bad setup."""
+    try:
+        detector = load_detector(args.model, settings_from_args(args))
+    except (AutolabelError, ValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    images = list(_expand(args.images))
+    if not images:
+        print("error: no images found", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = sum(not _detect_one(detector, path, args.out) for path in images)
+    print(f"{len(images) - failures} of {len(images)} images done, overlays and JSON in {args.out}")
+    return 1 if failures else 0
+
+
+def _detect_one(detector: OnnxDetector, path: Path, out: Path) -> bool:
+    try:
+        started = time.perf_counter()
+        image = decode_image(path.read_bytes(), str(path))
+        detections = detector.predict(image, str(path))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    except (FrameError, OSError) as exc:
+        print(f"{path}: FAILED {exc}")
+        return False
+    overlay = save_overlay(image, detections, out / f"{path.stem}.overlay.jpg")
+    (out / f"{path.stem}.json").write_text(json.dumps(detections.to_dict(), indent=1))
+    counts = Counter(detections.class_names)
+    summary = ", ".join(f"{name} {n}" for name, n in counts.most_common()) or "nothing"
+    print(f"{path}: {len(detections)} detections ({summary}) in {elapsed_ms:.0f} ms -> {overlay}")
+    return True
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            found.append(path)
+    return found

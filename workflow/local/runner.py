@@ -1,0 +1,242 @@
+"""Running the workflow locally on a folder or an S3 prefix, and collecting its outputs in a folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workflow.domain.frames import IMAGE_SUFFIXES, S3Uri
+from workflow.local.cloud import LocalCloud
+from workflow.local.endpoint import Predictor
+
+INPUT_BUCKET = "autolabel-local-input"
+
+
+@dataclass
+class LocalModel:
+    """A model served by a local asynchronous endpoint."""
+
+    name: str
+    factory: Callable[[], Predictor]
+
+    @property
+    def endpoint_name(self) -> str:
+        return f"autolabel-{self.name}"[:63]
+
+
+@dataclass
+class RunOutcome:
+    summary: dict[str, Any]
+    status: str
+    out_dir: Path
+    elapsed_s: float
+    execution_arn: str
+    state_transitions: int
+    lambda_invocations: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+def upload_folder(cloud: LocalCloud, folder: Path, prefix: str) -> list[str]:
+    """Copy every file under ``folder`` into local S3 (non-images too: the workflow reports them)."""
+    cloud.s3.create_bucket(Bucket=INPUT_BUCKET)
+    uris = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+        cloud.s3.put_object(Bucket=INPUT_BUCKET, Key=key, Body=path.read_bytes())
+        uris.append(f"s3://{INPUT_BUCKET}/{key}")
+    return uris
+
+
+def download_prefix(uri: str, dest: Path) -> Path:
+    """Copy frames under a real S3 prefix to a folder (before local mode's moto takes over boto3)."""
+    import boto3
+
+    loc = S3Uri.parse(uri)
+    client = boto3.client("s3")
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.key):
+        for obj in page.get("Contents", []):
+            target = dest / obj["Key"][len(loc.key):].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(loc.bucket, obj["Key"], str(target))
+    return dest
+
+
+class _Progress:
+    """Counts frames whose batch has finished, from the label files the run writes."""
+
+    def __init__(self, cloud: LocalCloud, run_id: str, callback: Callable[[int, int], None] | None) -> None:
+        self.cloud, self.run_id, self.callback = cloud, run_id, callback
+        self.total: int | None = None
+        self.sizes: dict[str, int] = {}
+        self.done: set[str] = set()
+
+    def __call__(self) -> None:
+        if self.callback is None:
+            return
+        bucket = self.cloud.data_bucket
+        prefix = f"runs/{self.run_id}/"
+        if self.total is None:
+            try:
+                batches = json.loads(self.cloud.s3.get_object(Bucket=bucket, Key=prefix + "batches.json")["Body"].read())
+            except self.cloud.s3.exceptions.NoSuchKey:
+                return
+            self.sizes = {b["batch_id"]: len(b["frames"]) for b in batches}
+            self.total = sum(self.sizes.values())
+        listed = self.cloud.s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "labels/").get("Contents", [])
+        self.done = {o["Key"].rsplit("/", 1)[-1].removesuffix(".json") for o in listed}
+        self.callback(sum(self.sizes.get(b, 0) for b in self.done), self.total)
+
+
+def run_local(
+    source: str | Path,
+    out_dir: Path,
+    models: list[LocalModel],
+    *,
+    review: str = "auto",
+    batch_size: int = 8,
+    max_concurrency: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    overlays: bool = True,
+    timeout_s: float = 3600,
+) -> RunOutcome:
+    """Label a folder (or an S3 prefix) through the state machine in local mode; outputs go to ``out_dir``.
+
+    ``review``: ``auto`` accepts the pre-labels as a reviewer would, ``wait`` waits for a reviewed
+    manifest dropped into ``out_dir/review/``, ``skip`` publishes the pre-labels without review.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    review_dir = out_dir / "review"
+    if review == "wait":
+        review_dir.mkdir(exist_ok=True)
+    staging: Path | None = None
+    if isinstance(source, str) and source.startswith("s3://"):
+        staging = download_prefix(source, out_dir / ".source")
+        source = staging
+    folder = Path(source)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder {folder} does not exist")
+    run_id = f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    started = time.monotonic()
+    with LocalCloud(
+        {m.endpoint_name: m.factory for m in models},
+        review_mode="wait" if review == "wait" else "auto",
+        review_dir=review_dir if review == "wait" else None,
+    ) as cloud:
+        upload_folder(cloud, folder, run_id)
+        request = {
+            "sources": [f"s3://{INPUT_BUCKET}/{run_id}/"],
+            "batch_size": batch_size,
+            "max_concurrency": max_concurrency,
+            "review": "skip" if review == "skip" else "human",
+            "run_id": run_id,
+            "models": [{"name": m.name, "endpoint_name": m.endpoint_name} for m in models],
+        }
+        arn = cloud.start_run(request, name=run_id)
+        if review == "wait":
+            print(f"Waiting for review: when the labeling job starts, {review_dir}/<job>.draft.manifest holds "
+                  f"the pre-labels in Ground Truth's output format; edit the boxes with any tool and save it "
+                  f"as {review_dir}/<job>.manifest to resume the run.")
+        tick = _Progress(cloud, run_id, progress)
+        described = cloud.wait(arn, timeout=timeout_s, on_poll=_also_export_input(cloud, run_id, out_dir, tick))
+        tick()
+        outcome = RunOutcome(
+            summary=json.loads(described.get("output") or "{}"),
+            status=described["status"],
+            out_dir=out_dir,
+            elapsed_s=time.monotonic() - started,
+            execution_arn=arn,
+            state_transitions=cloud.state_transitions(arn),
+            lambda_invocations=dict(cloud.invocations),
+            error=None if described["status"] == "SUCCEEDED" else f"{described.get('error')}: {described.get('cause')}",
+        )
+        _export(cloud, run_id, out_dir, folder)
+    if overlays and outcome.status == "SUCCEEDED":
+        _write_overlays(out_dir, folder, run_id)
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+    return outcome
+
+
+def _also_export_input(cloud: LocalCloud, run_id: str, out_dir: Path, tick: Callable[[], None]) -> Callable[[], None]:
+    def on_poll() -> None:
+        tick()
+        target = out_dir / "input.manifest"
+        if not target.exists():
+            key = f"runs/{run_id}/review/input-000.manifest"
+            try:
+                body = cloud.s3.get_object(Bucket=cloud.data_bucket, Key=key)["Body"].read()
+                target.write_bytes(body)
+            except cloud.s3.exceptions.NoSuchKey:
+                pass
+    return on_poll
+
+
+_EXPORTS = {
+    "report.json": "report.json",
+    "dataset/output.manifest": "output.manifest",
+    "dataset/coco.json": "coco.json",
+    "dataset/stats.json": "stats.json",
+    "prelabels.coco.json": "prelabels.coco.json",
+    "review/input-000.manifest": "input.manifest",
+    "review/label-categories.json": "label-categories.json",
+    "review/worker-template.liquid.html": "worker-template.liquid.html",
+}
+
+
+def _export(cloud: LocalCloud, run_id: str, out_dir: Path, folder: Path) -> None:
+    """Copy the run's outputs out of local S3, with frame URIs of the report rewritten to local paths."""
+    for key, name in _EXPORTS.items():
+        try:
+            body = cloud.s3.get_object(Bucket=cloud.data_bucket, Key=f"runs/{run_id}/{key}")["Body"].read()
+        except cloud.s3.exceptions.NoSuchKey:
+            continue
+        (out_dir / name).write_bytes(body)
+    (out_dir / "frames-map.json").write_text(json.dumps(
+        {"s3_prefix": f"s3://{INPUT_BUCKET}/{run_id}/", "local_folder": str(folder.resolve())}, indent=2
+    ))
+
+
+def local_path(frame_uri: str, folder: Path, run_id: str) -> Path:
+    prefix = f"s3://{INPUT_BUCKET}/{run_id}/"
+    return folder / frame_uri[len(prefix):] if frame_uri.startswith(prefix) else Path(frame_uri)
+
+
+def _write_overlays(out_dir: Path, folder: Path, run_id: str) -> None:
+    """Overlay images of the published labels on the original frames."""
+    from workflow.domain.errors import FrameError
+    from workflow.domain.groundtruth import parse_output_line
+    from workflow.inference.images import decode_image
+    from workflow.inference.overlay import save_overlay
+
+    manifest = out_dir / "output.manifest"
+    if not manifest.exists():
+        return
+    target = out_dir / "overlays"
+    target.mkdir(exist_ok=True)
+    for raw in manifest.read_text().splitlines():
+        line = json.loads(raw)
+        attribute = _label_attribute(line)
+        frame = parse_output_line(line, attribute)
+        if frame.failed:
+            continue
+        path = local_path(frame.source_ref, folder, run_id)
+        if not path.exists() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            image = decode_image(path.read_bytes(), str(path))
+        except FrameError:
+            continue
+        save_overlay(image, frame.to_detections(), target / f"{path.stem}.jpg")
+
+
+def _label_attribute(line: dict[str, Any]) -> str:
+    """The label attribute of a manifest line: the reviewed one if present, else the pre-label."""
+    attributes = [k[: -len("-metadata")] for k in line if k.endswith("-metadata")]
+    reviewed = [a for a in attributes if a != "prelabel"]
+    return reviewed[0] if reviewed else attributes[0]
