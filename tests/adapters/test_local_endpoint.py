@@ -3,6 +3,7 @@ in process and through its HTTP front with a real boto3 sagemaker-runtime client
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import threading
@@ -18,9 +19,10 @@ from botocore.exceptions import ClientError, ParamValidationError
 from moto import mock_aws
 from PIL import Image, UnidentifiedImageError
 
+from workflow.cli import serve as serve_cli
 from workflow.domain.detections import Detections, Provenance
 from workflow.domain.errors import InvalidImage
-from workflow.local.endpoint import AsyncEndpointConfig, LocalAsyncEndpoint
+from workflow.local.endpoint import AsyncEndpointConfig, LocalAsyncEndpoint, LocalSageMakerRuntime
 from workflow.local.endpoint_http import AsyncInvocationServer
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
@@ -406,18 +408,34 @@ def test_client_side_validation_matches_a_real_boto3_client(
     assert str(local.value) == str(from_boto3.value)
 
 
+def create_endpoint_config(sagemaker: Any, name: str, async_config: dict[str, Any]) -> None:
+    """A model and an endpoint config with the given AsyncInferenceConfig in (moto's) SageMaker."""
+    sagemaker.create_model(
+        ModelName=f"{name}-model",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
+        PrimaryContainer={"Image": "img"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "v",
+                "ModelName": f"{name}-model",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+        AsyncInferenceConfig=async_config,
+    )
+
+
 def test_config_is_read_from_a_moto_endpoint_config(world: World) -> None:
     # Given an endpoint config with an AsyncInferenceConfig in (moto's) SageMaker
     sagemaker = boto3.client("sagemaker", region_name=REGION)
-    sagemaker.create_model(
-        ModelName="m", ExecutionRoleArn="arn:aws:iam::123456789012:role/r", PrimaryContainer={"Image": "img"}
-    )
-    sagemaker.create_endpoint_config(
-        EndpointConfigName="cfg",
-        ProductionVariants=[
-            {"VariantName": "v", "ModelName": "m", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
-        ],
-        AsyncInferenceConfig={
+    create_endpoint_config(
+        sagemaker,
+        "cfg",
+        {
             "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 3},
             "OutputConfig": {
                 "S3OutputPath": f"s3://{BUCKET}/out",
@@ -481,6 +499,35 @@ def test_real_onnx_model_labels_a_kitti_frame(world: World) -> None:
     assert good["image_size"] == {"width": 1242, "height": 375}
     assert "car" in {d["class_name"] for d in good["detections"]}
     assert gone["error"]["type"] == "NoSuchKey"
+
+
+def test_the_in_process_runtime_routes_by_endpoint_name(world: World) -> None:
+    # Given two local endpoints writing to different output paths, behind one runtime
+    frame = world.put("r/1.png", png_with_square(0, 0, 4, 4))
+    cars = LocalAsyncEndpoint("cars", world.s3, world.sns, world.config(), BrightRegionDetector)
+    signs = LocalAsyncEndpoint(
+        "signs",
+        world.s3,
+        world.sns,
+        world.config(s3_output_path=f"s3://{BUCKET}/signs"),
+        BrightRegionDetector,
+    )
+    runtime = LocalSageMakerRuntime({"cars": cars, "signs": signs})
+    with cars, signs:
+        # When each is invoked by name, and an unknown name is invoked
+        to_cars = runtime.invoke_endpoint_async(EndpointName="cars", InputLocation=frame, InferenceId="x")
+        to_signs = runtime.invoke_endpoint_async(EndpointName="signs", InputLocation=frame, InferenceId="x")
+        with pytest.raises(ClientError) as unknown:
+            runtime.invoke_endpoint_async(EndpointName="lanes", InputLocation=frame)
+        assert cars.drain(timeout=30) and signs.drain(timeout=30)
+    # Then each call reached its own endpoint, and the unknown one is the service's ValidationError
+    assert to_cars["OutputLocation"] == f"s3://{BUCKET}/async/output/x.out"
+    assert to_signs["OutputLocation"] == f"s3://{BUCKET}/signs/x.out"
+    assert (cars.stats.completed, signs.stats.completed) == (1, 1)
+    assert unknown.value.response["Error"] == {
+        "Code": "ValidationError",
+        "Message": "Endpoint lanes not found.",
+    }
 
 
 # -- over HTTP, with a real boto3 client --------------------------------------------------------
@@ -575,3 +622,44 @@ def test_a_batch_over_http_labels_every_frame(served: tuple[World, LocalAsyncEnd
     # Then both frames have detections
     results = world.read_json(answer["OutputLocation"])["results"]
     assert [r["detections"][0]["box"] for r in results] == [[0, 0, 4, 4], [1, 1, 5, 5]]
+
+
+def test_autolabel_serve_wires_a_real_model_behind_the_http_api(world: World) -> None:
+    # Given an endpoint config in (moto's) SageMaker and the real NanoDet model
+    model_path = SHARED / "models" / "nanodet-coco" / "nanodet-tf2onnx-reference.onnx"
+    image_path = SHARED / "data" / "kitti_object" / "image_2" / "000008.png"
+    pytest.importorskip("workflow.inference.runner", reason="workflow.inference.runner not written yet")
+    if not model_path.exists() or not image_path.exists():
+        pytest.skip("shared NanoDet model or KITTI frame absent")
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    create_endpoint_config(
+        sagemaker,
+        "serve-cfg",
+        {
+            "ClientConfig": {"MaxConcurrentInvocationsPerInstance": 2},
+            "OutputConfig": {
+                "S3OutputPath": f"s3://{BUCKET}/served",
+                "NotificationConfig": {"SuccessTopic": world.success_topic},
+            },
+        },
+    )
+    parser = argparse.ArgumentParser()
+    serve_cli.add_arguments(parser)
+    args = parser.parse_args(
+        ["--model", str(model_path), "--endpoint-config", "serve-cfg", "--port", "0", "--region", REGION]
+    )
+    frame = world.put("served/000008.png", image_path.read_bytes())
+    # When `autolabel serve` builds its service and a boto3 client invokes it
+    endpoint, server = serve_cli.build_service(args)
+    with endpoint, server:
+        runtime = boto3.client("sagemaker-runtime", region_name=REGION, endpoint_url=server.url)
+        answer = runtime.invoke_endpoint_async(
+            EndpointName="autolabel-local", InputLocation=frame, ContentType="image/png"
+        )
+        assert endpoint.drain(timeout=120)
+    # Then the config came from SageMaker and the real model labeled the frame
+    assert endpoint.config.max_concurrent_invocations == 2
+    assert answer["OutputLocation"].startswith(f"s3://{BUCKET}/served/")
+    assert "car" in {d["class_name"] for d in world.read_json(answer["OutputLocation"])["detections"]}
+    [message] = world.notifications(world.success_queue)
+    assert message["responseParameters"]["outputLocation"] == answer["OutputLocation"]

@@ -29,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-threshold", type=float, default=None, help="minimum score (default 0.3)")
     parser.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="keep only these classes")
     parser.add_argument("--tiling", action="store_true", help="also run overlapping tiles (small objects)")
-    parser.add_argument("--tile-size", type=int, default=None, help="tile side in pixels (default: model input)")
+    parser.add_argument(
+        "--tile-size", type=int, default=None, help="tile side in pixels (default: model input)"
+    )
     parser.add_argument("--flip-tta", action="store_true", help="also run the mirrored image and merge")
     parser.add_argument("--no-letterbox", action="store_true", help="squash to the input size (comparison)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
@@ -76,7 +78,7 @@ def _detect_one(detector: OnnxDetector, path: Path, out: Path) -> bool:
     except (FrameError, OSError) as exc:
         print(f"{path}: FAILED {exc}")
         return False
-    overlay = save_overlay(image, detections, out / f"{path.stem}.overlay.jpg")
+    overlay = save_overlay(image, detections, out / f"{path.stem}.overlay.png")
     (out / f"{path.stem}.json").write_text(json.dumps(detections.to_dict(), indent=1))
     counts = Counter(detections.class_names)
     summary = ", ".join(f"{name} {n}" for name, n in counts.most_common()) or "nothing"

@@ -33,9 +33,7 @@ class Candidates:
         )
 
 
-def best_class(
-    class_scores: FloatArray, thresholds: FloatArray
-) -> tuple[IntArray, IntArray, FloatArray]:
+def best_class(class_scores: FloatArray, thresholds: FloatArray) -> tuple[IntArray, IntArray, FloatArray]:
     """Per row, the highest-scoring class among those that pass their own threshold.
 
     ``class_scores`` is (N, C); ``thresholds`` is (C,) with ``inf`` for classes filtered out.

@@ -46,11 +46,15 @@ def _upcast_graph(graph: GraphProto) -> bool:
                 attr.i = TensorProto.FLOAT
             elif attr.type == AttributeProto.TENSOR and attr.t.data_type == TensorProto.FLOAT16:
                 attr.t.CopyFrom(_to_float(attr.t))
-            elif attr.type == AttributeProto.GRAPH and not _upcast_graph(attr.g):
-                return False
-            elif attr.type == AttributeProto.GRAPHS and not all(_upcast_graph(g) for g in attr.graphs):
+            elif not all(_upcast_graph(g) for g in _subgraphs(attr)):
                 return False
     return True
+
+
+def _subgraphs(attr: AttributeProto) -> list[GraphProto]:
+    if attr.type == AttributeProto.GRAPH:
+        return [attr.g]
+    return list(attr.graphs) if attr.type == AttributeProto.GRAPHS else []
 
 
 def _to_float(tensor: TensorProto) -> TensorProto:

@@ -71,8 +71,9 @@ def squash_geometry(src_w: int, src_h: int, in_w: int, in_h: int) -> Geometry:
 def place(image: RgbImage, geometry: Geometry, pad_value: int) -> RgbImage:
     """Resize ``image`` and paste it into a ``pad_value``-filled canvas as ``geometry`` says."""
     if (image.shape[1], image.shape[0]) != (geometry.src_w, geometry.src_h):
-        raise ValueError(f"image is {image.shape[1]}x{image.shape[0]}, geometry expects "
-                         f"{geometry.src_w}x{geometry.src_h}")
+        raise ValueError(
+            f"image is {image.shape[1]}x{image.shape[0]}, geometry expects {geometry.src_w}x{geometry.src_h}"
+        )
     if (geometry.new_w, geometry.new_h) == (geometry.src_w, geometry.src_h):
         resized = image
     else:

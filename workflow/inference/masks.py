@@ -27,7 +27,10 @@ def encode_rle(mask: BoolArray) -> Rle:
 def decode_rle(rle: Rle) -> BoolArray:
     """(H, W) boolean mask of a COCO RLE (``counts`` as str or bytes)."""
     counts = rle["counts"]
-    coded = {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    coded = {
+        "size": list(rle["size"]),
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
     return np.asarray(mask_utils.decode(coded), dtype=bool)
 
 

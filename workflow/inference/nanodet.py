@@ -28,8 +28,9 @@ def decode_nanodet(
 ) -> Candidates:
     """Candidates (boxes xyxy in input pixels) from the six NanoDet outputs, in any order."""
     levels = _pair_levels(outputs, spec, in_w, in_h)
-    parts = [_decode_level(cls_map, box_map, stride, in_w, spec, thresholds)
-             for stride, cls_map, box_map in levels]
+    parts = [
+        _decode_level(cls_map, box_map, stride, in_w, spec, thresholds) for stride, cls_map, box_map in levels
+    ]
     return Candidates(
         boxes=np.concatenate([p.boxes for p in parts]).astype(np.float32),
         scores=np.concatenate([p.scores for p in parts]).astype(np.float32),

@@ -104,7 +104,9 @@ class OnnxDetector:
     def predict(self, image: RgbImage, frame: str = "") -> Detections:
         """Detections of one (H, W, 3) uint8 RGB frame, in that frame's pixels."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise InferenceFailed(frame, f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+            raise InferenceFailed(
+                frame, f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}"
+            )
         height, width = image.shape[:2]
         s = self.settings
         tile = (s.tile_size or max(self.input_w, self.input_h)) if s.tiling else None
@@ -184,7 +186,13 @@ class OnnxDetector:
             cands = result.candidates
             assert cands.coeffs is not None and result.protos is not None
             mask = yolo_frame_mask(
-                cands.coeffs[row], result.protos, cands.boxes[row], result.geometry, result.view, width, height
+                cands.coeffs[row],
+                result.protos,
+                cands.boxes[row],
+                result.geometry,
+                result.view,
+                width,
+                height,
             )
             out.append(encode_rle(mask))
         return tuple(out)
@@ -221,8 +229,8 @@ def _session(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:
 
 def _input_size(shape: list[Any], wanted: int | None, session: ort.InferenceSession) -> tuple[int, int]:
     dims = shape[-2:] if len(shape) == 4 else [None, None]
-    if all(isinstance(d, int) and d > 0 for d in dims):
-        h, w = int(dims[0]), int(dims[1])
+    h, w = dims
+    if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
         if wanted is not None and (wanted, wanted) != (w, h):
             raise ConfigurationError(f"input_size {wanted} does not fit this model's fixed input {w}x{h}")
         return w, h
@@ -239,15 +247,11 @@ def _imgsz(text: str) -> int:
 
 def _class_thresholds(names: tuple[str, ...], settings: InferenceSettings) -> FloatArray:
     """Per class id, the score threshold; ``inf`` for classes filtered out."""
-    unknown = sorted(
-        (set(settings.classes or ()) | set(settings.per_class_thresholds)) - set(names)
-    )
+    unknown = sorted((set(settings.classes or ()) | set(settings.per_class_thresholds)) - set(names))
     if unknown:
         raise ConfigurationError(f"unknown class names {unknown}; this model knows {list(names)}")
     wanted = set(settings.classes) if settings.classes is not None else set(names)
-    return np.asarray(
-        [settings.threshold_for(n) if n in wanted else np.inf for n in names], dtype=np.float32
-    )
+    return np.asarray([settings.threshold_for(n) if n in wanted else np.inf for n in names], dtype=np.float32)
 
 
 def _top_k(candidates: Candidates, k: int) -> Candidates:

@@ -64,9 +64,7 @@ NANODET_COCO = ModelSpec(
 YOLO_DEFAULT = ModelSpec(format="yolo", names=())
 
 
-def spec_from_model(
-    metadata: Mapping[str, str], output_shapes: Sequence[Sequence[Any]]
-) -> ModelSpec:
+def spec_from_model(metadata: Mapping[str, str], output_shapes: Sequence[Sequence[Any]]) -> ModelSpec:
     """Work out the spec of an ONNX detector from its metadata, else its output shapes."""
     fmt = metadata.get("autolabel.format") or _guess_format(metadata, output_shapes)
     if fmt == "nanodet":
@@ -100,7 +98,8 @@ def _nanodet_spec(metadata: Mapping[str, str], output_shapes: Sequence[Sequence[
         color=_color(metadata.get("color", base.color)),
         mean=_triple(metadata["mean"]) if "mean" in metadata else base.mean,
         std=_triple(metadata["std"]) if "std" in metadata else base.std,
-        strides=tuple(int(s) for s in _parse_list(metadata["strides"])) if "strides" in metadata
+        strides=tuple(int(s) for s in _parse_list(metadata["strides"]))
+        if "strides" in metadata
         else base.strides,
         reg_max=int(metadata.get("reg_max", base.reg_max)),
         version=metadata.get("autolabel.version", ""),

@@ -17,8 +17,9 @@ FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
 RgbImage = npt.NDArray[np.uint8]
 
-# A box this close to a tile's inner edge is probably cut by it; a neighbour sees it whole.
-EDGE_MARGIN_PX = 2.0
+# A box this close to a tile's inner edge (a fraction of the tile side) is probably cut by it;
+# a neighbouring tile or the whole frame sees that object whole.
+EDGE_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -51,11 +52,11 @@ class View:
         if not self.is_tile:
             return np.zeros(len(boxes), dtype=bool)
         x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
-        m = EDGE_MARGIN_PX
-        left = (self.x0 > 0) & (x1 <= self.x0 + m)
-        top = (self.y0 > 0) & (y1 <= self.y0 + m)
-        right = (self.x0 + self.w < frame_w) & (x2 >= self.x0 + self.w - m)
-        bottom = (self.y0 + self.h < frame_h) & (y2 >= self.y0 + self.h - m)
+        mx, my = max(2.0, EDGE_MARGIN * self.w), max(2.0, EDGE_MARGIN * self.h)
+        left = (self.x0 > 0) & (x1 <= self.x0 + mx)
+        top = (self.y0 > 0) & (y1 <= self.y0 + my)
+        right = (self.x0 + self.w < frame_w) & (x2 >= self.x0 + self.w - mx)
+        bottom = (self.y0 + self.h < frame_h) & (y2 >= self.y0 + self.h - my)
         cut: BoolArray = left | top | right | bottom
         return cut
 

@@ -27,7 +27,8 @@ def decode_yolo(
     nm = 0 if protos is None else protos.shape[0]
     if head.shape[1] != 4 + num_classes + nm:
         raise ConfigurationError(
-            f"YOLO output0 has {head.shape[1]} channels, expected 4 + {num_classes} classes + {nm} coefficients"
+            f"YOLO output0 has {head.shape[1]} channels, expected 4 + {num_classes} classes"
+            f" + {nm} mask coefficients"
         )
     rows_by_anchor = head[0].T  # (N, C); a view, nothing is copied yet
     class_scores = rows_by_anchor[:, 4 : 4 + num_classes].astype(np.float32)
@@ -45,7 +46,8 @@ def _protos(outputs: Sequence[npt.NDArray[np.floating]]) -> FloatArray | None:
     protos = np.asarray(outputs[1], dtype=np.float32)
     if protos.ndim != 4 or protos.shape[0] != 1:
         raise ConfigurationError(f"YOLO output1 must be [1, nm, mh, mw], got {list(protos.shape)}")
-    return protos[0]
+    first: FloatArray = protos[0]
+    return first
 
 
 def infer_num_classes(output0_channels: int, proto_channels: int | None) -> int:

@@ -33,7 +33,12 @@ from workflow.local.endpoint_container import (
     describe_error,
     serve_request,
 )
-from workflow.local.endpoint_validation import AsyncRequest, validate_request
+from workflow.local.endpoint_validation import (
+    AsyncRequest,
+    check_client_side,
+    validate_request,
+    validation_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +47,13 @@ ERROR_TOPIC = "ERROR_NOTIFICATION_TOPIC"
 MAX_RESPONSE_IN_NOTIFICATION = 128 * 1024
 RESPONSE_CONTENT_TYPE = "application/json"
 
-__all__ = ["AsyncEndpointConfig", "EndpointStats", "LocalAsyncEndpoint", "Predictor"]
+__all__ = [
+    "AsyncEndpointConfig",
+    "EndpointStats",
+    "LocalAsyncEndpoint",
+    "LocalSageMakerRuntime",
+    "Predictor",
+]
 
 
 @dataclass(frozen=True)
@@ -428,3 +439,19 @@ class LocalAsyncEndpoint:
             log.exception("could not publish %s to %s", message["inferenceId"], topic)
             with self._state:
                 self._counts["publish_errors"] += 1
+
+
+class LocalSageMakerRuntime:
+    """Stands in for a boto3 ``sagemaker-runtime`` client in process: routes each call to the
+    local endpoint its ``EndpointName`` names, as the service does."""
+
+    def __init__(self, endpoints: Mapping[str, LocalAsyncEndpoint]) -> None:
+        self.endpoints = dict(endpoints)
+
+    def invoke_endpoint_async(self, **kwargs: Any) -> dict[str, Any]:
+        """Same keyword arguments and answer as boto3 ``invoke_endpoint_async``."""
+        check_client_side(kwargs)
+        endpoint = self.endpoints.get(kwargs["EndpointName"])
+        if endpoint is None:
+            raise validation_error(f"Endpoint {kwargs['EndpointName']} not found.")
+        return endpoint.invoke_endpoint_async(**kwargs)

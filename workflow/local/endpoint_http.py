@@ -17,12 +17,13 @@ import re
 import threading
 import uuid
 from collections.abc import Mapping
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from botocore.exceptions import ClientError, ParamValidationError
 
-from workflow.local.endpoint import LocalAsyncEndpoint
+from workflow.local.endpoint import LocalAsyncEndpoint, LocalSageMakerRuntime
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class _ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _request_params(name: str, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+def _request_params(name: str, headers: Message, body: bytes) -> dict[str, Any]:
     """InvokeEndpointAsync keyword arguments from the REST request."""
     params: dict[str, Any] = {"EndpointName": name}
     for member, header in _STRING_HEADERS.items():
@@ -78,10 +79,8 @@ class _Handler(BaseHTTPRequestHandler):
             match = _PATH.match(self.path)
             if not match:
                 raise _ApiError(404, "UnknownOperationException", f"no operation at POST {self.path}")
-            endpoint = self.server.endpoints.get(match["name"])
-            if endpoint is None:
-                raise _ApiError(400, "ValidationError", f"Endpoint {match['name']} not found.")
-            answer = endpoint.invoke_endpoint_async(**_request_params(match["name"], self.headers, body))
+            params = _request_params(match["name"], self.headers, body)
+            answer = self.server.runtime.invoke_endpoint_async(**params)
         except _ApiError as exc:
             self._error(exc.status, exc.code, exc.message)
         except ClientError as exc:
@@ -122,7 +121,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], endpoints: Mapping[str, LocalAsyncEndpoint]) -> None:
         super().__init__(address, _Handler)
-        self.endpoints = dict(endpoints)
+        self.runtime = LocalSageMakerRuntime(endpoints)
 
 
 class AsyncInvocationServer:

@@ -1,0 +1,191 @@
+"""`make bench`: throughput and peak memory of the model, the local endpoint and the whole workflow.
+
+Each measurement runs in its own process so that its peak memory (ru_maxrss) is its own.
+Frames: the 40-frame nuScenes front-camera sequence from ../shared (800x450 JPEG) when present,
+else the demo photos. Results: a table on stdout and bench-out/results.json.
+
+    python -m bench.run                  # everything
+    python -m bench.run --only raw       # one group: raw | endpoint | workflow
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_FRAMES = ROOT / ".." / "shared" / "data" / "nuscenes_cam_front_sequence" / "frames"
+MODES: dict[str, dict[str, Any]] = {
+    "squash": {"letterbox": False},
+    "letterbox": {},
+    "tiled": {"tiling": True},
+    "flip": {"flip_tta": True},
+}
+MODEL = "nanodet-coco"
+
+
+def frames() -> list[Path]:
+    if SHARED_FRAMES.is_dir():
+        return sorted(SHARED_FRAMES.glob("*.jpg"))
+    from workflow.cli.run import demo_frames
+
+    print("../shared is absent: benchmarking on the two demo photos", file=sys.stderr)
+    return sorted(demo_frames().glob("*.jpg"))
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_raw(mode: str) -> dict[str, Any]:
+    """Decode + model + post-processing, one frame after another, in this process."""
+    from workflow.inference.runner import load_detector
+    from workflow.inference.settings import InferenceSettings
+
+    detector = load_detector(MODEL, InferenceSettings(**MODES[mode]))
+    data = [(str(p), p.read_bytes()) for p in frames()]
+    detector.predict_bytes(data[0][1], data[0][0])  # warm-up: session start, first allocations
+    start = time.perf_counter()
+    objects = sum(len(detector.predict_bytes(blob, name)) for name, blob in data)
+    elapsed = time.perf_counter() - start
+    return {"path": "raw", "mode": mode, "frames": len(data), "seconds": elapsed,
+            "fps": len(data) / elapsed, "objects": objects, "peak_mb": _peak_mb()}
+
+
+def bench_endpoint(mode: str, batch_size: int = 8) -> dict[str, Any]:
+    """The local asynchronous endpoint: S3 in, S3 out, SNS notifications, batch requests."""
+    import boto3
+    from moto import mock_aws
+
+    from workflow.inference.runner import load_detector
+    from workflow.inference.settings import InferenceSettings
+    from workflow.local.endpoint import AsyncEndpointConfig, LocalAsyncEndpoint
+
+    paths = frames()
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        sns = boto3.client("sns", region_name="us-east-1")
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        s3.create_bucket(Bucket="bench-frames")
+        topic = sns.create_topic(Name="bench-done")["TopicArn"]
+        queue = sqs.create_queue(QueueName="bench-done")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+        uris = []
+        for p in paths:
+            s3.put_object(Bucket="bench-frames", Key=f"f/{p.name}", Body=p.read_bytes())
+            uris.append(f"s3://bench-frames/f/{p.name}")
+        batches = [uris[i : i + batch_size] for i in range(0, len(uris), batch_size)]
+        for i, batch in enumerate(batches):
+            s3.put_object(Bucket="bench-frames", Key=f"req/{i}.json", Body=json.dumps(batch))
+        config = AsyncEndpointConfig(
+            s3_output_path="s3://bench-frames/out/", s3_failure_path="s3://bench-frames/fail/",
+            success_topic=topic, error_topic=topic, max_concurrent_invocations=2,
+        )
+        detector = load_detector(MODEL, InferenceSettings(**MODES[mode]))
+        with LocalAsyncEndpoint("bench", s3, sns, config, lambda: detector) as endpoint:
+            detector.predict_bytes(paths[0].read_bytes(), "warm-up")
+            start = time.perf_counter()
+            for i in range(len(batches)):
+                endpoint.invoke_endpoint_async(
+                    EndpointName="bench", InputLocation=f"s3://bench-frames/req/{i}.json",
+                    ContentType="application/json", InferenceId=f"bench-{i}",
+                )
+            received = 0
+            while received < len(batches):
+                got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                received += len(got.get("Messages", []))
+            elapsed = time.perf_counter() - start
+    return {"path": "endpoint", "mode": mode, "frames": len(paths), "seconds": elapsed,
+            "fps": len(paths) / elapsed, "batch_size": batch_size, "peak_mb": _peak_mb()}
+
+
+def bench_workflow(batch_size: int = 8) -> dict[str, Any]:
+    """The whole state machine in local mode, started to published (review accepted by the local GT)."""
+    from workflow.inference.runner import load_detector
+    from workflow.local.cloud import LocalCloud
+    from workflow.local.runner import INPUT_BUCKET
+
+    paths = frames()
+    with LocalCloud({"autolabel-nanodet-coco": lambda: load_detector(MODEL)}) as cloud:
+        cloud.s3.create_bucket(Bucket=INPUT_BUCKET)
+        for p in paths:
+            cloud.s3.put_object(Bucket=INPUT_BUCKET, Key=f"bench/{p.name}", Body=p.read_bytes())
+        request = {"sources": [f"s3://{INPUT_BUCKET}/bench/"], "batch_size": batch_size, "max_concurrency": 4,
+                   "review": "human",
+                   "models": [{"name": MODEL, "endpoint_name": "autolabel-nanodet-coco"}]}
+        start = time.perf_counter()
+        arn = cloud.start_run(request)
+        described = cloud.wait(arn, timeout=900, poll=0.05)
+        elapsed = time.perf_counter() - start
+        parent = cloud.state_transitions(arn)
+        calls = dict(cloud.invocations)
+    # Each batch is a child execution whose states are its Lambda tasks: count those measured calls.
+    child = sum(calls.get(f, 0) for f in ("InvokeModelsFunction", "MergeBatchFunction",
+                                          "RecordBatchFailureFunction"))
+    n = len(paths)
+    return {"path": "workflow", "mode": "letterbox", "frames": n, "seconds": elapsed, "fps": n / elapsed,
+            "status": described["status"], "batch_size": batch_size, "peak_mb": _peak_mb(),
+            "state_transitions": parent + child, "lambda_invocations": sum(calls.values()),
+            "per_1000_frames": {"state_transitions": round((parent + child) * 1000 / n),
+                                "lambda_invocations": round(sum(calls.values()) * 1000 / n)},
+            "invocations": calls}
+
+
+def _child(args: list[str]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=ROOT, capture_output=True, text=True,
+                         check=False)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark {args} failed:\n{out.stderr[-3000:]}")
+    return dict(json.loads(lines[-1]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", choices=("raw", "endpoint", "workflow"))
+    parser.add_argument("--one", nargs=2, metavar=("PATH", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        path, mode = args.one
+        result = {"raw": bench_raw, "endpoint": bench_endpoint}.get(path, lambda _m: bench_workflow())(mode)
+        print(json.dumps(result))
+        return 0
+    jobs = [(p, m) for p in ("raw", "endpoint") for m in MODES] + [("workflow", "letterbox")]
+    results = []
+    for path, mode in jobs:
+        if args.only and path != args.only:
+            continue
+        result = _child(["--one", path, mode])
+        results.append(result)
+        print(f"{path:<9} {mode:<10} {result['frames']:>3} frames  {result['fps']:6.1f} frames/s  "
+              f"peak {result['peak_mb']:6.0f} MB", flush=True)
+    _ratios(results)
+    out = ROOT / "bench-out"
+    out.mkdir(exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"results in {out / 'results.json'}")
+    return 0
+
+
+def _ratios(results: list[dict[str, Any]]) -> None:
+    by = {(r["path"], r["mode"]): r for r in results}
+    for mode in MODES:
+        if ("raw", mode) in by and ("endpoint", mode) in by:
+            ratio = by[("raw", mode)]["fps"] / by[("endpoint", mode)]["fps"]
+            print(f"serving overhead ({mode}): raw/endpoint throughput = {ratio:.2f}")
+    if ("raw", "letterbox") in by and ("workflow", "letterbox") in by:
+        w = by[("workflow", "letterbox")]
+        print(f"orchestration overhead: raw/workflow throughput = {by[('raw', 'letterbox')]['fps'] / w['fps']:.2f}")
+        print(f"per 1000 frames at batch size {w['batch_size']}: {w['per_1000_frames']['state_transitions']} "
+              f"state transitions, {w['per_1000_frames']['lambda_invocations']} Lambda invocations")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Fixtures shared by the whole suite: the real data folder, the real detector, local clouds.
+
+The real frames, models and AWS artefacts live in ``../shared`` (outside the repository); tests
+that need them skip with a clear message when the folder is absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workflow.domain.errors import ModelNotProvisioned
+from workflow.local.cloud import LocalCloud
+from workflow.local.endpoint import Predictor
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+DEFAULT_MODEL = "nanodet-coco"
+DEFAULT_ENDPOINT = "autolabel-nanodet-coco"  # template.yaml's EndpointName default
+
+EndpointFactories = dict[str, Callable[[], Predictor]]
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` (real frames in data/, models in models/); skips the test when it is absent."""
+    if not (SHARED / "data").is_dir():
+        pytest.skip(
+            f"real test data not found at {SHARED.resolve()}/data: these tests need the shared "
+            "folder beside the repository (../shared/data with KITTI, nuScenes and SageMaker artefacts)"
+        )
+    return SHARED.resolve()
+
+
+@pytest.fixture(scope="session")
+def detector() -> Predictor:
+    """The real COCO NanoDet, loaded once per session (``make model`` provisions it)."""
+    from workflow.inference.runner import load_detector
+
+    try:
+        return load_detector(DEFAULT_MODEL)
+    except ModelNotProvisioned as exc:
+        pytest.skip(f"model {DEFAULT_MODEL} is not provisioned (run `make model`): {exc}")
+
+
+@pytest.fixture(scope="session")
+def detector_factory(detector: Predictor) -> Callable[[], Predictor]:
+    """A predictor factory for a local endpoint that hands out the session's one detector."""
+    return lambda: detector
+
+
+class CloudFactory:
+    """Starts :class:`LocalCloud` instances one at a time.
+
+    moto, the handler bindings and the environment are process-wide, so a new cloud stops the
+    previous one first.
+    """
+
+    def __init__(self) -> None:
+        self.current: LocalCloud | None = None
+
+    def __call__(self, endpoints: EndpointFactories, **options: Any) -> LocalCloud:
+        """A started cloud serving ``endpoints`` (name -> predictor factory); options go to LocalCloud."""
+        self.close()
+        cloud = LocalCloud(endpoints, **options)
+        cloud.start()
+        self.current = cloud
+        return cloud
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.stop()
+            self.current = None
+
+
+@pytest.fixture(scope="module")
+def local_cloud() -> Iterator[CloudFactory]:
+    """Factory of started local clouds; the last one stops when the test module ends.
+
+    Starting a cloud costs seconds, so modules build theirs in a module-scoped fixture.
+    """
+    factory = CloudFactory()
+    yield factory
+    factory.close()

@@ -1,0 +1,209 @@
+"""The state machine definition: substitutions, Lambda targets, graph, retries, timeouts, moto's limits."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workflow.tools.lint_template import (
+    SUBSTITUTION,
+    StateMachineSource,
+    check_asl_validator,
+    graph_findings,
+    iter_states,
+    state_machine_source,
+    substitution_findings,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+LAMBDA_SERVICE_ERRORS = {
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+}
+# Error names that match every Lambda service error (States.TaskFailed matches all but States.Timeout).
+CATCH_ALL_ERRORS = {"States.ALL", "States.TaskFailed"}
+BATCH_SCOPE = "LabelBatches/ItemProcessor/"
+
+
+@pytest.fixture(scope="module")
+def source() -> StateMachineSource:
+    return state_machine_source(TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def definition(source: StateMachineSource) -> dict[str, Any]:
+    return source.definition()
+
+
+def tasks(definition: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every Task state, nested ones included, as (scope/name, state)."""
+    return [(f"{scope}{name}", s) for scope, name, s in iter_states(definition) if s["Type"] == "Task"]
+
+
+def lambda_tasks(definition: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (n, s) for n, s in tasks(definition) if s["Resource"].startswith("arn:aws:states:::lambda:invoke")
+    ]
+
+
+def validator_source(
+    source: StateMachineSource, tmp_path: Path, definition: dict[str, Any]
+) -> StateMachineSource:
+    """The same state machine with its ASL replaced by ``definition`` (written under tmp_path)."""
+    path = tmp_path / "changed" / source.definition_path.name
+    path.parent.mkdir()
+    path.write_text(json.dumps(definition), encoding="utf-8")
+    return dataclasses.replace(source, definition_path=path)
+
+
+def test_every_placeholder_has_a_substitution_and_every_substitution_is_used(source):
+    # Given the ASL text and the template's DefinitionSubstitutions
+    used = set(SUBSTITUTION.findall(source.text()))
+    # When they are compared
+    # Then both sides name the same placeholders, and the lint check agrees
+    assert used, "the ASL uses no ${...} placeholder at all"
+    assert used == set(source.substitutions)
+    assert substitution_findings(source.text(), source.substitutions) == []
+
+
+def test_substitution_check_names_a_missing_and_an_unused_entry():
+    # Given an ASL that uses ${Missing} and substitutions that define only Unused
+    text = '{"Resource": "${Missing}"}'
+    # When the substitutions are checked
+    findings = substitution_findings(text, {"Unused": "x"})
+    # Then both mismatches are reported
+    assert findings == [
+        "${Missing} has no DefinitionSubstitutions entry",
+        "DefinitionSubstitutions entry 'Unused' is not used",
+    ]
+
+
+def test_every_lambda_task_invokes_a_function_of_the_template(source, definition):
+    # Given the Lambda tasks of the ASL and the template's functions
+    functions = {
+        name
+        for name, resource in source.template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    invoked = lambda_tasks(definition)
+    assert invoked, "the ASL has no Lambda task"
+    for name, state in invoked:
+        # When its FunctionName is resolved through DefinitionSubstitutions
+        match = re.fullmatch(r"\$\{(\w+)\}", state["Parameters"]["FunctionName"])
+        assert match, f"{name}: FunctionName must be a ${{...}} substitution"
+        value = source.substitutions[match.group(1)]
+        # Then it is the Arn (or Ref) of a function declared in the template
+        target = value["Fn::GetAtt"][0] if "Fn::GetAtt" in value else value.get("Ref")
+        assert target in functions, f"{name}: {match.group(0)} resolves to {value}, not a function"
+
+
+def test_definition_is_json_with_every_target_existing_and_every_state_reachable(source, definition):
+    # Given the ASL file
+    # When it is parsed and its transition graph walked (nested Map states included)
+    findings = graph_findings(definition)
+    # Then it is a JSON object with states, and no transition is broken nor any state orphaned
+    assert isinstance(json.loads(source.text()), dict)
+    assert definition["States"]
+    assert findings == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda d: d["States"]["LabelBatches"]["ItemProcessor"]["States"]["InvokeModels"].update(
+                Next="Nowhere"
+            ),
+            [
+                f"{BATCH_SCOPE}InvokeModels: transition to 'Nowhere', which names no state in its scope",
+                f"{BATCH_SCOPE}MergeBatch: not reachable from StartAt",
+            ],
+        ),
+        (
+            lambda d: d["States"]["HasFrames"].update(Default="Gone"),
+            ["HasFrames: transition to 'Gone', which names no state in its scope"],
+        ),
+        (
+            lambda d: d["States"]["ReviewJobs"]["Catch"][0].update(Next="Lost"),
+            ["ReviewJobs: transition to 'Lost', which names no state in its scope"],
+        ),
+        (lambda d: d.update(StartAt="Nope"), None),
+    ],
+    ids=["next-in-map", "choice-default", "catch", "start-at"],
+)
+def test_graph_check_reports_broken_transitions(definition, mutate, expected):
+    # Given the definition with one transition pointing nowhere
+    broken = copy.deepcopy(definition)
+    mutate(broken)
+    # When the graph is checked
+    findings = graph_findings(broken)
+    # Then the broken transition (and what it orphans) is reported
+    if expected is None:
+        assert findings[0] == "StartAt 'Nope' names no state"
+        assert "PrepareRun: not reachable from StartAt" in findings
+    else:
+        assert findings == expected
+
+
+def test_asl_validator_accepts_the_definition_and_rejects_a_next_to_a_missing_state(
+    source, definition, tmp_path
+):
+    # Given the npm asl-validator installed by `npm ci` (make lint does that)
+    if not (ROOT / "node_modules" / ".bin" / "asl-validator").exists():
+        pytest.skip("asl-validator is not installed: run `npm ci` (make lint installs it)")
+    broken = copy.deepcopy(definition)
+    broken["States"]["BuildManifest"]["Next"] = "Nowhere"
+    # When it validates the ASL (placeholders replaced by ARNs), then a copy with a broken Next
+    ok = check_asl_validator(source, tmp_path, ROOT, install=False)
+    bad = check_asl_validator(validator_source(source, tmp_path, broken), tmp_path, ROOT, install=False)
+    # Then the real definition passes and the broken one names the missing target
+    if ok.skipped:
+        pytest.skip(ok.skipped)
+    assert ok.findings == []
+    assert any("Nowhere" in line for line in bad.findings), bad.findings
+
+
+def test_no_map_uses_an_item_batcher(definition):
+    """moto 5.2.5's Step Functions interpreter cannot parse ``ItemBatcher``, and local mode runs this
+    very definition, so the Distributed Map reads items that are already batches: PrepareRun writes
+    batches of N frames to S3 and each Map item is one batch (one child execution per batch, which
+    also keeps the per-transition cost of a Standard workflow proportional to batches, not frames)."""
+    # Given every Map state of the definition, nested ones included
+    maps = [(name, state) for _, name, state in iter_states(definition) if state["Type"] == "Map"]
+    # When their fields are inspected
+    # Then there are Map states, the batch Map reads its batches from S3, and none uses ItemBatcher
+    assert maps
+    assert definition["States"]["LabelBatches"]["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
+    assert [name for name, state in maps if "ItemBatcher" in state] == []
+
+
+def test_every_task_retries_lambda_service_errors(definition):
+    # Given every Task state, nested ones included
+    all_tasks = tasks(definition)
+    assert all_tasks
+    for name, state in all_tasks:
+        # When the errors its Retry rules match are collected
+        retried = {error for rule in state.get("Retry", []) for error in rule["ErrorEquals"]}
+        # Then every Lambda service error is retried, by name or by a catch-all
+        assert retried & CATCH_ALL_ERRORS or retried >= LAMBDA_SERVICE_ERRORS, (
+            f"{name} does not retry {sorted(LAMBDA_SERVICE_ERRORS - retried)}"
+        )
+
+
+def test_every_wait_for_task_token_task_has_a_timeout(definition):
+    # Given the tasks that wait for a callback (a lost callback would otherwise wait for a year)
+    waiting = [(n, s) for n, s in tasks(definition) if s["Resource"].endswith(".waitForTaskToken")]
+    assert waiting, "the workflow waits for SNS/EventBridge callbacks, so it must have such tasks"
+    for name, state in waiting:
+        # When their timeout fields are read
+        # Then each has a fixed or a per-run timeout
+        assert "TimeoutSeconds" in state or "TimeoutSecondsPath" in state, f"{name} has no timeout"

@@ -1,0 +1,1 @@
+"""Developer tools run by the Makefile (lint); not imported by the Lambda functions."""
