@@ -4,10 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# pip on some machines warns about configured local indexes that do not exist: keep the output readable.
+QUIET_PIP = 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 INPUT ?=
 OUT ?= demo-out
 
-.PHONY: help venv model demo test lint bench clean
+.PHONY: help venv model demo test lint bench clean sam-cli
 
 help:
 	@echo "make demo   - label real street photos through the local Step Functions workflow"
@@ -21,9 +23,9 @@ venv: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@echo ">> creating virtualenv $(VENV) with pinned dependencies (requirements.lock)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --upgrade pip
-	@$(PY) -m pip install --quiet -r requirements.lock
-	@$(PY) -m pip install --quiet --no-deps -e .
+	@set -o pipefail; $(PY) -m pip install --quiet --upgrade pip $(QUIET_PIP)
+	@set -o pipefail; $(PY) -m pip install --quiet -r requirements.lock $(QUIET_PIP)
+	@set -o pipefail; $(PY) -m pip install --quiet --no-deps -e . $(QUIET_PIP)
 	@touch $(STAMP)
 
 model: $(STAMP)
@@ -38,7 +40,19 @@ test: model
 	@echo ">> running tests"
 	@$(PY) -m pytest -q
 
-lint: $(STAMP)
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+
+sam-cli: $(SAM_STAMP)
+
+$(SAM_STAMP): requirements-sam.lock
+	@echo ">> installing aws-sam-cli into $(SAM_VENV) (it pins boto3 1.43.x, so not in $(VENV))"
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	@set -o pipefail; $(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip $(QUIET_PIP)
+	@set -o pipefail; $(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.lock $(QUIET_PIP)
+	@touch $(SAM_STAMP)
+
+lint: $(STAMP) $(SAM_STAMP)
 	@echo ">> ruff"
 	@$(VENV)/bin/ruff check workflow functions tests
 	@echo ">> mypy (domain package)"
@@ -51,4 +65,4 @@ bench: model
 	@$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-out bench-out
+	rm -rf $(VENV) $(SAM_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache demo-out bench-out

@@ -6,6 +6,7 @@ that need them skip with a clear message when the folder is absent.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -84,3 +85,27 @@ def local_cloud() -> Iterator[CloudFactory]:
     factory = CloudFactory()
     yield factory
     factory.close()
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@pytest.fixture(scope="session")
+def load_function() -> Callable[[str], Handler]:
+    """Loads ``functions/<name>/app.py`` by file path, as Lambda and LocalCloud do; returns its handler.
+
+    Call the handler with :class:`workflow.local.cloud.LocalContext` while a LocalCloud is started
+    (the handler builds its adapters from the environment the cloud sets).
+    """
+
+    def load(name: str) -> Handler:
+        path = PROJECT_ROOT / "functions" / name / "app.py"
+        spec = importlib.util.spec_from_file_location(f"tests_function_{name}", path)
+        assert spec is not None and spec.loader is not None, f"cannot load {path}"
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        handler: Handler = module.lambda_handler
+        return handler
+
+    return load

@@ -31,7 +31,6 @@ LAMBDA_SERVICE_ERRORS = {
 }
 # Error names that match every Lambda service error (States.TaskFailed matches all but States.Timeout).
 CATCH_ALL_ERRORS = {"States.ALL", "States.TaskFailed"}
-BATCH_SCOPE = "LabelBatches/ItemProcessor/"
 
 
 @pytest.fixture(scope="module")
@@ -116,42 +115,92 @@ def test_definition_is_json_with_every_target_existing_and_every_state_reachable
     assert findings == []
 
 
+def small_definition() -> dict[str, Any]:
+    """A valid machine with every kind of transition: Next, Choice rules and Default, Catch, a nested Map."""
+    task = {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "Parameters": {"FunctionName": "f"}}
+    return {
+        "StartAt": "Start",
+        "States": {
+            "Start": {**task, "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Done"}], "Next": "Pick"},
+            "Pick": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.n", "NumericGreaterThan": 0, "Next": "Each"}],
+                "Default": "Done",
+            },
+            "Each": {
+                "Type": "Map",
+                "ItemProcessor": {
+                    "StartAt": "Work",
+                    "States": {"Work": {**task, "Next": "Last"}, "Last": {"Type": "Succeed"}},
+                },
+                "Next": "Done",
+            },
+            "Done": {"Type": "Succeed"},
+        },
+    }
+
+
+def test_graph_check_accepts_every_kind_of_transition():
+    # Given a small valid machine using Next, Choice rules, Default, Catch and a nested Map
+    # When its graph is checked
+    # Then nothing is reported
+    assert graph_findings(small_definition()) == []
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
         (
-            lambda d: d["States"]["LabelBatches"]["ItemProcessor"]["States"]["InvokeModels"].update(
-                Next="Nowhere"
-            ),
+            lambda d: d["States"]["Each"]["ItemProcessor"]["States"]["Work"].update(Next="Nowhere"),
             [
-                f"{BATCH_SCOPE}InvokeModels: transition to 'Nowhere', which names no state in its scope",
-                f"{BATCH_SCOPE}MergeBatch: not reachable from StartAt",
+                "Each/ItemProcessor/Work: transition to 'Nowhere', which names no state in its scope",
+                "Each/ItemProcessor/Last: not reachable from StartAt",
             ],
         ),
         (
-            lambda d: d["States"]["HasFrames"].update(Default="Gone"),
-            ["HasFrames: transition to 'Gone', which names no state in its scope"],
+            lambda d: d["States"]["Each"].update(Next="Work"),
+            ["Each: transition to 'Work', which names no state in its scope"],
         ),
         (
-            lambda d: d["States"]["ReviewJobs"]["Catch"][0].update(Next="Lost"),
-            ["ReviewJobs: transition to 'Lost', which names no state in its scope"],
+            lambda d: d["States"]["Pick"]["Choices"][0].update(Next="Gone"),
+            [
+                "Pick: transition to 'Gone', which names no state in its scope",
+                "Each: not reachable from StartAt",
+            ],
         ),
-        (lambda d: d.update(StartAt="Nope"), None),
+        (
+            lambda d: d["States"]["Pick"].update(Default="Gone"),
+            ["Pick: transition to 'Gone', which names no state in its scope"],
+        ),
+        (
+            lambda d: d["States"]["Start"]["Catch"][0].update(Next="Lost"),
+            ["Start: transition to 'Lost', which names no state in its scope"],
+        ),
+        (
+            lambda d: d["States"]["Each"].pop("Next"),
+            ["Each: needs exactly one of Next or End"],
+        ),
+        (
+            lambda d: d.update(StartAt="Nope"),
+            [
+                "StartAt 'Nope' names no state",
+                "Start: not reachable from StartAt",
+                "Pick: not reachable from StartAt",
+                "Each: not reachable from StartAt",
+                "Done: not reachable from StartAt",
+            ],
+        ),
     ],
-    ids=["next-in-map", "choice-default", "catch", "start-at"],
+    ids=["next-in-map", "next-out-of-scope", "choice-rule", "choice-default", "catch", "no-end", "start-at"],
 )
-def test_graph_check_reports_broken_transitions(definition, mutate, expected):
-    # Given the definition with one transition pointing nowhere
-    broken = copy.deepcopy(definition)
+def test_graph_check_reports_broken_transitions(mutate, expected):
+    # Given a valid machine with one transition broken
+    broken = small_definition()
     mutate(broken)
     # When the graph is checked
     findings = graph_findings(broken)
-    # Then the broken transition (and what it orphans) is reported
-    if expected is None:
-        assert findings[0] == "StartAt 'Nope' names no state"
-        assert "PrepareRun: not reachable from StartAt" in findings
-    else:
-        assert findings == expected
+    # Then the broken transition, and every state it orphans, is reported
+    assert findings == expected
 
 
 def test_asl_validator_accepts_the_definition_and_rejects_a_next_to_a_missing_state(
@@ -161,13 +210,13 @@ def test_asl_validator_accepts_the_definition_and_rejects_a_next_to_a_missing_st
     if not (ROOT / "node_modules" / ".bin" / "asl-validator").exists():
         pytest.skip("asl-validator is not installed: run `npm ci` (make lint installs it)")
     broken = copy.deepcopy(definition)
-    broken["States"]["BuildManifest"]["Next"] = "Nowhere"
+    broken["States"][broken["StartAt"]]["Next"] = "Nowhere"
     # When it validates the ASL (placeholders replaced by ARNs), then a copy with a broken Next
     ok = check_asl_validator(source, tmp_path, ROOT, install=False)
-    bad = check_asl_validator(validator_source(source, tmp_path, broken), tmp_path, ROOT, install=False)
-    # Then the real definition passes and the broken one names the missing target
     if ok.skipped:
         pytest.skip(ok.skipped)
+    bad = check_asl_validator(validator_source(source, tmp_path, broken), tmp_path, ROOT, install=False)
+    # Then the real definition passes and the broken one names the missing target
     assert ok.findings == []
     assert any("Nowhere" in line for line in bad.findings), bad.findings
 
@@ -180,9 +229,9 @@ def test_no_map_uses_an_item_batcher(definition):
     # Given every Map state of the definition, nested ones included
     maps = [(name, state) for _, name, state in iter_states(definition) if state["Type"] == "Map"]
     # When their fields are inspected
-    # Then there are Map states, the batch Map reads its batches from S3, and none uses ItemBatcher
-    assert maps
-    assert definition["States"]["LabelBatches"]["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
+    # Then one Map reads its batches from an S3 JSON object, and no Map uses ItemBatcher
+    readers = [state["ItemReader"]["Resource"] for _, state in maps if "ItemReader" in state]
+    assert readers == ["arn:aws:states:::s3:getObject"]
     assert [name for name, state in maps if "ItemBatcher" in state] == []
 
 

