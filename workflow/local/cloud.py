@@ -8,7 +8,8 @@ tables, topics, functions, the EventBridge rule, the state machine from the ASL 
 - ``InvokeEndpointAsync`` to a :class:`LocalAsyncEndpoint` that runs a real ONNX model and publishes
   the endpoint's SNS notifications (moto's version publishes nothing);
 - ``CreateLabelingJob``/``DescribeLabelingJob`` to a :class:`LocalLabelingService` (moto has none);
-- EventBridge rules with Lambda targets (moto delivers only to SQS, logs and buses).
+- EventBridge rules with Lambda targets (moto delivers only to SQS, logs and buses);
+- SendTaskFailure's ``cause``, which moto's response layer drops.
 
 Handlers run the same code, boto3 calls included, as in AWS.
 """
@@ -37,6 +38,7 @@ from moto.core.exceptions import JsonRESTError
 from moto.events.models import Rule
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+from moto.stepfunctions.responses import StepFunctionResponse
 from botocore.exceptions import ClientError
 
 from workflow.adapters import aws as aws_adapters
@@ -321,6 +323,13 @@ class LocalCloud:
                 return json.dumps(result, default=_json_default)
             return call
 
+        def send_task_failure(resp: StepFunctionResponse) -> Any:
+            # moto 5.2.5 drops SendTaskFailure's cause; AWS hands it to the task's Catch as $.Cause.
+            resp.stepfunction_backend.send_task_failure(
+                resp._get_param("taskToken"), error=resp._get_param("error"), cause=resp._get_param("cause")
+            )
+            return "{}"
+
         original_send = Rule.send_to_targets
 
         def send_to_targets(rule: Rule, event: Any, transform_input: bool = True) -> None:
@@ -347,6 +356,7 @@ class LocalCloud:
             mock.patch.object(SageMakerResponse, "describe_labeling_job",
                               labeling_call("describe_labeling_job"), create=True),
             mock.patch.object(Rule, "send_to_targets", send_to_targets),
+            mock.patch.object(StepFunctionResponse, "send_task_failure", send_task_failure),
         ]
         for patcher in self._patches:
             patcher.start()
