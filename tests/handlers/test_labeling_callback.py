@@ -33,6 +33,7 @@ class World:
     cloud: LocalCloud
     handler: Callable[..., Any]
     review_dir: Path
+    frame: bytes
     sqs: Any
     queue_url: str
 
@@ -41,14 +42,16 @@ class World:
         return result
 
     def start_waiting_run(self, name: str) -> tuple[str, str]:
-        """Start a run with human review over one KITTI frame; return (execution ARN, job name)
+        """Start a run with human review over a new KITTI frame; return (execution ARN, job name)
         once its labeling job waits for the reviewer."""
-        arn = self.cloud.start_run({"sources": ["s3://drive-logs/review/000007.png"], "review": "human"}, name=name)
+        self.cloud.s3.put_object(Bucket="drive-logs", Key=f"{name}/000007.png", Body=self.frame)
+        arn = self.cloud.start_run({"sources": [f"s3://drive-logs/{name}/"], "review": "human"}, name=name)
         job = f"{name}-p000"
         draft = self.review_dir / f"{job}.draft.manifest"
         deadline = time.monotonic() + 60
         while not draft.exists():
-            assert time.monotonic() < deadline, f"labeling job {job} never started"
+            status = self.cloud.sfn.describe_execution(executionArn=arn)["status"]
+            assert status == "RUNNING" and time.monotonic() < deadline, f"labeling job {job} never started"
             time.sleep(0.1)
         return arn, job
 
@@ -85,8 +88,6 @@ def world(
     review_dir = tmp_path_factory.mktemp("review")
     cloud = local_cloud({DEFAULT_ENDPOINT: detector_factory}, review_mode="wait", review_dir=review_dir)
     cloud.s3.create_bucket(Bucket="drive-logs")
-    frame = shared_dir / "data" / "kitti_object" / "image_2" / "000007.png"
-    cloud.s3.put_object(Bucket="drive-logs", Key="review/000007.png", Body=frame.read_bytes())
     # Capture the rule's events in SQS instead of invoking the function, to deliver them by hand.
     sqs = boto3.client("sqs", region_name=REGION)
     queue_url = sqs.create_queue(QueueName="labeling-events")["QueueUrl"]
@@ -94,7 +95,8 @@ def world(
     (target,) = cloud.events.list_targets_by_rule(Rule=RULE)["Targets"]
     cloud.events.remove_targets(Rule=RULE, Ids=[target["Id"]])
     cloud.events.put_targets(Rule=RULE, Targets=[{"Id": "capture", "Arn": queue_arn}])
-    return World(cloud, load_function("labeling_callback"), review_dir, sqs, queue_url)
+    frame = (shared_dir / "data" / "kitti_object" / "image_2" / "000007.png").read_bytes()
+    return World(cloud, load_function("labeling_callback"), review_dir, frame, sqs, queue_url)
 
 
 def test_completed_job_event_resumes_the_run_once(world: World) -> None:

@@ -121,3 +121,23 @@ def test_16_bit_png_is_scaled_not_clipped() -> None:
     decoded = decode_image(data, "depth16.png")
     # Then the values are scaled to 0..255 (not clipped at 255)
     assert decoded[0, :, 0].tolist() == [0, 128, 255]
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "TIFF"])
+def test_damaged_bytes_give_an_image_or_invalid_image_never_another_error(fmt: str) -> None:
+    # Given an encoded image damaged in many places (flipped bytes, cut tails)
+    rng = np.random.default_rng(7)
+    data = _encode(Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)), fmt)
+    variants = [data[:cut] for cut in range(8, len(data), max(1, len(data) // 25))]
+    for position in rng.integers(0, len(data), 40):
+        damaged = bytearray(data)
+        damaged[position] ^= 0xFF
+        variants.append(bytes(damaged))
+    # When each is decoded, Then it is an RGB array or an InvalidImage, nothing else
+    outcomes = set()
+    for variant in variants:
+        try:
+            outcomes.add(decode_image(variant, "damaged").shape[2])
+        except InvalidImage:
+            outcomes.add("invalid")
+    assert outcomes <= {3, "invalid"} and "invalid" in outcomes

@@ -48,7 +48,11 @@ def test_local_round_trip_keeps_everything() -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [{}, {"image_size": {"width": W}}, {"image_size": {"width": W, "height": H}, "detections": [{"box": [1]}]}],
+    [
+        {},
+        {"image_size": {"width": W}},
+        {"image_size": {"width": W, "height": H}, "detections": [{"box": [1]}]},
+    ],
     ids=["no-image-size", "no-height", "detection-without-fields"],
 )
 def test_malformed_local_output_raises_model_output_error(payload: dict[str, Any]) -> None:
@@ -61,18 +65,20 @@ def test_malformed_local_output_raises_model_output_error(payload: dict[str, Any
 # --- SageMaker JumpStart ------------------------------------------------------------------------
 
 COCO_LIST = ["person", "bicycle", "car", "motorcycle"]
+TWO_BOXES = [[10, 20, 110, 90], [300, 50, 340, 160]]
+BOX = [[0, 0, 5, 5]]
 
 
 @pytest.mark.parametrize(
     ("payload", "names", "ids"),
     [
         (
-            {"labels": ["car", "person"], "scores": [0.9, 0.6], "bboxes": [[10, 20, 110, 90], [300, 50, 340, 160]]},
+            {"labels": ["car", "person"], "scores": [0.9, 0.6], "bboxes": TWO_BOXES},
             ("car", "person"),
             [0, 1],
         ),
         (
-            {"ids": [2, 0], "labels": COCO_LIST, "scores": [0.9, 0.6], "bboxes": [[10, 20, 110, 90], [300, 50, 340, 160]]},
+            {"ids": [2, 0], "labels": COCO_LIST, "scores": [0.9, 0.6], "bboxes": TWO_BOXES},
             ("car", "person"),
             [2, 0],
         ),
@@ -127,13 +133,18 @@ def test_jumpstart_normalized_flag_scales_bboxes() -> None:
     # Given bboxes as fractions and the flag that says so
     payload = {"labels": ["car"], "scores": [0.5], "bboxes": [[0.1, 0.2, 0.5, 1.0]]}
     # Then they become pixels; without the flag they stay as given
-    np.testing.assert_allclose(from_jumpstart(payload, W, H, normalized=True).boxes, [[124.2, 75, 621, 375]], rtol=1e-5)
+    np.testing.assert_allclose(
+        from_jumpstart(payload, W, H, normalized=True).boxes, [[124.2, 75, 621, 375]], rtol=1e-5
+    )
     np.testing.assert_allclose(from_jumpstart(payload, W, H).boxes, [[0.1, 0.2, 0.5, 1.0]], rtol=1e-6)
 
 
 def test_jumpstart_empty_answer_is_empty_detections() -> None:
     # Given no detections at all (with and without the class list)
-    for payload in ({"labels": [], "scores": [], "bboxes": []}, {"ids": [], "labels": COCO_LIST, "scores": [], "bboxes": []}):
+    for payload in (
+        {"labels": [], "scores": [], "bboxes": []},
+        {"ids": [], "labels": COCO_LIST, "scores": [], "bboxes": []},
+    ):
         det = from_jumpstart(payload, W, H, FRAME)
         # Then the result is empty but knows its frame and size
         assert len(det) == 0 and (det.image_width, det.image_height) == (W, H) and det.masks is None
@@ -149,7 +160,7 @@ def test_jumpstart_empty_answer_is_empty_detections() -> None:
         ({"labels": ["car"], "scores": [0.5], "bboxes": [[0, 0, 1]]}, "boxes"),
         ({"labels": ["car"], "scores": [0.5], "bboxes": [[10, 0, 5, 5]]}, "xmax >= xmin"),
         ({"labels": ["car"], "scores": [1.5], "bboxes": [[0, 0, 5, 5]]}, "scores must be numbers in [0, 1]"),
-        ({"ids": [7], "labels": COCO_LIST, "scores": [0.5], "bboxes": [[0, 0, 5, 5]]}, "outside the class list"),
+        ({"ids": [7], "labels": COCO_LIST, "scores": [0.5], "bboxes": BOX}, "outside the class list"),
         ({"scores": [0.5], "bboxes": [[0, 0, 5, 5]]}, "neither 'labels' nor 'ids'"),
         ({"labels": ["car"], "scores": [0.5], "bboxes": [[0, 0, 5, 5]], "masks": []}, "one mask per box"),
         ({"labels": ["car"], "scores": [0.5], "normalized_boxes": [[0, 0, 5, 5]]}, "normalized boxes"),
@@ -167,11 +178,22 @@ def test_malformed_jumpstart_answers_raise_clear_errors(payload: Any, message: s
 # --- Ultralytics --------------------------------------------------------------------------------
 
 ULTRA_ROWS = [
-    {"name": "car", "class": 2, "confidence": 0.91, "box": {"x1": 636.5, "y1": 241.0, "x2": 799.9, "y2": 372.3},
-     "segments": {"x": [640, 790, 790, 640], "y": [250, 250, 360, 360]}},
-    {"name": "lorry", "class": 3, "confidence": 0.34, "box": {"x1": 163.0, "y1": 226.0, "x2": 406.0, "y2": 324.0},
-     "segments": {"x": [], "y": []}},
-]  # fmt: skip
+    {
+        "name": "car",
+        "class": 2,
+        "confidence": 0.91,
+        "box": {"x1": 636.5, "y1": 241.0, "x2": 799.9, "y2": 372.3},
+        "segments": {"x": [640, 790, 790, 640], "y": [250, 250, 360, 360]},
+    },
+    {
+        "name": "lorry",
+        "class": 3,
+        "confidence": 0.34,
+        "box": {"x1": 163.0, "y1": 226.0, "x2": 406.0, "y2": 324.0},
+        "segments": {"x": [], "y": []},
+    },
+]
+UNIT_BOX = {"x1": 0, "y1": 0, "x2": 1, "y2": 1}
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["summary-list", "to_json-string"])
@@ -189,7 +211,9 @@ def test_ultralytics_results_with_segments(as_json: bool) -> None:
 
 def test_ultralytics_normalized_and_detection_only() -> None:
     # Given normalized detection-only rows (summary(normalize=True)) without segments
-    rows = [{"name": "car", "class": 2, "confidence": 0.5, "box": {"x1": 0.25, "y1": 0.5, "x2": 0.5, "y2": 1.0}}]
+    rows = [
+        {"name": "car", "class": 2, "confidence": 0.5, "box": {"x1": 0.25, "y1": 0.5, "x2": 0.5, "y2": 1.0}}
+    ]
     # Then boxes are pixels and there are no masks
     det = from_ultralytics(rows, 800, 450, normalized=True)
     np.testing.assert_allclose(det.boxes, [[200, 225, 400, 450]])
@@ -209,7 +233,7 @@ def test_ultralytics_empty_results() -> None:
         ("{not json", "not JSON"),
         ({"name": "car"}, "list of result objects"),
         ([{"name": "car", "class": 2, "confidence": 0.5}], "result 0 is malformed"),
-        ([{"name": "car", "class": 2.5, "confidence": 0.5, "box": {"x1": 0, "y1": 0, "x2": 1, "y2": 1}}], "not an integer"),
+        ([{"name": "car", "class": 2.5, "confidence": 0.5, "box": UNIT_BOX}], "not an integer"),
         ([{**ULTRA_ROWS[0], "segments": {"x": [1, 2, 3], "y": [1, 2]}}], "differ in length"),
     ],
     ids=["bad-json", "not-a-list", "missing-box", "fractional-class", "ragged-segments"],

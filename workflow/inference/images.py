@@ -52,8 +52,10 @@ def decode_image(
     except OSError as exc:
         reason = "truncated image" if "truncated" in str(exc) else "corrupt image data"
         raise InvalidImage(frame, f"{reason}: {exc}") from exc
-    except (ValueError, SyntaxError) as exc:
-        raise InvalidImage(frame, f"corrupt image data: {exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # Pillow's decoders raise many types on corrupt data (struct.error, ...)
+        raise InvalidImage(frame, f"corrupt image data: {type(exc).__name__}: {exc}") from exc
 
 
 def _open(data: bytes, frame: str) -> Image.Image:
@@ -63,8 +65,10 @@ def _open(data: bytes, frame: str) -> Image.Image:
         raise ImageTooLarge(frame, f"decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise InvalidImage(frame, "not an image: cannot identify image file") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise InvalidImage(frame, f"not an image: {exc}") from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # plugins that half-recognise a header raise what they like
+        raise InvalidImage(frame, f"not an image: {type(exc).__name__}: {exc}") from exc
 
 
 def _to_rgb(image: Image.Image) -> RgbImage:

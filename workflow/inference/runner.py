@@ -23,8 +23,8 @@ from workflow.inference.fp16 import load_for_cpu
 from workflow.inference.images import RgbImage, decode_image
 from workflow.inference.letterbox import Geometry, letterbox_geometry, place, squash_geometry
 from workflow.inference.masks import encode_rle, yolo_frame_mask
+from workflow.inference.merge import pool, select
 from workflow.inference.nanodet import decode_nanodet
-from workflow.inference.nms import nms
 from workflow.inference.settings import InferenceSettings
 from workflow.inference.spec import ModelSpec, spec_from_model
 from workflow.inference.tiling import View, plan_views
@@ -149,32 +149,20 @@ class OnnxDetector:
         return decode_yolo(outputs, len(self.spec.names), self._thresholds)
 
     def _merge(self, results: list[_ViewResult], width: int, height: int, frame: str) -> Detections:
-        boxes, scores, class_ids, owners = [], [], [], []
-        for index, result in enumerate(results):
-            in_frame = result.view.to_frame(result.candidates.boxes)
-            keep = ~result.view.cut_by_edge(in_frame, width, height)
-            keep &= (in_frame[:, 2] - in_frame[:, 0] > 0.5) & (in_frame[:, 3] - in_frame[:, 1] > 0.5)
-            rows = np.flatnonzero(keep)
-            boxes.append(in_frame[rows])
-            scores.append(result.candidates.scores[rows])
-            class_ids.append(result.candidates.class_ids[rows])
-            owners.append(np.stack([np.full(len(rows), index), rows], axis=1))
-        all_boxes = np.concatenate(boxes).astype(np.float32)
-        all_ids = np.concatenate(class_ids).astype(np.int64)
-        all_scores = np.concatenate(scores).astype(np.float32)
-        kept = nms(all_boxes, all_scores, all_ids, self.settings.nms_iou, self.settings.max_detections)
-        origin = np.concatenate(owners)[kept] if len(kept) else np.zeros((0, 2), np.int64)
-        masks = self._masks(results, origin, width, height) if results[0].protos is not None else None
+        pooled = pool([(r.view, r.candidates) for r in results], width, height)
+        kept = select(pooled, self.settings.nms_iou, self.settings.max_detections)
+        class_ids = pooled.class_ids[kept]
+        with_masks = results[0].protos is not None
         return Detections(
-            boxes=all_boxes[kept],
-            scores=all_scores[kept],
-            class_ids=all_ids[kept],
-            class_names=tuple(self.spec.names[int(c)] for c in all_ids[kept]),
+            boxes=pooled.boxes[kept],
+            scores=pooled.scores[kept],
+            class_ids=class_ids,
+            class_names=tuple(self.spec.names[int(c)] for c in class_ids),
             image_width=width,
             image_height=height,
             provenance=self.provenance(),
             frame=frame,
-            masks=masks,
+            masks=self._masks(results, pooled.origin[kept], width, height) if with_masks else None,
         )
 
     def _masks(

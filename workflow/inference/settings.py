@@ -33,7 +33,7 @@ class InferenceSettings(BaseModel):
         default=None, ge=32, le=8192, description="tile side in frame pixels; None = the model input size"
     )
     tile_overlap: float = Field(default=0.25, ge=0.0, lt=0.9)
-    flip_tta: bool = Field(default=False, description="also run the horizontally flipped frame")
+    flip_tta: bool = Field(default=False, description="also run the mirror image of every view")
     intra_op_num_threads: int | None = Field(
         default=None, ge=1, le=256, description="onnxruntime threads; None = onnxruntime's default"
     )

@@ -1,0 +1,131 @@
+"""FrameLedger against moto's DynamoDB (the table as template.yaml defines it): a frame is labeled by
+one run at a time, skipped once labeled, and free again when it failed or its claim went stale."""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import count
+from typing import Any
+from unittest import mock
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.dynamodb.models import DynamoDBBackend
+
+from workflow.adapters.ledger import Claim, FrameLedger
+from workflow.local.cloud import DEFAULT_TEMPLATE
+from workflow.local.template import Template
+
+REGION = "us-east-1"
+TABLE = "LedgerTable"
+_frames = count()
+
+
+@pytest.fixture(scope="module")
+def dynamodb() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        props = Template(DEFAULT_TEMPLATE).of_type("AWS::DynamoDB::Table")[TABLE]["Properties"]
+        client.create_table(TableName=TABLE, BillingMode=props["BillingMode"], KeySchema=props["KeySchema"],
+                            AttributeDefinitions=props["AttributeDefinitions"])
+        yield client
+
+
+@pytest.fixture
+def ledger(dynamodb: Any) -> FrameLedger:
+    return FrameLedger(dynamodb, TABLE)
+
+
+@pytest.fixture
+def atomic_moto_writes() -> Iterator[None]:
+    """DynamoDB applies a conditional write atomically; moto 5.2.5 checks the condition and then
+    writes in separate Python steps, so two threads can both pass it. Serialising moto's write
+    calls restores the service's guarantee (and still exposes any read-then-write in our code)."""
+    lock = threading.RLock()
+
+    def serialised(write: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(write)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return write(*args, **kwargs)
+
+        return call
+
+    writes = ("put_item", "update_item", "delete_item", "transact_write_items")
+    with mock.patch.multiple(DynamoDBBackend, **{name: serialised(getattr(DynamoDBBackend, name)) for name in writes}):
+        yield
+
+
+def new_frame() -> str:
+    return f"s3://drive-logs/log1/{next(_frames):06d}.jpg"
+
+
+def test_a_new_frame_is_claimed_and_a_retry_of_the_same_run_claims_it_again(ledger: FrameLedger) -> None:
+    # Given a frame no run has seen
+    frame = new_frame()
+    # When a run claims it, and the same run claims it again (a retried PrepareRun)
+    claims = [ledger.claim(frame, "run-a"), ledger.claim(frame, "run-a")]
+    # Then both claims hold
+    assert claims == [Claim(frame, True), Claim(frame, True)]
+
+
+@pytest.mark.parametrize(
+    ("settled", "relabel", "claimed", "reason"),
+    [
+        (None, False, False, "being labeled by run run-a"),
+        ("labeled", False, False, "already labeled by run run-a"),
+        ("labeled", True, True, ""),
+        ("failed", False, True, ""),
+    ],
+    ids=["claimed-by-another-run", "labeled", "labeled-but-relabel", "failed-before"],
+)
+def test_another_run_claims_a_frame_only_when_free_or_asked_to_relabel(
+    ledger: FrameLedger, settled: str | None, relabel: bool, claimed: bool, reason: str
+) -> None:
+    # Given a frame run-a claimed, and perhaps settled
+    frame = new_frame()
+    assert ledger.claim(frame, "run-a").claimed
+    if settled:
+        ledger.settle(frame, "run-a", settled)
+    # When run-b claims it
+    claim = ledger.claim(frame, "run-b", relabel=relabel)
+    # Then it gets the frame, or the reason it cannot
+    assert claim == Claim(frame, claimed, reason)
+
+
+def test_a_stale_claim_is_taken_over_and_the_late_run_cannot_overwrite_it(dynamodb: Any) -> None:
+    # Given a frame claimed by a run whose claim expired (it died)
+    frame = new_frame()
+    assert FrameLedger(dynamodb, TABLE, claim_ttl_seconds=-60).claim(frame, "run-dead").claimed
+    ledger = FrameLedger(dynamodb, TABLE)
+    # When another run claims it and labels it, and then the late run settles it as failed
+    assert ledger.claim(frame, "run-b").claimed
+    ledger.settle(frame, "run-b", "labeled")
+    ledger.settle(frame, "run-dead", "failed")
+    # Then the frame stays labeled by the run that took it over
+    assert ledger.claim(frame, "run-c") == Claim(frame, False, "already labeled by run run-b")
+
+
+@pytest.mark.usefixtures("atomic_moto_writes")
+def test_overlapping_runs_claim_each_frame_exactly_once(ledger: FrameLedger) -> None:
+    # Given twenty frames
+    frames = [new_frame() for _ in range(20)]
+    # When two runs claim all of them at the same time
+    jobs = [(frame, run) for frame in frames for run in ("run-x", "run-y")]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        claims = list(pool.map(lambda job: (job[1], ledger.claim(job[0], job[1])), jobs))
+    # Then every frame is claimed by exactly one run, and refused to the other with its name
+    winners: dict[str, str] = {}
+    for run, claim in claims:
+        if claim.claimed:
+            assert claim.frame not in winners
+            winners[claim.frame] = run
+    assert set(winners) == set(frames)
+    for run, claim in claims:
+        if not claim.claimed:
+            assert winners[claim.frame] != run
+            assert claim.reason == f"being labeled by run {winners[claim.frame]}"
