@@ -54,8 +54,15 @@ def bench_raw(mode: str) -> dict[str, Any]:
     start = time.perf_counter()
     objects = sum(len(detector.predict_bytes(blob, name)) for name, blob in data)
     elapsed = time.perf_counter() - start
-    return {"path": "raw", "mode": mode, "frames": len(data), "seconds": elapsed,
-            "fps": len(data) / elapsed, "objects": objects, "peak_mb": _peak_mb()}
+    return {
+        "path": "raw",
+        "mode": mode,
+        "frames": len(data),
+        "seconds": elapsed,
+        "fps": len(data) / elapsed,
+        "objects": objects,
+        "peak_mb": _peak_mb(),
+    }
 
 
 def bench_endpoint(mode: str, batch_size: int = 8) -> dict[str, Any]:
@@ -75,7 +82,9 @@ def bench_endpoint(mode: str, batch_size: int = 8) -> dict[str, Any]:
         s3.create_bucket(Bucket="bench-frames")
         topic = sns.create_topic(Name="bench-done")["TopicArn"]
         queue = sqs.create_queue(QueueName="bench-done")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
         uris = []
         for p in paths:
@@ -85,8 +94,11 @@ def bench_endpoint(mode: str, batch_size: int = 8) -> dict[str, Any]:
         for i, batch in enumerate(batches):
             s3.put_object(Bucket="bench-frames", Key=f"req/{i}.json", Body=json.dumps(batch))
         config = AsyncEndpointConfig(
-            s3_output_path="s3://bench-frames/out/", s3_failure_path="s3://bench-frames/fail/",
-            success_topic=topic, error_topic=topic, max_concurrent_invocations=2,
+            s3_output_path="s3://bench-frames/out/",
+            s3_failure_path="s3://bench-frames/fail/",
+            success_topic=topic,
+            error_topic=topic,
+            max_concurrent_invocations=2,
         )
         detector = load_detector(MODEL, InferenceSettings(**MODES[mode]))
         with LocalAsyncEndpoint("bench", s3, sns, config, lambda: detector) as endpoint:
@@ -94,16 +106,25 @@ def bench_endpoint(mode: str, batch_size: int = 8) -> dict[str, Any]:
             start = time.perf_counter()
             for i in range(len(batches)):
                 endpoint.invoke_endpoint_async(
-                    EndpointName="bench", InputLocation=f"s3://bench-frames/req/{i}.json",
-                    ContentType="application/json", InferenceId=f"bench-{i}",
+                    EndpointName="bench",
+                    InputLocation=f"s3://bench-frames/req/{i}.json",
+                    ContentType="application/json",
+                    InferenceId=f"bench-{i}",
                 )
             received = 0
             while received < len(batches):
                 got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
                 received += len(got.get("Messages", []))
             elapsed = time.perf_counter() - start
-    return {"path": "endpoint", "mode": mode, "frames": len(paths), "seconds": elapsed,
-            "fps": len(paths) / elapsed, "batch_size": batch_size, "peak_mb": _peak_mb()}
+    return {
+        "path": "endpoint",
+        "mode": mode,
+        "frames": len(paths),
+        "seconds": elapsed,
+        "fps": len(paths) / elapsed,
+        "batch_size": batch_size,
+        "peak_mb": _peak_mb(),
+    }
 
 
 def bench_workflow(batch_size: int = 8) -> dict[str, Any]:
@@ -117,9 +138,13 @@ def bench_workflow(batch_size: int = 8) -> dict[str, Any]:
         cloud.s3.create_bucket(Bucket=INPUT_BUCKET)
         for p in paths:
             cloud.s3.put_object(Bucket=INPUT_BUCKET, Key=f"bench/{p.name}", Body=p.read_bytes())
-        request = {"sources": [f"s3://{INPUT_BUCKET}/bench/"], "batch_size": batch_size, "max_concurrency": 4,
-                   "review": "human",
-                   "models": [{"name": MODEL, "endpoint_name": "autolabel-nanodet-coco"}]}
+        request = {
+            "sources": [f"s3://{INPUT_BUCKET}/bench/"],
+            "batch_size": batch_size,
+            "max_concurrency": 4,
+            "review": "human",
+            "models": [{"name": MODEL, "endpoint_name": "autolabel-nanodet-coco"}],
+        }
         start = time.perf_counter()
         arn = cloud.start_run(request)
         described = cloud.wait(arn, timeout=900, poll=0.05)
@@ -127,20 +152,33 @@ def bench_workflow(batch_size: int = 8) -> dict[str, Any]:
         parent = cloud.state_transitions(arn)
         calls = dict(cloud.invocations)
     # Each batch is a child execution whose states are its Lambda tasks: count those measured calls.
-    child = sum(calls.get(f, 0) for f in ("InvokeModelsFunction", "MergeBatchFunction",
-                                          "RecordBatchFailureFunction"))
+    child = sum(
+        calls.get(f, 0) for f in ("InvokeModelsFunction", "MergeBatchFunction", "RecordBatchFailureFunction")
+    )
     n = len(paths)
-    return {"path": "workflow", "mode": "letterbox", "frames": n, "seconds": elapsed, "fps": n / elapsed,
-            "status": described["status"], "batch_size": batch_size, "peak_mb": _peak_mb(),
-            "state_transitions": parent + child, "lambda_invocations": sum(calls.values()),
-            "per_1000_frames": {"state_transitions": round((parent + child) * 1000 / n),
-                                "lambda_invocations": round(sum(calls.values()) * 1000 / n)},
-            "invocations": calls}
+    return {
+        "path": "workflow",
+        "mode": "letterbox",
+        "frames": n,
+        "seconds": elapsed,
+        "fps": n / elapsed,
+        "status": described["status"],
+        "batch_size": batch_size,
+        "peak_mb": _peak_mb(),
+        "state_transitions": parent + child,
+        "lambda_invocations": sum(calls.values()),
+        "per_1000_frames": {
+            "state_transitions": round((parent + child) * 1000 / n),
+            "lambda_invocations": round(sum(calls.values()) * 1000 / n),
+        },
+        "invocations": calls,
+    }
 
 
 def _child(args: list[str]) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=ROOT, capture_output=True, text=True,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.run", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"benchmark {args} failed:\n{out.stderr[-3000:]}")
@@ -164,8 +202,11 @@ def main() -> int:
             continue
         result = _child(["--one", path, mode])
         results.append(result)
-        print(f"{path:<9} {mode:<10} {result['frames']:>3} frames  {result['fps']:6.1f} frames/s  "
-              f"peak {result['peak_mb']:6.0f} MB", flush=True)
+        print(
+            f"{path:<9} {mode:<10} {result['frames']:>3} frames  {result['fps']:6.1f} frames/s  "
+            f"peak {result['peak_mb']:6.0f} MB",
+            flush=True,
+        )
     _ratios(results)
     out = ROOT / "bench-out"
     out.mkdir(exist_ok=True)
@@ -182,9 +223,12 @@ def _ratios(results: list[dict[str, Any]]) -> None:
             print(f"serving overhead ({mode}): raw/endpoint throughput = {ratio:.2f}")
     if ("raw", "letterbox") in by and ("workflow", "letterbox") in by:
         w = by[("workflow", "letterbox")]
-        print(f"orchestration overhead: raw/workflow throughput = {by[('raw', 'letterbox')]['fps'] / w['fps']:.2f}")
-        print(f"per 1000 frames at batch size {w['batch_size']}: {w['per_1000_frames']['state_transitions']} "
-              f"state transitions, {w['per_1000_frames']['lambda_invocations']} Lambda invocations")
+        ratio = by[("raw", "letterbox")]["fps"] / w["fps"]
+        print(f"orchestration overhead: raw/workflow throughput = {ratio:.2f}")
+        print(
+            f"per 1000 frames at batch size {w['batch_size']}: {w['per_1000_frames']['state_transitions']} "
+            f"state transitions, {w['per_1000_frames']['lambda_invocations']} Lambda invocations"
+        )
 
 
 if __name__ == "__main__":

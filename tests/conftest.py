@@ -9,19 +9,20 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from workflow.domain.errors import ModelNotProvisioned
-from workflow.local.cloud import LocalCloud
-from workflow.local.endpoint import Predictor
+if TYPE_CHECKING:  # moto and the model runtime load only when a test asks for them
+    from workflow.local.cloud import LocalCloud
+    from workflow.local.endpoint import Predictor
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT_ROOT / ".." / "shared"
 DEFAULT_MODEL = "nanodet-coco"
-DEFAULT_ENDPOINT = "autolabel-nanodet-coco"  # template.yaml's EndpointName default
 
-EndpointFactories = dict[str, Callable[[], Predictor]]
+EndpointFactories = dict[str, Callable[[], "Predictor"]]
+Handler = Callable[[dict[str, Any], Any], Any]
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +39,7 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def detector() -> Predictor:
     """The real COCO NanoDet, loaded once per session (``make model`` provisions it)."""
+    from workflow.domain.errors import ModelNotProvisioned
     from workflow.inference.runner import load_detector
 
     try:
@@ -64,6 +66,8 @@ class CloudFactory:
 
     def __call__(self, endpoints: EndpointFactories, **options: Any) -> LocalCloud:
         """A started cloud serving ``endpoints`` (name -> predictor factory); options go to LocalCloud."""
+        from workflow.local.cloud import LocalCloud
+
         self.close()
         cloud = LocalCloud(endpoints, **options)
         cloud.start()
@@ -85,10 +89,6 @@ def local_cloud() -> Iterator[CloudFactory]:
     factory = CloudFactory()
     yield factory
     factory.close()
-
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-Handler = Callable[[dict[str, Any], Any], Any]
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,9 @@ class Settings(BaseModel):
     prelabel_attribute: str = "prelabel"
     label_attribute: str = "reviewed"
     task_title: str = "Adjust the pre-labeled objects in this driving frame"
-    task_description: str = "Move, resize, add or delete boxes so that every object of the listed classes is boxed."
+    task_description: str = (
+        "Move, resize, add or delete boxes so that every object of the listed classes is boxed."
+    )
     workers_per_frame: int = Field(1, ge=1, le=9)
     task_time_limit_seconds: int = Field(600, ge=30, le=28_800)
     ledger_claim_ttl_seconds: int = 2 * 86_400

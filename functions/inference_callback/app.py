@@ -18,8 +18,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     outcomes = []
     for note in notifications_from_sns_event(event):
         outcome = on_inference_result(note, a.tokens, a.callbacks)
-        logger.info("inference result", extra={"inference_id": note.inference_id,
-                                                 "status": note.invocation_status, "outcome": outcome})
+        logger.info(
+            "inference result",
+            extra={"inference_id": note.inference_id, "status": note.invocation_status, "outcome": outcome},
+        )
         metrics.add_metric(name=f"Inference{note.invocation_status}", unit=MetricUnit.Count, value=1)
         outcomes.append(outcome)
     return {"outcomes": outcomes}

@@ -17,7 +17,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     a = aws()
     change = LabelingJobStateChange.from_event(event)
     outcome = on_labeling_job_change(change, a.settings, a.tokens, a.callbacks, a.sagemaker)
-    logger.info("labeling job state change", extra={"job": change.job_name, "status": change.status,
-                                                     "outcome": outcome})
+    logger.info(
+        "labeling job state change",
+        extra={"job": change.job_name, "status": change.status, "outcome": outcome},
+    )
     metrics.add_metric(name=f"LabelingJob{change.status}", unit=MetricUnit.Count, value=1)
     return {"job": change.job_name, "outcome": outcome}

@@ -20,7 +20,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         ManifestPart.model_validate(event["part"]),
         RunContext.model_validate(event["run"]),
         ManifestResult.model_validate(event["manifest"]),
-        a.settings, a.tokens, a.sagemaker,
+        a.settings,
+        a.tokens,
+        a.sagemaker,
     )
     logger.info("labeling job started", extra=result)
     metrics.add_metric(name="LabelingJobsStarted", unit=MetricUnit.Count, value=1)

@@ -30,8 +30,12 @@ def dynamodb() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name=REGION)
         props = Template(DEFAULT_TEMPLATE).of_type("AWS::DynamoDB::Table")[TABLE]["Properties"]
-        client.create_table(TableName=TABLE, BillingMode=props["BillingMode"], KeySchema=props["KeySchema"],
-                            AttributeDefinitions=props["AttributeDefinitions"])
+        client.create_table(
+            TableName=TABLE,
+            BillingMode=props["BillingMode"],
+            KeySchema=props["KeySchema"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+        )
         yield client
 
 
@@ -56,7 +60,9 @@ def atomic_moto_writes() -> Iterator[None]:
         return call
 
     writes = ("put_item", "update_item", "delete_item", "transact_write_items")
-    with mock.patch.multiple(DynamoDBBackend, **{name: serialised(getattr(DynamoDBBackend, name)) for name in writes}):
+    with mock.patch.multiple(
+        DynamoDBBackend, **{name: serialised(getattr(DynamoDBBackend, name)) for name in writes}
+    ):
         yield
 
 

@@ -57,8 +57,12 @@ def dynamodb() -> Iterator[Any]:
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         client = boto3.client("dynamodb", region_name=REGION)
         props = Template(DEFAULT_TEMPLATE).of_type("AWS::DynamoDB::Table")[TABLE]["Properties"]
-        client.create_table(TableName=TABLE, BillingMode=props["BillingMode"], KeySchema=props["KeySchema"],
-                            AttributeDefinitions=props["AttributeDefinitions"])
+        client.create_table(
+            TableName=TABLE,
+            BillingMode=props["BillingMode"],
+            KeySchema=props["KeySchema"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+        )
         yield client
 
 
@@ -79,8 +83,10 @@ class Batch:
 
 def park(store: TokenStore, models: tuple[str, ...] = ("nanodet", "yolo")) -> Batch:
     run_id, batch_id = "run-1", f"b{next(_batches):06d}"
-    pending = [PendingInference(f"{batch_id}-{m}", m, [f"s3://logs/{batch_id}/{i}.jpg" for i in range(2)])
-               for m in models]
+    pending = [
+        PendingInference(f"{batch_id}-{m}", m, [f"s3://logs/{batch_id}/{i}.jpg" for i in range(2)])
+        for m in models
+    ]
     key = store.park_batch(run_id, batch_id, TOKEN, pending)
     return Batch(run_id, batch_id, key, [p.inference_id for p in pending])
 
@@ -88,30 +94,42 @@ def park(store: TokenStore, models: tuple[str, ...] = ("nanodet", "yolo")) -> Ba
 def notification(inference_id: str, status: str = "Completed") -> AsyncInferenceNotification:
     """The SNS message SageMaker publishes when an asynchronous inference ends."""
     message: dict[str, Any] = {
-        "awsRegion": REGION, "eventTime": "2024-05-02T10:00:01.250Z", "receivedTime": "2024-05-02T10:00:00.100Z",
+        "awsRegion": REGION,
+        "eventTime": "2024-05-02T10:00:01.250Z",
+        "receivedTime": "2024-05-02T10:00:00.100Z",
         "invocationStatus": status,
-        "requestParameters": {"contentType": "application/json", "endpointName": "autolabel-nanodet-coco",
-                              "inputLocation": "s3://data/runs/run-1/requests/b.json"},
-        "inferenceId": inference_id, "eventVersion": "1.0", "eventSource": "aws:sagemaker",
+        "requestParameters": {
+            "contentType": "application/json",
+            "endpointName": "autolabel-nanodet-coco",
+            "inputLocation": "s3://data/runs/run-1/requests/b.json",
+        },
+        "inferenceId": inference_id,
+        "eventVersion": "1.0",
+        "eventSource": "aws:sagemaker",
         "eventName": "InferenceResult",
     }
     if status == "Completed":
-        message["responseParameters"] = {"contentType": "application/json",
-                                         "outputLocation": f"s3://data/async/output/{inference_id}.out"}
+        message["responseParameters"] = {
+            "contentType": "application/json",
+            "outputLocation": f"s3://data/async/output/{inference_id}.out",
+        }
     else:
         message["failureReason"] = "ModelError: CUDA error: an illegal memory access was encountered"
     return AsyncInferenceNotification.model_validate(message)
 
 
 def item(dynamodb: Any, pk: str) -> dict[str, Any]:
-    got: dict[str, Any] = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": pk}}, ConsistentRead=True)["Item"]
+    got: dict[str, Any] = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": pk}}, ConsistentRead=True)[
+        "Item"
+    ]
     return got
 
 
 def record(store: TokenStore, inference_id: str, status: str = "Completed") -> str | None:
     note = notification(inference_id, status)
-    return store.record_inference(note.inference_id, note.invocation_status, note.output_location,
-                                  note.failure_reason)
+    return store.record_inference(
+        note.inference_id, note.invocation_status, note.output_location, note.failure_reason
+    )
 
 
 def test_parked_batch_keeps_the_full_token_and_expires(store: TokenStore, dynamodb: Any) -> None:
@@ -119,7 +137,11 @@ def test_parked_batch_keeps_the_full_token_and_expires(store: TokenStore, dynamo
     batch = park(store)
     # Then the batch item holds the whole token, the count to wait for, and a TTL a month ahead
     stored = item(dynamodb, batch.key)
-    assert stored["token"]["S"] == TOKEN and stored["remaining"]["N"] == "2" and stored["status"]["S"] == "waiting"
+    assert (
+        stored["token"]["S"] == TOKEN
+        and stored["remaining"]["N"] == "2"
+        and stored["status"]["S"] == "waiting"
+    )
     assert abs(int(stored["expires_at"]["N"]) - (time.time() + store.ttl_seconds)) < 60
     # And one pending item per inference points back at the batch
     for inference_id in batch.inference_ids:
@@ -152,7 +174,11 @@ def test_batch_is_claimed_exactly_once_when_its_last_inference_reports(store: To
     outcomes = {r.inference_id: (r.status, r.output_location, r.failure_reason) for r in first.inferences}
     assert outcomes == {
         batch.inference_ids[0]: ("Completed", f"s3://data/async/output/{batch.inference_ids[0]}.out", None),
-        batch.inference_ids[1]: ("Failed", None, "ModelError: CUDA error: an illegal memory access was encountered"),
+        batch.inference_ids[1]: (
+            "Failed",
+            None,
+            "ModelError: CUDA error: an illegal memory access was encountered",
+        ),
     }
     assert all(len(r.frames) == 2 for r in first.inferences)
 
@@ -196,21 +222,27 @@ def test_batch_whose_every_inference_failed_fails_its_task_with_each_frames_reas
     batch = park(store, models=("nanodet",))
     callbacks = RecordingCallbacks()
     # When the endpoint's error notification arrives, twice
-    outcomes = [on_inference_result(notification(batch.inference_ids[0], "Failed"), store, callbacks)
-                for _ in range(2)]
+    outcomes = [
+        on_inference_result(notification(batch.inference_ids[0], "Failed"), store, callbacks)
+        for _ in range(2)
+    ]
     # Then the task fails once, the cause naming every frame and the endpoint's reason
     assert outcomes == ["failed", "waiting"]
     ((token, error, cause),) = callbacks.failed
     assert token == TOKEN and error == "InferenceFailed"
     detail = json.loads(cause)
     assert detail["batch_id"] == batch.batch_id
-    assert [f["frame"] for f in detail["failures"]] == [f"s3://logs/{batch.batch_id}/{i}.jpg" for i in range(2)]
+    assert [f["frame"] for f in detail["failures"]] == [
+        f"s3://logs/{batch.batch_id}/{i}.jpg" for i in range(2)
+    ]
     assert {f["reason"] for f in detail["failures"]} == {
         "nanodet: ModelError: CUDA error: an illegal memory access was encountered"
     }
 
 
-def test_failed_resume_is_handed_back_so_a_redelivery_resumes_the_batch(store: TokenStore, dynamodb: Any) -> None:
+def test_failed_resume_is_handed_back_so_a_redelivery_resumes_the_batch(
+    store: TokenStore, dynamodb: Any
+) -> None:
     # Given a batch waiting for one inference, and Step Functions throttling the first SendTaskSuccess
     batch = park(store, models=("nanodet",))
     callbacks = RecordingCallbacks(refuse_next=1)

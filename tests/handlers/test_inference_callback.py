@@ -85,7 +85,9 @@ def real_message(event: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def world(
-    local_cloud: Callable[..., LocalCloud], detector: Predictor, load_function: Callable[[str], Any],
+    local_cloud: Callable[..., LocalCloud],
+    detector: Predictor,
+    load_function: Callable[[str], Any],
     shared_dir: Path,
 ) -> Iterator[World]:
     release = threading.Event()
@@ -97,7 +99,9 @@ def world(
     release.set()  # let the endpoint's workers finish before the cloud stops
 
 
-def test_notification_of_an_unknown_inference_changes_nothing(world: World, real_event: dict[str, Any]) -> None:
+def test_notification_of_an_unknown_inference_changes_nothing(
+    world: World, real_event: dict[str, Any]
+) -> None:
     # Given the real notification of an inference this deployment never started
     before = world.items()
     # When the callback handles it
@@ -107,18 +111,27 @@ def test_notification_of_an_unknown_inference_changes_nothing(world: World, real
     assert world.items() == before
 
 
-def test_real_notification_resumes_the_batch_that_waits_for_it(world: World, real_event: dict[str, Any]) -> None:
+def test_real_notification_resumes_the_batch_that_waits_for_it(
+    world: World, real_event: dict[str, Any]
+) -> None:
     # Given a run whose only batch waits at InvokeModels (its endpoint holds the inference)
     cloud = world.cloud
-    request = {"sources": [f"s3://drive-logs/{FRAME_KEY}"], "review": "skip",
-               "models": [{"name": "gated", "endpoint_name": GATED, "batch_requests": True}]}
+    request = {
+        "sources": [f"s3://drive-logs/{FRAME_KEY}"],
+        "review": "skip",
+        "models": [{"name": "gated", "endpoint_name": GATED, "batch_requests": True}],
+    }
     arn = cloud.start_run(request, name="waiting-run")
     parked = world.wait_for_item("batch#waiting-run#b000000")
     assert parked["status"] == "waiting"
     # And the real notification's inferenceId parked as what that batch waits for
     message = real_message(real_event)
-    world.tokens.park_batch("waiting-run", "b000000", parked["token"],
-                            [PendingInference(message["inferenceId"], "gated", [f"s3://drive-logs/{FRAME_KEY}"])])
+    world.tokens.park_batch(
+        "waiting-run",
+        "b000000",
+        parked["token"],
+        [PendingInference(message["inferenceId"], "gated", [f"s3://drive-logs/{FRAME_KEY}"])],
+    )
     # When the callback handles the real notification
     result = world.handle(real_event)
     # Then it resumes the task, and the run goes on with the notification's output location:

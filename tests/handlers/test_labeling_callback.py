@@ -59,7 +59,9 @@ class World:
         """The one state-change event about ``job`` that EventBridge delivered to the queue."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
             for message in messages:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
                 event: dict[str, Any] = json.loads(message["Body"])
@@ -82,8 +84,11 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(
-    local_cloud: Callable[..., LocalCloud], detector_factory: Callable[[], Predictor],
-    load_function: Callable[[str], Any], shared_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+    local_cloud: Callable[..., LocalCloud],
+    detector_factory: Callable[[], Predictor],
+    load_function: Callable[[str], Any],
+    shared_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> World:
     review_dir = tmp_path_factory.mktemp("review")
     cloud = local_cloud({DEFAULT_ENDPOINT: detector_factory}, review_mode="wait", review_dir=review_dir)
@@ -91,7 +96,9 @@ def world(
     # Capture the rule's events in SQS instead of invoking the function, to deliver them by hand.
     sqs = boto3.client("sqs", region_name=REGION)
     queue_url = sqs.create_queue(QueueName="labeling-events")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     (target,) = cloud.events.list_targets_by_rule(Rule=RULE)["Targets"]
     cloud.events.remove_targets(Rule=RULE, Ids=[target["Id"]])
     cloud.events.put_targets(Rule=RULE, Targets=[{"Id": "capture", "Arn": queue_arn}])
@@ -146,8 +153,13 @@ def test_events_about_unknown_jobs_or_unfinished_jobs_change_nothing(
 ) -> None:
     # Given a state-change event in EventBridge's envelope for a job no run waits on, or still running
     event = {
-        "version": "0", "id": "3b8f1c56-4c51-4a52-8d7e-1f5a2c3d4e5f", "detail-type": DETAIL_TYPE,
-        "source": "aws.sagemaker", "account": ACCOUNT, "time": "2024-05-02T10:00:00Z", "region": REGION,
+        "version": "0",
+        "id": "3b8f1c56-4c51-4a52-8d7e-1f5a2c3d4e5f",
+        "detail-type": DETAIL_TYPE,
+        "source": "aws.sagemaker",
+        "account": ACCOUNT,
+        "time": "2024-05-02T10:00:00Z",
+        "region": REGION,
         "resources": [f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:labeling-job/{job}"],
         "detail": {"LabelingJobStatus": status},
     }

@@ -70,7 +70,9 @@ def save_atomically(path: Path, lines: list[dict[str, Any]]) -> None:
 
 
 def test_run_waits_for_the_review_and_publishes_the_adjusted_labels(
-    local_cloud: Callable[..., LocalCloud], detector_factory: Callable[[], Predictor], shared_dir: Path,
+    local_cloud: Callable[..., LocalCloud],
+    detector_factory: Callable[[], Predictor],
+    shared_dir: Path,
     tmp_path: Path,
 ) -> None:
     # Given a local cloud whose labeling service waits for a person, and two KITTI frames
@@ -100,13 +102,21 @@ def test_run_waits_for_the_review_and_publishes_the_adjusted_labels(
     # And the statistics count one adjusted frame, one unadjusted, and one object fewer
     before = {line["source-ref"]: len(line[PRELABEL]["annotations"]) for line in input_lines}
     stats = json.loads(read(cloud, summary["outputs"]["stats"]))["review"]
-    assert (stats["frames_adjusted"], stats["frames_unadjusted"], stats["frames_failed_in_review"]) == (1, 1, 0)
+    assert (stats["frames_adjusted"], stats["frames_unadjusted"], stats["frames_failed_in_review"]) == (
+        1,
+        1,
+        0,
+    )
     assert stats["objects_after_review"] == sum(before.values()) - 1
     assert stats["objects_before_review"] == sum(before.values())
     # And the published manifest holds the moved box and not the deleted one
-    published = {line["source-ref"]: line for line in read_lines(cloud, summary["outputs"]["output_manifest"])}
+    published = {
+        line["source-ref"]: line for line in read_lines(cloud, summary["outputs"]["output_manifest"])
+    }
     frame = parse_output_line(published[adjusted], REVIEWED)
     assert frame.adjustment_status == "adjusted" and len(frame.boxes) == before[adjusted] - 1
-    first = input_lines[[line["source-ref"] for line in input_lines].index(adjusted)][PRELABEL]["annotations"][0]
+    first = input_lines[[line["source-ref"] for line in input_lines].index(adjusted)][PRELABEL][
+        "annotations"
+    ][0]
     assert frame.boxes[0].left == first["left"] + MOVED_BY and frame.boxes[0].top == first["top"]
     assert parse_output_line(published[unchanged], REVIEWED).adjustment_status == "unadjusted"

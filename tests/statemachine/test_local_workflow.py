@@ -69,7 +69,9 @@ class Frames:
         return (self.root / "data" / "kitti_object" / "image_2" / name).read_bytes()
 
     def nuscenes(self, index: int) -> bytes:
-        return (self.root / "data" / "nuscenes_cam_front_sequence" / "frames" / f"{index:03d}.jpg").read_bytes()
+        return (
+            self.root / "data" / "nuscenes_cam_front_sequence" / "frames" / f"{index:03d}.jpg"
+        ).read_bytes()
 
 
 @dataclass
@@ -138,7 +140,9 @@ class Cloud:
     def drain_notifications(self) -> list[str]:
         """Every SNS message (the raw ``Message`` string) the success topic delivered so far."""
         found = []
-        while batch := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages"):
+        while batch := self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get(
+            "Messages"
+        ):
             for message in batch:
                 found.append(json.loads(message["Body"])["Message"])
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -146,7 +150,9 @@ class Cloud:
 
     def scan(self, table: str) -> list[dict[str, Any]]:
         """Every item of a DynamoDB table, in key order."""
-        items = boto3.client("dynamodb", region_name=REGION).scan(TableName=table, ConsistentRead=True)["Items"]
+        items = boto3.client("dynamodb", region_name=REGION).scan(TableName=table, ConsistentRead=True)[
+            "Items"
+        ]
         return sorted(items, key=lambda item: item["pk"]["S"])
 
 
@@ -154,15 +160,19 @@ class Cloud:
 def cloud(
     local_cloud: Callable[..., LocalCloud], detector: Predictor, detector_factory: Callable[[], Predictor]
 ) -> Cloud:
-    local = local_cloud({
-        DEFAULT_ENDPOINT: detector_factory,
-        BROKEN: CrashingModel,
-        FLAKY: lambda: CrashesOnSomeFrames(detector),
-    })
+    local = local_cloud(
+        {
+            DEFAULT_ENDPOINT: detector_factory,
+            BROKEN: CrashingModel,
+            FLAKY: lambda: CrashesOnSomeFrames(detector),
+        }
+    )
     local.s3.create_bucket(Bucket=LOGS)
     sqs = boto3.client("sqs", region_name=REGION)
     queue_url = sqs.create_queue(QueueName="success-notifications")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     success_topic = local.endpoints[DEFAULT_ENDPOINT].config.success_topic
     assert success_topic
     local.sns.subscribe(TopicArn=success_topic, Protocol="sqs", Endpoint=queue_arn)
@@ -172,7 +182,9 @@ def cloud(
 @pytest.fixture(scope="module")
 def first_run(cloud: Cloud, frames: Frames) -> tuple[Run, list[str]]:
     """Three KITTI and two nuScenes frames under log1/, labeled in batches of two with review."""
-    objects = {name: frames.kitti(name) for name in KITTI} | {f"{i:03d}.jpg": frames.nuscenes(i) for i in (0, 1)}
+    objects = {name: frames.kitti(name) for name in KITTI} | {
+        f"{i:03d}.jpg": frames.nuscenes(i) for i in (0, 1)
+    }
     uris = upload(cloud.local, "log1", objects)
     run = run_workflow(cloud.local, {"sources": [f"s3://{LOGS}/log1/"], "batch_size": 2, "review": "human"})
     return run, uris
@@ -197,8 +209,16 @@ def test_run_over_kitti_and_nuscenes_labels_every_frame(
     assert run.status == "SUCCEEDED"
     assert {f["frame"] for f in run.report["frames"]} == set(uris)
     assert set(run.frames("labeled")) == set(uris)
-    assert (run.summary["frames_found"], run.summary["labeled"], run.summary["failed"], run.summary["skipped"]) == (
-        5, 5, 0, 0,
+    assert (
+        run.summary["frames_found"],
+        run.summary["labeled"],
+        run.summary["failed"],
+        run.summary["skipped"],
+    ) == (
+        5,
+        5,
+        0,
+        0,
     )
     assert run.summary["review"] == "reviewed"
     # And every output manifest line parses as a reviewed Ground Truth label of one input frame
@@ -224,12 +244,20 @@ def test_run_over_kitti_and_nuscenes_labels_every_frame(
 # --- 2. frames that cannot be labeled are reported, not lost ----------------------------------------
 
 
-def test_corrupt_image_fails_with_decode_reason_and_text_file_is_skipped(cloud: Cloud, frames: Frames) -> None:
+def test_corrupt_image_fails_with_decode_reason_and_text_file_is_skipped(
+    cloud: Cloud, frames: Frames
+) -> None:
     # Given a real frame, a truncated JPEG and a text file under one prefix
     truncated = frames.nuscenes(3)
-    uris = upload(cloud.local, "log2", {
-        "002.jpg": frames.nuscenes(2), "broken.jpg": truncated[: len(truncated) // 2], "notes.txt": b"drive notes",
-    })
+    uris = upload(
+        cloud.local,
+        "log2",
+        {
+            "002.jpg": frames.nuscenes(2),
+            "broken.jpg": truncated[: len(truncated) // 2],
+            "notes.txt": b"drive notes",
+        },
+    )
     # When the workflow runs over the prefix
     run = run_workflow(cloud.local, {"sources": [f"s3://{LOGS}/log2/"], "batch_size": 2, "review": "skip"})
     # Then every object is in the report: the frame labeled, the JPEG failed, the text skipped
@@ -253,11 +281,18 @@ def test_failing_model_fails_every_frame_with_reason_and_run_still_publishes(
 ) -> None:
     # Given two frames and an endpoint whose model raises on every input
     prefix = f"log3-{'batch' if batch_requests else 'frame'}"
-    uris = upload(cloud.local, prefix, {"000000.png": frames.kitti("000000.png"), "004.jpg": frames.nuscenes(4)})
+    uris = upload(
+        cloud.local, prefix, {"000000.png": frames.kitti("000000.png"), "004.jpg": frames.nuscenes(4)}
+    )
     # When the workflow runs with that model, one frame per batch
-    run = run_workflow(cloud.local, {
-        "sources": [f"s3://{LOGS}/{prefix}/"], "batch_size": 1, "models": broken_model(batch_requests),
-    })
+    run = run_workflow(
+        cloud.local,
+        {
+            "sources": [f"s3://{LOGS}/{prefix}/"],
+            "batch_size": 1,
+            "models": broken_model(batch_requests),
+        },
+    )
     # Then the execution succeeded, published, and lists both frames as failed with the model's error
     failed = run.frames("failed")
     assert set(failed) == set(uris)
@@ -270,15 +305,26 @@ def test_failing_model_fails_every_frame_with_reason_and_run_still_publishes(
 
 def test_only_the_batch_whose_inference_fails_is_failed(cloud: Cloud, frames: Frames) -> None:
     # Given four frames cut into two batches, and a model that crashes on the second batch's frames
-    uris = upload(cloud.local, "log5", {
-        "a-000000.png": frames.kitti("000000.png"), "b-005.jpg": frames.nuscenes(5),
-        "crash-006.jpg": frames.nuscenes(6), "crash-007.jpg": frames.nuscenes(7),
-    })
+    uris = upload(
+        cloud.local,
+        "log5",
+        {
+            "a-000000.png": frames.kitti("000000.png"),
+            "b-005.jpg": frames.nuscenes(5),
+            "crash-006.jpg": frames.nuscenes(6),
+            "crash-007.jpg": frames.nuscenes(7),
+        },
+    )
     # When the workflow runs with one request per frame
-    run = run_workflow(cloud.local, {
-        "sources": [f"s3://{LOGS}/log5/"], "batch_size": 2, "review": "skip",
-        "models": broken_model(False, name="flaky", endpoint=FLAKY),
-    })
+    run = run_workflow(
+        cloud.local,
+        {
+            "sources": [f"s3://{LOGS}/log5/"],
+            "batch_size": 2,
+            "review": "skip",
+            "models": broken_model(False, name="flaky", endpoint=FLAKY),
+        },
+    )
     # Then the first batch is labeled and the second is failed, frame by frame, with the reason
     assert set(run.frames("labeled")) == set(uris[:2])
     failed = run.frames("failed")
@@ -289,11 +335,17 @@ def test_only_the_batch_whose_inference_fails_is_failed(cloud: Cloud, frames: Fr
 # --- 4. at-least-once SNS delivery -----------------------------------------------------------------
 
 
-def test_redelivered_success_notifications_change_nothing(cloud: Cloud, first_run: tuple[Run, list[str]]) -> None:
+def test_redelivered_success_notifications_change_nothing(
+    cloud: Cloud, first_run: tuple[Run, list[str]]
+) -> None:
     # Given the success notifications the endpoint published during the first run (captured by SQS)
     run, _ = first_run
     requests = f"/runs/{run.run_id}/requests/"
-    recorded = [m for m in cloud.drain_notifications() if requests in json.loads(m)["requestParameters"]["inputLocation"]]
+    recorded = [
+        m
+        for m in cloud.drain_notifications()
+        if requests in json.loads(m)["requestParameters"]["inputLocation"]
+    ]
     assert len(recorded) == 3  # three batches of the five frames
     tokens_before = cloud.scan("TokenTable")
     report_before = run.read(run.summary["outputs"]["report"])
@@ -343,7 +395,9 @@ def test_overlapping_runs_never_label_the_same_frame_twice(cloud: Cloud, frames:
     request = {"sources": [f"s3://{LOGS}/log6/"], "batch_size": 2, "review": "skip"}
     # When two runs over it start before either finishes
     arns: list[str] = []
-    starters = [threading.Thread(target=lambda: arns.append(cloud.local.start_run(request))) for _ in range(2)]
+    starters = [
+        threading.Thread(target=lambda: arns.append(cloud.local.start_run(request))) for _ in range(2)
+    ]
     for thread in starters:
         thread.start()
     for thread in starters:
@@ -356,7 +410,10 @@ def test_overlapping_runs_never_label_the_same_frame_twice(cloud: Cloud, frames:
     for run, other in ((runs[0], runs[1]), (runs[1], runs[0])):
         for frame, entry in run.frames("skipped").items():
             assert frame in labeled[runs.index(other)]
-            assert entry["reason"] in (f"being labeled by run {other.run_id}", f"already labeled by run {other.run_id}")
+            assert entry["reason"] in (
+                f"being labeled by run {other.run_id}",
+                f"already labeled by run {other.run_id}",
+            )
 
 
 # --- 7. Ground Truth manifests match real ones --------------------------------------------------------
@@ -372,7 +429,10 @@ def json_type(value: Any) -> str:
 def real_labels(shared_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(label, metadata) of every line of the real bounding-box output manifests."""
     found = []
-    for name in ("gt_bbox_output_cat-ground-truth.manifest", "gt_bbox_output_aws-yolov5-demo_first3.manifest"):
+    for name in (
+        "gt_bbox_output_cat-ground-truth.manifest",
+        "gt_bbox_output_aws-yolov5-demo_first3.manifest",
+    ):
         for text in (shared_dir / "data" / "sagemaker" / name).read_text().splitlines():
             line = json.loads(text)
             (attribute,) = [k for k in line if k != "source-ref" and not k.endswith("-metadata")]
@@ -385,22 +445,33 @@ def item_shapes(items: list[dict[str, Any]]) -> set[tuple[tuple[str, str], ...]]
     return {tuple(sorted((k, json_type(v)) for k, v in item.items())) for item in items}
 
 
-def assert_same_shape(ours: tuple[dict[str, Any], dict[str, Any]], real: list[tuple[dict[str, Any], dict[str, Any]]],
-                      extra_metadata: set[str]) -> None:
+def assert_same_shape(
+    ours: tuple[dict[str, Any], dict[str, Any]],
+    real: list[tuple[dict[str, Any], dict[str, Any]]],
+    extra_metadata: set[str],
+) -> None:
     label, meta = ours
     real_label_keys = {tuple(sorted(lab)) for lab, _ in real}
     assert real_label_keys == {tuple(sorted(label))}
-    assert item_shapes(label["image_size"]) == set().union(*(item_shapes(lab["image_size"]) for lab, _ in real))
+    assert item_shapes(label["image_size"]) == set().union(
+        *(item_shapes(lab["image_size"]) for lab, _ in real)
+    )
     real_annotations = set().union(*(item_shapes(lab["annotations"]) for lab, _ in real))
     assert item_shapes(label["annotations"]) <= real_annotations and label["annotations"]
     real_meta_types = {k: json_type(v) for _, m in real for k, v in m.items()}
     assert set(meta) - set(real_meta_types) == extra_metadata
     assert set(real_meta_types) <= set(meta)
     assert {k: json_type(meta[k]) for k in real_meta_types} == real_meta_types
-    assert item_shapes(meta["objects"]) == set().union(*(item_shapes(m["objects"]) for _, m in real if m["objects"]))
+    assert item_shapes(meta["objects"]) == set().union(
+        *(item_shapes(m["objects"]) for _, m in real if m["objects"])
+    )
     assert all(k.isdigit() and isinstance(v, str) for k, v in meta["class-map"].items())
-    assert CREATION_DATE.match(meta["creation-date"]) and all(CREATION_DATE.match(m["creation-date"]) for _, m in real)
-    assert meta["job-name"].startswith("labeling-job/") and all(m["job-name"].startswith("labeling-job/") for _, m in real)
+    assert CREATION_DATE.match(meta["creation-date"]) and all(
+        CREATION_DATE.match(m["creation-date"]) for _, m in real
+    )
+    assert meta["job-name"].startswith("labeling-job/") and all(
+        m["job-name"].startswith("labeling-job/") for _, m in real
+    )
     assert meta["type"] == "groundtruth/object-detection" == real[0][1]["type"]
 
 
@@ -414,13 +485,17 @@ def test_manifests_have_the_shape_of_real_ground_truth_output(
     frame = f"s3://{LOGS}/log1/000008.png"
     bucket = run.summary["outputs"]["report"].removeprefix("s3://").split("/", 1)[0]
     (prelabeled,) = [
-        line for line in run.lines(f"s3://{bucket}/runs/{run.run_id}/review/input-000.manifest")
+        line
+        for line in run.lines(f"s3://{bucket}/runs/{run.run_id}/review/input-000.manifest")
         if line["source-ref"] == frame
     ]
-    (published,) = [line for line in run.lines(run.summary["outputs"]["output_manifest"]) if line["source-ref"] == frame]
+    (published,) = [
+        line for line in run.lines(run.summary["outputs"]["output_manifest"]) if line["source-ref"] == frame
+    ]
     # Then the pre-label has exactly the keys and JSON types of a real label and its metadata
     assert_same_shape((prelabeled[PRELABEL], prelabeled[f"{PRELABEL}-metadata"]), real, extra_metadata=set())
     # And the reviewed label too, plus the adjustment-status an adjustment job adds
-    assert_same_shape((published[REVIEWED], published[f"{REVIEWED}-metadata"]), real,
-                      extra_metadata={"adjustment-status"})
+    assert_same_shape(
+        (published[REVIEWED], published[f"{REVIEWED}-metadata"]), real, extra_metadata={"adjustment-status"}
+    )
     assert published[f"{REVIEWED}-metadata"]["adjustment-status"] in ("adjusted", "unadjusted")

@@ -18,7 +18,12 @@ from workflow.domain.frames import (
 @pytest.mark.parametrize(
     ("uri", "bucket", "key", "printed"),
     [
-        ("s3://drive-logs/log1/000008.png", "drive-logs", "log1/000008.png", "s3://drive-logs/log1/000008.png"),
+        (
+            "s3://drive-logs/log1/000008.png",
+            "drive-logs",
+            "log1/000008.png",
+            "s3://drive-logs/log1/000008.png",
+        ),
         ("s3://drive-logs/log1/", "drive-logs", "log1/", "s3://drive-logs/log1/"),
         ("s3://drive-logs", "drive-logs", "", "s3://drive-logs/"),
         ("s3://my.bucket-1/a b/c.jpg", "my.bucket-1", "a b/c.jpg", "s3://my.bucket-1/a b/c.jpg"),
@@ -123,15 +128,21 @@ def test_batch_ids_sort_in_batch_order() -> None:
 
 def test_inference_id_is_deterministic_short_printable_and_distinct() -> None:
     # Given the inputs of several invocations
-    cases = [("run-1", "b000000", "nanodet", ""), ("run-1", "b000000", "yolo", ""),
-             ("run-1", "b000001", "nanodet", ""), ("run-2", "b000000", "nanodet", ""),
-             ("run-1", "b000000", "nanodet", "s3://drive-logs/log1/000008.png")]
+    cases = [
+        ("run-1", "b000000", "nanodet", ""),
+        ("run-1", "b000000", "yolo", ""),
+        ("run-1", "b000001", "nanodet", ""),
+        ("run-2", "b000000", "nanodet", ""),
+        ("run-1", "b000000", "nanodet", "s3://drive-logs/log1/000008.png"),
+    ]
     # When their inference ids are made twice
     ids = [inference_id(*case) for case in cases]
     # Then a retry gets the same id, different invocations differ, and each fits SageMaker's limits
     assert ids == [inference_id(*case) for case in cases]
     assert len(set(ids)) == len(ids)
-    assert all(1 <= len(i) <= 64 and i.isprintable() and i.startswith(c[1]) for i, c in zip(ids, cases, strict=True))
+    assert all(
+        1 <= len(i) <= 64 and i.isprintable() and i.startswith(c[1]) for i, c in zip(ids, cases, strict=True)
+    )
 
 
 def test_dedupe_keeps_the_first_of_each_in_order() -> None:

@@ -34,11 +34,18 @@ def sns_event(*messages: dict[str, Any]) -> dict[str, Any]:
 def failure_message() -> dict[str, Any]:
     """A failure notification (shape of the AWS guide): no responseParameters, a failureReason."""
     return {
-        "awsRegion": "us-east-1", "eventTime": "2024-05-02T10:00:01.250Z", "receivedTime": "2024-05-02T10:00:00.100Z",
-        "invocationStatus": "Failed", "failureReason": "ClientError: Received server error (500) from model",
-        "requestParameters": {"endpointName": "autolabel-nanodet-coco",
-                              "inputLocation": "s3://data/runs/r/requests/b000000.json"},
-        "inferenceId": "b000000-4f1c", "eventVersion": "1.0", "eventSource": "aws:sagemaker",
+        "awsRegion": "us-east-1",
+        "eventTime": "2024-05-02T10:00:01.250Z",
+        "receivedTime": "2024-05-02T10:00:00.100Z",
+        "invocationStatus": "Failed",
+        "failureReason": "ClientError: Received server error (500) from model",
+        "requestParameters": {
+            "endpointName": "autolabel-nanodet-coco",
+            "inputLocation": "s3://data/runs/r/requests/b000000.json",
+        },
+        "inferenceId": "b000000-4f1c",
+        "eventVersion": "1.0",
+        "eventSource": "aws:sagemaker",
         "eventName": "InferenceResult",
     }
 
@@ -84,18 +91,18 @@ def test_every_record_of_an_event_is_read_in_order(real_event: dict[str, Any]) -
 
 
 @pytest.mark.parametrize(
-    "broken",
-    [
-        {"invocationStatus": "Pending"},
-        {"inferenceId": None},
-        {"requestParameters": {"endpointName": "e"}},
-    ],
+    ("field", "value"),
+    [("invocationStatus", "Pending"), ("inferenceId", None), ("requestParameters", {"endpointName": "e"})],
     ids=["unknown-status", "no-inference-id", "no-input-location"],
 )
-def test_malformed_notification_is_refused(broken: dict[str, Any]) -> None:
-    message = failure_message() | broken
-    if broken.get("inferenceId", "") is None:
-        del message["inferenceId"]
+def test_malformed_notification_is_refused(field: str, value: Any) -> None:
+    # Given a failure notification with one field wrong (None: missing)
+    message = failure_message()
+    if value is None:
+        del message[field]
+    else:
+        message[field] = value
+    # When it is parsed, then it is refused
     with pytest.raises(ValidationError):
         AsyncInferenceNotification.model_validate(message)
 
@@ -103,10 +110,15 @@ def test_malformed_notification_is_refused(broken: dict[str, Any]) -> None:
 def state_change(status: str, **detail: Any) -> dict[str, Any]:
     """An EventBridge 'SageMaker Ground Truth Labeling Job State Change' event."""
     return {
-        "version": "0", "id": "3b8f1c56-4c51-4a52-8d7e-1f5a2c3d4e5f",
-        "detail-type": "SageMaker Ground Truth Labeling Job State Change", "source": "aws.sagemaker",
-        "account": "123456789012", "time": "2024-05-02T10:00:00Z", "region": "us-east-1",
-        "resources": [JOB_ARN], "detail": {"LabelingJobStatus": status, **detail},
+        "version": "0",
+        "id": "3b8f1c56-4c51-4a52-8d7e-1f5a2c3d4e5f",
+        "detail-type": "SageMaker Ground Truth Labeling Job State Change",
+        "source": "aws.sagemaker",
+        "account": "123456789012",
+        "time": "2024-05-02T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [JOB_ARN],
+        "detail": {"LabelingJobStatus": status, **detail},
     }
 
 

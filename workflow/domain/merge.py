@@ -65,7 +65,11 @@ def merge_models(parts: list[Detections], iou_threshold: float = 0.55) -> Detect
     provenance = Provenance(
         model=names,
         version="+".join(p.provenance.version for p in parts),
-        settings={"merge": "class-nms", "iou": iou_threshold, "models": [p.provenance.to_dict() for p in parts]},
+        settings={
+            "merge": "class-nms",
+            "iou": iou_threshold,
+            "models": [p.provenance.to_dict() for p in parts],
+        },
     )
     merged = concat(parts, provenance)
     return merged.select(class_nms(merged, iou_threshold))

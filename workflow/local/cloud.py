@@ -32,6 +32,7 @@ from typing import Any
 from unittest import mock
 
 import boto3
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import JsonRESTError
@@ -39,7 +40,6 @@ from moto.events.models import Rule
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 from moto.stepfunctions.responses import StepFunctionResponse
-from botocore.exceptions import ClientError
 
 from workflow.adapters import aws as aws_adapters
 from workflow.local.endpoint import LocalAsyncEndpoint, Predictor
@@ -121,7 +121,9 @@ class LocalCloud:
         self.parameters = {**self.template.parameter_defaults(), **(parameters or {})}
         self.parameters.setdefault("WorkteamArn", "")
         if not self.parameters["WorkteamArn"]:
-            self.parameters["WorkteamArn"] = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/local"
+            self.parameters["WorkteamArn"] = (
+                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/local"
+            )
         self.max_concurrent_invocations = max_concurrent_invocations
         self.handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self.endpoints: dict[str, LocalAsyncEndpoint] = {}
@@ -154,9 +156,12 @@ class LocalCloud:
         refs, attrs = self._create_resources()
         resolver = Resolver(refs, attrs)
         env = {k: str(resolver(v)) for k, v in self.template.global_environment().items()}
-        env |= {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "true",
-                "POWERTOOLS_LOG_LEVEL": os.environ.get("AUTOLABEL_LOG_LEVEL", "WARNING"),
-                "LOG_LEVEL": os.environ.get("AUTOLABEL_LOG_LEVEL", "WARNING")}
+        env |= {
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("AUTOLABEL_LOG_LEVEL", "WARNING"),
+            "LOG_LEVEL": os.environ.get("AUTOLABEL_LOG_LEVEL", "WARNING"),
+        }
         self._set_env(env)
         aws_adapters.reset()
         aws_adapters.logger.setLevel(env["LOG_LEVEL"])
@@ -164,7 +169,11 @@ class LocalCloud:
         self._create_functions(resolver)
         self._create_endpoints(refs)
         self.labeling = LocalLabelingService(
-            self.s3, self.events, REGION, ACCOUNT, review_mode=self.review_mode,  # type: ignore[arg-type]
+            self.s3,
+            self.events,
+            REGION,
+            ACCOUNT,
+            review_mode=self.review_mode,  # type: ignore[arg-type]
             review_dir=self.review_dir,
         )
         self.state_machine_arn = self._create_state_machine(resolver)
@@ -206,11 +215,15 @@ class LocalCloud:
         for name, res in self.template.of_type("AWS::DynamoDB::Table").items():
             props = res["Properties"]
             dynamodb.create_table(
-                TableName=name, BillingMode=props["BillingMode"], KeySchema=props["KeySchema"],
+                TableName=name,
+                BillingMode=props["BillingMode"],
+                KeySchema=props["KeySchema"],
                 AttributeDefinitions=props["AttributeDefinitions"],
             )
             if "TimeToLiveSpecification" in props:
-                dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+                dynamodb.update_time_to_live(
+                    TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"]
+                )
             refs[name], attrs[f"{name}.Arn"] = name, f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
         for name in self.template.of_type("AWS::SNS::Topic"):
             arn = self.sns.create_topic(Name=name)["TopicArn"]
@@ -235,8 +248,12 @@ class LocalCloud:
         for fn in self.template.functions():
             self.handlers[fn.logical_id] = _load_handler(self.template.root / fn.code_uri, fn.handler)
             arn = self.lambda_.create_function(
-                FunctionName=fn.logical_id, Runtime="python3.12", Role=self.role_arn, Handler=fn.handler,
-                Code={"ZipFile": code}, Timeout=900,
+                FunctionName=fn.logical_id,
+                Runtime="python3.12",
+                Role=self.role_arn,
+                Handler=fn.handler,
+                Code={"ZipFile": code},
+                Timeout=900,
             )["FunctionArn"]
             for event in fn.events.values():
                 props = resolver(event.get("Properties", {}))
@@ -247,19 +264,28 @@ class LocalCloud:
                     self.events.put_rule(Name=rule, EventPattern=json.dumps(props["Pattern"]))
                     self.events.put_targets(Rule=rule, Targets=[{"Id": fn.logical_id, "Arn": arn}])
                 else:
-                    raise ValueError(f"event type {event['Type']} of {fn.logical_id} is not supported locally")
+                    raise ValueError(
+                        f"event type {event['Type']} of {fn.logical_id} is not supported locally"
+                    )
 
     def _create_endpoints(self, refs: dict[str, str]) -> None:
         bucket = refs["DataBucket"]
         for name, factory in self.endpoint_factories.items():
             self.sagemaker.create_model(
-                ModelName=name, ExecutionRoleArn=self.role_arn,
+                ModelName=name,
+                ExecutionRoleArn=self.role_arn,
                 PrimaryContainer={"Image": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/autolabel:local"},
             )
             self.sagemaker.create_endpoint_config(
                 EndpointConfigName=name,
-                ProductionVariants=[{"VariantName": "AllTraffic", "ModelName": name,
-                                     "InstanceType": "ml.g4dn.xlarge", "InitialInstanceCount": 1}],
+                ProductionVariants=[
+                    {
+                        "VariantName": "AllTraffic",
+                        "ModelName": name,
+                        "InstanceType": "ml.g4dn.xlarge",
+                        "InitialInstanceCount": 1,
+                    }
+                ],
                 AsyncInferenceConfig={
                     "ClientConfig": {"MaxConcurrentInvocationsPerInstance": self.max_concurrent_invocations},
                     "OutputConfig": {
@@ -282,9 +308,11 @@ class LocalCloud:
         definition = path.read_text(encoding="utf-8")
         for key, value in substitutions.items():
             definition = definition.replace("${" + key + "}", str(resolver(value)))
-        return str(self.sfn.create_state_machine(
-            name="AutolabelStateMachine", definition=definition, roleArn=self.role_arn
-        )["stateMachineArn"])
+        return str(
+            self.sfn.create_state_machine(
+                name="AutolabelStateMachine", definition=definition, roleArn=self.role_arn
+            )["stateMachineArn"]
+        )
 
     # --- bindings moto cannot provide ------------------------------------------------------------
     def _patch_moto(self) -> None:
@@ -319,8 +347,11 @@ class LocalCloud:
                 try:
                     result = getattr(cloud.labeling, operation)(**params)
                 except ClientError as err:
-                    raise JsonRESTError(err.response["Error"]["Code"], err.response["Error"]["Message"]) from err
+                    raise JsonRESTError(
+                        err.response["Error"]["Code"], err.response["Error"]["Message"]
+                    ) from err
                 return json.dumps(result, default=_json_default)
+
             return call
 
         def send_task_failure(resp: StepFunctionResponse) -> Any:
@@ -351,10 +382,15 @@ class LocalCloud:
         self._patches = [
             mock.patch.object(LambdaFunction, "_invoke_lambda", invoke_lambda),
             mock.patch.object(SageMakerRuntimeResponse, "invoke_endpoint_async", invoke_endpoint_async),
-            mock.patch.object(SageMakerResponse, "create_labeling_job", labeling_call("create_labeling_job"),
-                              create=True),
-            mock.patch.object(SageMakerResponse, "describe_labeling_job",
-                              labeling_call("describe_labeling_job"), create=True),
+            mock.patch.object(
+                SageMakerResponse, "create_labeling_job", labeling_call("create_labeling_job"), create=True
+            ),
+            mock.patch.object(
+                SageMakerResponse,
+                "describe_labeling_job",
+                labeling_call("describe_labeling_job"),
+                create=True,
+            ),
             mock.patch.object(Rule, "send_to_targets", send_to_targets),
             mock.patch.object(StepFunctionResponse, "send_task_failure", send_task_failure),
         ]
@@ -371,19 +407,30 @@ class LocalCloud:
             result = handler(payload, LocalContext(function_name))
             return json.dumps(result), False, ""
         except Exception as exc:  # noqa: BLE001 - Lambda reports every error this way
-            error = {"errorMessage": str(exc), "errorType": type(exc).__name__,
-                     "stackTrace": traceback.format_exception(exc)[-5:]}
+            error = {
+                "errorMessage": str(exc),
+                "errorType": type(exc).__name__,
+                "stackTrace": traceback.format_exception(exc)[-5:],
+            }
             return json.dumps(error), True, ""
 
     # --- running the workflow --------------------------------------------------------------------
     def start_run(self, request: dict[str, Any], name: str | None = None) -> str:
-        return str(self.sfn.start_execution(
-            stateMachineArn=self.state_machine_arn, name=name or f"run-{uuid.uuid4().hex[:12]}",
-            input=json.dumps(request),
-        )["executionArn"])
+        return str(
+            self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn,
+                name=name or f"run-{uuid.uuid4().hex[:12]}",
+                input=json.dumps(request),
+            )["executionArn"]
+        )
 
-    def wait(self, execution_arn: str, timeout: float = 600, poll: float = 0.2,
-             on_poll: Callable[[], None] | None = None) -> dict[str, Any]:
+    def wait(
+        self,
+        execution_arn: str,
+        timeout: float = 600,
+        poll: float = 0.2,
+        on_poll: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
         """Wait for an execution to end; returns describe_execution's answer."""
         deadline = time.monotonic() + timeout
         while True:

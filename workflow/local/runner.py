@@ -61,7 +61,7 @@ def download_prefix(uri: str, dest: Path) -> Path:
     client = boto3.client("s3")
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.key):
         for obj in page.get("Contents", []):
-            target = dest / obj["Key"][len(loc.key):].lstrip("/")
+            target = dest / obj["Key"][len(loc.key) :].lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             client.download_file(loc.bucket, obj["Key"], str(target))
     return dest
@@ -83,7 +83,9 @@ class _Progress:
         prefix = f"runs/{self.run_id}/"
         if self.total is None:
             try:
-                batches = json.loads(self.cloud.s3.get_object(Bucket=bucket, Key=prefix + "batches.json")["Body"].read())
+                batches = json.loads(
+                    self.cloud.s3.get_object(Bucket=bucket, Key=prefix + "batches.json")["Body"].read()
+                )
             except self.cloud.s3.exceptions.NoSuchKey:
                 return
             self.sizes = {b["batch_id"]: len(b["frames"]) for b in batches}
@@ -139,11 +141,15 @@ def run_local(
         }
         arn = cloud.start_run(request, name=run_id)
         if review == "wait":
-            print(f"Waiting for review: when the labeling job starts, {review_dir}/<job>.draft.manifest holds "
-                  f"the pre-labels in Ground Truth's output format; edit the boxes with any tool and save it "
-                  f"as {review_dir}/<job>.manifest to resume the run.")
+            print(
+                f"Waiting for review: when the labeling job starts, {review_dir}/<job>.draft.manifest holds "
+                f"the pre-labels in Ground Truth's output format; edit the boxes with any tool and save it "
+                f"as {review_dir}/<job>.manifest to resume the run."
+            )
         tick = _Progress(cloud, run_id, progress)
-        described = cloud.wait(arn, timeout=timeout_s, on_poll=_also_export_input(cloud, run_id, out_dir, tick))
+        described = cloud.wait(
+            arn, timeout=timeout_s, on_poll=_also_export_input(cloud, run_id, out_dir, tick)
+        )
         tick()
         outcome = RunOutcome(
             summary=json.loads(described.get("output") or "{}"),
@@ -153,7 +159,9 @@ def run_local(
             execution_arn=arn,
             state_transitions=cloud.state_transitions(arn),
             lambda_invocations=dict(cloud.invocations),
-            error=None if described["status"] == "SUCCEEDED" else f"{described.get('error')}: {described.get('cause')}",
+            error=None
+            if described["status"] == "SUCCEEDED"
+            else f"{described.get('error')}: {described.get('cause')}",
         )
         _export(cloud, run_id, out_dir, folder)
     if overlays and outcome.status == "SUCCEEDED":
@@ -163,7 +171,9 @@ def run_local(
     return outcome
 
 
-def _also_export_input(cloud: LocalCloud, run_id: str, out_dir: Path, tick: Callable[[], None]) -> Callable[[], None]:
+def _also_export_input(
+    cloud: LocalCloud, run_id: str, out_dir: Path, tick: Callable[[], None]
+) -> Callable[[], None]:
     def on_poll() -> None:
         tick()
         target = out_dir / "input.manifest"
@@ -174,6 +184,7 @@ def _also_export_input(cloud: LocalCloud, run_id: str, out_dir: Path, tick: Call
                 target.write_bytes(body)
             except cloud.s3.exceptions.NoSuchKey:
                 pass
+
     return on_poll
 
 
@@ -197,14 +208,16 @@ def _export(cloud: LocalCloud, run_id: str, out_dir: Path, folder: Path) -> None
         except cloud.s3.exceptions.NoSuchKey:
             continue
         (out_dir / name).write_bytes(body)
-    (out_dir / "frames-map.json").write_text(json.dumps(
-        {"s3_prefix": f"s3://{INPUT_BUCKET}/{run_id}/", "local_folder": str(folder.resolve())}, indent=2
-    ))
+    (out_dir / "frames-map.json").write_text(
+        json.dumps(
+            {"s3_prefix": f"s3://{INPUT_BUCKET}/{run_id}/", "local_folder": str(folder.resolve())}, indent=2
+        )
+    )
 
 
 def local_path(frame_uri: str, folder: Path, run_id: str) -> Path:
     prefix = f"s3://{INPUT_BUCKET}/{run_id}/"
-    return folder / frame_uri[len(prefix):] if frame_uri.startswith(prefix) else Path(frame_uri)
+    return folder / frame_uri[len(prefix) :] if frame_uri.startswith(prefix) else Path(frame_uri)
 
 
 def _write_overlays(out_dir: Path, folder: Path, run_id: str) -> None:

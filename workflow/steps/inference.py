@@ -38,12 +38,16 @@ def invoke_models(
             )
             inf_id = inference_id(run.run_id, batch.batch_id, model.name)
             params = {"ContentType": "application/json", "InputLocation": request_uri}
-            requests.append((PendingInference(inf_id, model.name, batch.frames), params | _common(model, inf_id)))
+            requests.append(
+                (PendingInference(inf_id, model.name, batch.frames), params | _common(model, inf_id))
+            )
         else:
             for frame in batch.frames:
                 inf_id = inference_id(run.run_id, batch.batch_id, model.name, frame)
                 params = {"ContentType": _content_type(frame), "InputLocation": frame}
-                requests.append((PendingInference(inf_id, model.name, [frame]), params | _common(model, inf_id)))
+                requests.append(
+                    (PendingInference(inf_id, model.name, [frame]), params | _common(model, inf_id))
+                )
     batch_key = tokens.park_batch(run.run_id, batch.batch_id, token, [p for p, _ in requests])
     for _, params in requests:
         try:

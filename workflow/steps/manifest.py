@@ -22,8 +22,9 @@ def build_manifest(run: RunContext, settings: Settings, s3: S3Store) -> Manifest
     taxonomy = default_class_map().taxonomy
     labeled, _ = labeled_frames(run, s3)
     lines = [
-        input_manifest_line(d.frame, d, taxonomy, attribute=settings.prelabel_attribute,
-                            job_name=f"{run.run_id}-prelabel")
+        input_manifest_line(
+            d.frame, d, taxonomy, attribute=settings.prelabel_attribute, job_name=f"{run.run_id}-prelabel"
+        )
         for d in labeled
     ]
     base = S3Uri(run.bucket, run.key("review"))
@@ -40,6 +41,10 @@ def build_manifest(run: RunContext, settings: Settings, s3: S3Store) -> Manifest
         coco.add_detections(dets)
     s3.put_json(S3Uri(run.bucket, run.key("prelabels.coco.json")), coco.to_dict())
     return ManifestResult(
-        parts=parts, frames_to_review=len(lines), label_categories_uri=categories_uri,
-        ui_template_uri=template_uri, prelabel_attribute=settings.prelabel_attribute, categories=categories,
+        parts=parts,
+        frames_to_review=len(lines),
+        label_categories_uri=categories_uri,
+        ui_template_uri=template_uri,
+        prelabel_attribute=settings.prelabel_attribute,
+        categories=categories,
     )

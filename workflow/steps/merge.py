@@ -72,9 +72,15 @@ def merge_batch(batch: Batch, run: RunContext, inference: BatchInference, s3: S3
             reasons = problems.get(frame) or ["no model returned a result for this frame"]
             failed.append(FrameFailure(frame=frame, reason="; ".join(reasons)).model_dump())
     key = run.key("labels", f"{batch.batch_id}.json")
-    s3.put_json(S3Uri(run.bucket, key), {
-        "batch_id": batch.batch_id, "frames": labeled, "failed": failed, "dropped_classes": dict(dropped),
-    })
+    s3.put_json(
+        S3Uri(run.bucket, key),
+        {
+            "batch_id": batch.batch_id,
+            "frames": labeled,
+            "failed": failed,
+            "dropped_classes": dict(dropped),
+        },
+    )
     return BatchResult(batch_id=batch.batch_id, labels_key=key, labeled=len(labeled), failed=len(failed))
 
 
@@ -91,7 +97,9 @@ def record_batch_failure(batch: Batch, run: RunContext, error: dict[str, Any], s
     except (ValueError, AttributeError, TypeError):
         message = cause
     failed = [
-        FrameFailure(frame=f, reason=reasons.get(f) or f"{error_name}: {message}"[:1000], stage="batch").model_dump()
+        FrameFailure(
+            frame=f, reason=reasons.get(f) or f"{error_name}: {message}"[:1000], stage="batch"
+        ).model_dump()
         for f in batch.frames
     ]
     key = run.key("labels", f"{batch.batch_id}.json")

@@ -47,7 +47,9 @@ def discover(request: RunRequest, s3: S3Store, settings: Settings) -> Discovery:
             if obj.key.endswith("/") and size == 0:
                 continue  # a console-made "folder" marker
             if not is_frame_key(obj.key):
-                found.skipped.append({"frame": str(obj), "reason": "not a frame: only .jpg, .jpeg, .png are labeled"})
+                found.skipped.append(
+                    {"frame": str(obj), "reason": "not a frame: only .jpg, .jpeg, .png are labeled"}
+                )
                 continue
             found.frames.append(str(obj))
     found.frames = dedupe_preserving_order(found.frames)

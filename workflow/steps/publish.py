@@ -58,15 +58,24 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
         reviewed = [parse_output_line(line, attribute) for line in lines]
         for frame in reviewed:
             if frame.failed:
-                review_failures.append({"frame": frame.source_ref, "reason": f"review: {frame.failure_reason}"})
+                review_failures.append(
+                    {"frame": frame.source_ref, "reason": f"review: {frame.failure_reason}"}
+                )
             else:
                 coco.add_reviewed(frame)
-        review = {"status": "reviewed", "jobs": [r.job_name for r in reviews],
-                  **_adjustment_stats(reviewed, prelabels)}
+        review = {
+            "status": "reviewed",
+            "jobs": [r.job_name for r in reviews],
+            **_adjustment_stats(reviewed, prelabels),
+        }
         counts = Counter(b.class_name for r in reviewed if not r.failed for b in r.boxes)
     else:
-        lines = [input_manifest_line(d.frame, d, taxonomy, attribute=settings.prelabel_attribute,
-                                     job_name=f"{run.run_id}-prelabel") for d in labeled]
+        lines = [
+            input_manifest_line(
+                d.frame, d, taxonomy, attribute=settings.prelabel_attribute, job_name=f"{run.run_id}-prelabel"
+            )
+            for d in labeled
+        ]
         for dets in labeled:
             coco.add_detections(dets)
         review = {"status": "skipped" if run.review == "skip" else ("failed" if review_error else "none")}

@@ -15,8 +15,13 @@ from workflow.settings import Settings
 
 
 def start_labeling_job(
-    token: str, part: ManifestPart, run: RunContext, manifest: ManifestResult, settings: Settings,
-    tokens: TokenStore, sagemaker: Any,
+    token: str,
+    part: ManifestPart,
+    run: RunContext,
+    manifest: ManifestResult,
+    settings: Settings,
+    tokens: TokenStore,
+    sagemaker: Any,
 ) -> dict[str, str]:
     """Park the token under the job name, then create the job (a retried create finds it already made)."""
     request = create_labeling_job_request(run, part, manifest, settings)
@@ -32,7 +37,10 @@ def start_labeling_job(
 
 
 def on_labeling_job_change(
-    change: LabelingJobStateChange, settings: Settings, tokens: TokenStore, callbacks: TaskCallbacks,
+    change: LabelingJobStateChange,
+    settings: Settings,
+    tokens: TokenStore,
+    callbacks: TaskCallbacks,
     sagemaker: Any,
 ) -> str:
     """Resume the waiting ReviewJobs task when its job ends; redelivered events change nothing."""
@@ -44,7 +52,9 @@ def on_labeling_job_change(
     job = sagemaker.describe_labeling_job(LabelingJobName=change.job_name)
     if change.status == "Completed":
         result = ReviewResult(
-            job_name=change.job_name, status="Completed", label_attribute=job["LabelAttributeName"],
+            job_name=change.job_name,
+            status="Completed",
+            label_attribute=job["LabelAttributeName"],
             output_manifest_uri=job.get("LabelingJobOutput", {}).get("OutputDatasetS3Uri"),
         )
         callbacks.succeed(token, result.model_dump(mode="json"))
