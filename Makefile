@@ -33,7 +33,6 @@ model: $(STAMP)
 	@$(PY) -m workflow.models.provision
 
 demo: model
-	@echo ">> labeling $(if $(INPUT),$(INPUT),the demo street photos) through statemachine/autolabel.asl.json (local mode)"
 	@$(VENV)/bin/autolabel demo $(if $(INPUT),--input $(INPUT)) --out $(OUT)
 
 test: model

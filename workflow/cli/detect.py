@@ -26,6 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
     parser.add_argument("--model", default="nanodet-coco", help="known model name or .onnx path")
     parser.add_argument("--out", type=Path, required=True, help="folder for overlays and JSON")
+    add_inference_arguments(parser)
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that choose how a model runs (shared by ``detect`` and ``run``)."""
+    parser.add_argument(
+        "--inference-config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="YAML/JSON of inference settings (score_threshold, per_class_thresholds, classes, tiling, ...); "
+        "flags override it",
+    )
     parser.add_argument("--score-threshold", type=float, default=None, help="minimum score (default 0.3)")
     parser.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="keep only these classes")
     parser.add_argument("--tiling", action="store_true", help="also run overlapping tiles (small objects)")
@@ -38,17 +51,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> InferenceSettings:
-    """The inference settings the flags ask for."""
-    values: dict[str, object] = {
-        "letterbox": not args.no_letterbox,
-        "tiling": args.tiling,
-        "flip_tta": args.flip_tta,
+    """The inference settings the config file and the flags ask for (flags win)."""
+    values: dict[str, object] = {}
+    if args.inference_config is not None:
+        import yaml
+
+        values.update(yaml.safe_load(args.inference_config.read_text(encoding="utf-8")) or {})
+    flags: dict[str, object] = {
+        "letterbox": False if args.no_letterbox else None,
+        "tiling": True if args.tiling else None,
+        "flip_tta": True if args.flip_tta else None,
         "tile_size": args.tile_size,
         "classes": args.classes,
         "intra_op_num_threads": args.threads,
+        "score_threshold": args.score_threshold,
     }
-    if args.score_threshold is not None:
-        values["score_threshold"] = args.score_threshold
+    values.update({k: v for k, v in flags.items() if v is not None})
     return InferenceSettings.model_validate(values)
 
 

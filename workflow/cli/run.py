@@ -35,6 +35,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="frames per batch / async invocation")
     parser.add_argument("--max-concurrency", type=int, default=4, help="batches labeled at once")
     parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay images")
+    from workflow.cli.detect import add_inference_arguments
+
+    add_inference_arguments(parser)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,15 +81,16 @@ def demo_frames() -> Path:
     return target
 
 
-def _models(names: list[str] | None) -> list:  # type: ignore[type-arg]
+def _models(args: argparse.Namespace) -> list:  # type: ignore[type-arg]
+    from workflow.cli.detect import settings_from_args
     from workflow.inference.runner import load_detector
     from workflow.local.runner import LocalModel
 
-    chosen = names or ["nanodet-coco"]
+    settings = settings_from_args(args)
     models = []
-    for name in chosen:
+    for name in args.models or ["nanodet-coco"]:
         label = Path(name).stem if name.endswith(".onnx") else name
-        models.append(LocalModel(name=label, factory=lambda n=name: load_detector(n)))
+        models.append(LocalModel(name=label, factory=lambda n=name: load_detector(n, settings)))
     return models
 
 
@@ -104,7 +108,7 @@ def _execute(source: str, args: argparse.Namespace) -> int:
     outcome = run_local(
         source,
         args.out,
-        _models(args.models),
+        _models(args),
         review=args.review,
         batch_size=args.batch_size,
         max_concurrency=args.max_concurrency,
