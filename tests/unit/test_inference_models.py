@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from workflow.domain.boxes import box_iou
 from workflow.domain.detections import Detections
 from workflow.domain.errors import AutolabelError, ConfigurationError, InvalidImage
 from workflow.inference.images import decode_image
 from workflow.inference.masks import decode_rle
-from workflow.inference.nms import box_iou
 from workflow.inference.runner import OnnxDetector
 from workflow.inference.settings import InferenceSettings
 

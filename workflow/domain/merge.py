@@ -5,34 +5,20 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from workflow.domain.boxes import box_iou, nms
 from workflow.domain.detections import Detections, Provenance
 
 
 def iou_matrix(a: npt.NDArray[np.float32], b: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Pairwise IoU of xyxy boxes: (N,4) x (M,4) -> (N,M)."""
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+    return box_iou(a, b)
 
 
 def class_nms(dets: Detections, iou_threshold: float = 0.55) -> npt.NDArray[np.int64]:
-    """Indices kept by greedy NMS within each class name, best score first."""
-    keep: list[int] = []
-    for name in sorted(set(dets.class_names)):
-        idx = np.array([i for i, n in enumerate(dets.class_names) if n == name], dtype=np.int64)
-        idx = idx[np.argsort(-dets.scores[idx], kind="stable")]
-        while len(idx):
-            best, rest = idx[0], idx[1:]
-            keep.append(int(best))
-            overlap = iou_matrix(dets.boxes[best : best + 1], dets.boxes[rest])[0]
-            idx = rest[overlap < iou_threshold]
-    return np.array(sorted(keep), dtype=np.int64)
+    """Indices kept by greedy NMS within each class, best score first, in ascending order."""
+    names = sorted(set(dets.class_names))
+    ids = np.array([names.index(n) for n in dets.class_names], dtype=np.int64)
+    return np.sort(nms(dets.boxes, dets.scores, ids, iou_threshold))
 
 
 def concat(parts: list[Detections], provenance: Provenance) -> Detections:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from workflow.domain.boxes import nms
 from workflow.inference.candidates import Candidates
-from workflow.inference.nms import nms
 from workflow.inference.tiling import View
 
 FloatArray = npt.NDArray[np.float32]

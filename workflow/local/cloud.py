@@ -43,6 +43,7 @@ from moto.stepfunctions.responses import StepFunctionResponse
 
 from workflow.adapters import aws as aws_adapters
 from workflow.local.endpoint import LocalAsyncEndpoint, Predictor
+from workflow.local.endpoint_http import ApiError, request_params
 from workflow.local.labeling import LocalLabelingService
 from workflow.local.template import Resolver, Template
 
@@ -50,19 +51,6 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
-
-_RUNTIME_HEADERS = {
-    "ContentType": "X-Amzn-SageMaker-Content-Type",
-    "Accept": "X-Amzn-SageMaker-Accept",
-    "CustomAttributes": "X-Amzn-SageMaker-Custom-Attributes",
-    "InferenceId": "X-Amzn-SageMaker-Inference-Id",
-    "InputLocation": "X-Amzn-SageMaker-InputLocation",
-    "S3OutputPathExtension": "X-Amzn-SageMaker-S3OutputPathExtension",
-    "Filename": "X-Amzn-SageMaker-Filename",
-    "RequestTTLSeconds": "X-Amzn-SageMaker-RequestTTLSeconds",
-    "InvocationTimeoutSeconds": "X-Amzn-SageMaker-InvocationTimeoutSeconds",
-}
-_INT_PARAMS = {"RequestTTLSeconds", "InvocationTimeoutSeconds"}
 
 
 @dataclass
@@ -323,11 +311,10 @@ class LocalCloud:
 
         def invoke_endpoint_async(resp: SageMakerRuntimeResponse) -> Any:
             name = resp.path.split("/")[2]
-            kwargs: dict[str, Any] = {"EndpointName": name}
-            for param, header in _RUNTIME_HEADERS.items():
-                value = resp.headers.get(header)
-                if value is not None:
-                    kwargs[param] = int(value) if param in _INT_PARAMS else value
+            try:
+                kwargs = request_params(name, resp.headers, b"")
+            except ApiError as err:
+                raise JsonRESTError(err.code, err.message) from err
             endpoint = cloud.endpoints.get(name)
             if endpoint is None:
                 raise JsonRESTError("ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")

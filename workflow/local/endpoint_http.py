@@ -43,13 +43,13 @@ _INT_HEADERS = {
 }
 
 
-class _ApiError(Exception):
+class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
 
 
-def _request_params(name: str, headers: Message, body: bytes) -> dict[str, Any]:
+def request_params(name: str, headers: Message, body: bytes) -> dict[str, Any]:
     """InvokeEndpointAsync keyword arguments from the REST request."""
     params: dict[str, Any] = {"EndpointName": name}
     for member, header in _STRING_HEADERS.items():
@@ -61,9 +61,7 @@ def _request_params(name: str, headers: Message, body: bytes) -> dict[str, Any]:
             try:
                 params[member] = int(value)
             except ValueError as exc:
-                raise _ApiError(
-                    400, "ValidationError", f"{header} must be an integer, got {value!r}"
-                ) from exc
+                raise ApiError(400, "ValidationError", f"{header} must be an integer, got {value!r}") from exc
     if body:
         params["Body"] = body
     return params
@@ -78,10 +76,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             match = _PATH.match(self.path)
             if not match:
-                raise _ApiError(404, "UnknownOperationException", f"no operation at POST {self.path}")
-            params = _request_params(match["name"], self.headers, body)
+                raise ApiError(404, "UnknownOperationException", f"no operation at POST {self.path}")
+            params = request_params(match["name"], self.headers, body)
             answer = self.server.runtime.invoke_endpoint_async(**params)
-        except _ApiError as exc:
+        except ApiError as exc:
             self._error(exc.status, exc.code, exc.message)
         except ClientError as exc:
             error = exc.response["Error"]

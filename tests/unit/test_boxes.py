@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workflow.inference.nms import box_iou, nms
+from workflow.domain.boxes import box_iou, nms
 
 
 def test_iou_of_known_boxes() -> None:

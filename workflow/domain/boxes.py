@@ -1,4 +1,4 @@
-"""Class-aware non-maximum suppression in numpy."""
+"""Box geometry shared by inference and merging: IoU and class-aware non-maximum suppression."""
 
 from __future__ import annotations
 
