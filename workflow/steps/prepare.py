@@ -15,6 +15,9 @@ from workflow.domain.frames import S3Uri, batch_frames, batch_id, dedupe_preserv
 from workflow.domain.run import RunContext, RunRequest
 from workflow.settings import Settings
 
+# Ground Truth refuses images over 40 MB (and 100 megapixels: the endpoint checks that on decode).
+MAX_FRAME_BYTES = 40 * 2**20
+
 
 @dataclass
 class Discovery:
@@ -50,6 +53,10 @@ def discover(request: RunRequest, s3: S3Store, settings: Settings) -> Discovery:
                 found.skipped.append(
                     {"frame": str(obj), "reason": "not a frame: only .jpg, .jpeg, .png are labeled"}
                 )
+                continue
+            if size > MAX_FRAME_BYTES:
+                reason = f"image is {size / 2**20:.1f} MiB; Ground Truth accepts at most 40 MiB"
+                found.skipped.append({"frame": str(obj), "reason": reason})
                 continue
             found.frames.append(str(obj))
     found.frames = dedupe_preserving_order(found.frames)
