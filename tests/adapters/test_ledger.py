@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 from typing import Any
@@ -14,7 +14,7 @@ from unittest import mock
 import boto3
 import pytest
 from moto import mock_aws
-from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
 
 from workflow.adapters.ledger import Claim, FrameLedger
 from workflow.local.cloud import DEFAULT_TEMPLATE
@@ -45,24 +45,19 @@ def ledger(dynamodb: Any) -> FrameLedger:
 
 
 @pytest.fixture
-def atomic_moto_writes() -> Iterator[None]:
-    """DynamoDB applies a conditional write atomically; moto 5.2.5 checks the condition and then
-    writes in separate Python steps, so two threads can both pass it. Serialising moto's write
-    calls restores the service's guarantee (and still exposes any read-then-write in our code)."""
+def atomic_moto_requests() -> Iterator[None]:
+    """DynamoDB applies each request atomically; moto 5.2.5 checks a condition and then writes in
+    separate Python steps, so two threads can both pass it. Serialising moto's DynamoDB requests
+    restores the service's guarantee (and still exposes any read-then-write in our code)."""
     lock = threading.RLock()
+    handle = DynamoHandler.call_action
 
-    def serialised(write: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(write)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return write(*args, **kwargs)
+    @functools.wraps(handle)
+    def serialised(self: DynamoHandler) -> Any:
+        with lock:
+            return handle(self)
 
-        return call
-
-    writes = ("put_item", "update_item", "delete_item", "transact_write_items")
-    with mock.patch.multiple(
-        DynamoDBBackend, **{name: serialised(getattr(DynamoDBBackend, name)) for name in writes}
-    ):
+    with mock.patch.object(DynamoHandler, "call_action", serialised):
         yield
 
 
@@ -116,7 +111,7 @@ def test_a_stale_claim_is_taken_over_and_the_late_run_cannot_overwrite_it(dynamo
     assert ledger.claim(frame, "run-c") == Claim(frame, False, "already labeled by run run-b")
 
 
-@pytest.mark.usefixtures("atomic_moto_writes")
+@pytest.mark.usefixtures("atomic_moto_requests")
 def test_overlapping_runs_claim_each_frame_exactly_once(ledger: FrameLedger) -> None:
     # Given twenty frames
     frames = [new_frame() for _ in range(20)]

@@ -12,6 +12,7 @@ import json
 import re
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from workflow.adapters.ledger import FrameLedger
+from workflow.adapters.tokens import PendingInference, TokenStore
 from workflow.domain.detections import Detections
 from workflow.domain.groundtruth import parse_output_line
 from workflow.domain.merge import iou_matrix
@@ -107,7 +110,7 @@ def upload(cloud: LocalCloud, prefix: str, objects: dict[str, bytes]) -> list[st
 
 
 def finish(cloud: LocalCloud, arn: str) -> Run:
-    described = cloud.wait(arn, timeout=180)
+    described = cloud.wait(arn, timeout=90)
     assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
     summary = json.loads(described["output"])
     run = Run(arn, described["status"], summary, {}, cloud)
@@ -414,6 +417,33 @@ def test_overlapping_runs_never_label_the_same_frame_twice(cloud: Cloud, frames:
                 f"being labeled by run {other.run_id}",
                 f"already labeled by run {other.run_id}",
             )
+
+
+def test_local_dynamodb_takes_concurrent_writes_as_the_service_does(cloud: Cloud) -> None:
+    # Given the token store and the frame ledger on the local cloud's tables, used from many
+    # threads at once as the local runtime does (Map children, SNS deliveries, pools in handlers)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    tokens, ledger = TokenStore(dynamodb, "TokenTable"), FrameLedger(dynamodb, "LedgerTable")
+
+    def park_and_resume(i: int) -> bool:
+        tokens.park_batch(
+            "concurrent", f"b{i:06d}", "token", [PendingInference(f"concurrent-{i}", "m", ["f"])]
+        )
+        tokens.record_inference(f"concurrent-{i}", "Completed", f"s3://{LOGS}/out/{i}.out", None)
+        return tokens.claim_completed_batch(f"batch#concurrent#b{i:06d}") is not None
+
+    frames = [f"s3://{LOGS}/concurrent/{i:03d}.jpg" for i in range(20)]
+    # When forty batches are parked and resumed, and two runs claim the same twenty frames, in parallel
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        resumed = list(pool.map(park_and_resume, range(40)))
+        claims = list(
+            pool.map(lambda job: ledger.claim(*job), [(f, r) for f in frames for r in ("run-x", "run-y")])
+        )
+    # Then no call fails, every batch resumes once, and every frame is claimed by exactly one run
+    # (DynamoDB applies each request atomically; moto 5.2.5 alone does not: its transactions
+    # deep-copy every table while other threads write, and a condition is checked apart from its write)
+    assert all(resumed)
+    assert sorted(c.frame for c in claims if c.claimed) == frames
 
 
 # --- 7. Ground Truth manifests match real ones --------------------------------------------------------

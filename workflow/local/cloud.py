@@ -9,7 +9,8 @@ tables, topics, functions, the EventBridge rule, the state machine from the ASL 
   the endpoint's SNS notifications (moto's version publishes nothing);
 - ``CreateLabelingJob``/``DescribeLabelingJob`` to a :class:`LocalLabelingService` (moto has none);
 - EventBridge rules with Lambda targets (moto delivers only to SQS, logs and buses);
-- SendTaskFailure's ``cause``, which moto's response layer drops.
+- SendTaskFailure's ``cause``, which moto's response layer drops;
+- atomic DynamoDB requests (moto checks a condition and writes in two steps, unsafe across threads).
 
 Handlers run the same code, boto3 calls included, as in AWS.
 """
@@ -36,6 +37,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import JsonRESTError
+from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import Rule
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
@@ -142,7 +144,7 @@ class LocalCloud:
         self.events = boto3.client("events", region_name=REGION)
         self.lambda_ = boto3.client("lambda", region_name=REGION)
         refs, attrs = self._create_resources()
-        resolver = Resolver(refs, attrs)
+        resolver = Resolver(refs, attrs, self.template.data.get("Mappings", {}))
         env = {k: str(resolver(v)) for k, v in self.template.global_environment().items()}
         env |= {
             "POWERTOOLS_TRACE_DISABLED": "true",
@@ -348,6 +350,15 @@ class LocalCloud:
             )
             return "{}"
 
+        dynamodb_lock = threading.RLock()
+        handle_dynamodb = DynamoHandler.call_action
+
+        def serialised_dynamodb(resp: DynamoHandler) -> Any:
+            # DynamoDB applies each request atomically (a condition and its write, a transaction);
+            # moto 5.2.5 does not, and local mode calls it from many threads at once.
+            with dynamodb_lock:
+                return handle_dynamodb(resp)
+
         original_send = Rule.send_to_targets
 
         def send_to_targets(rule: Rule, event: Any, transform_input: bool = True) -> None:
@@ -380,6 +391,7 @@ class LocalCloud:
             ),
             mock.patch.object(Rule, "send_to_targets", send_to_targets),
             mock.patch.object(StepFunctionResponse, "send_task_failure", send_task_failure),
+            mock.patch.object(DynamoHandler, "call_action", serialised_dynamodb),
         ]
         for patcher in self._patches:
             patcher.start()

@@ -2,7 +2,7 @@
 
 Local mode builds its resources from the SAM template itself, so the template stays the one source
 of truth: a function added there is bound locally, a substitution missing there fails locally too.
-Only the few intrinsic functions the template uses are resolved (Ref, GetAtt, Sub).
+Only the few intrinsic functions the template uses are resolved (Ref, GetAtt, Sub, FindInMap).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class Resolver:
 
     refs: dict[str, str]
     attrs: dict[str, str]
+    mappings: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, _CfnTag):
@@ -81,7 +82,19 @@ class Resolver:
             name = tag.value if isinstance(tag.value, str) else ".".join(tag.value)
             return self.attrs[name]
         if tag.tag == "Sub":
-            return re.sub(r"\$\{([^}]+)\}", lambda m: self._sub_var(m.group(1)), str(tag.value))
+            # !Sub "text" or !Sub ["text", {name: value}]
+            text, names = tag.value, {}
+            if isinstance(tag.value, list):
+                text, names = tag.value[0], self(tag.value[1])
+
+            def var(match: re.Match[str]) -> str:
+                name = match.group(1)
+                return str(names[name]) if name in names else self._sub_var(name)
+
+            return re.sub(r"\$\{([^}]+)\}", var, str(text))
+        if tag.tag == "FindInMap":
+            mapping, key, name = (self(v) for v in tag.value)
+            return str(self.mappings[mapping][key][name])
         raise ValueError(f"intrinsic function !{tag.tag} is not supported in local mode")
 
     def _sub_var(self, name: str) -> str:
