@@ -134,9 +134,13 @@ def _print_summary(outcome) -> int:  # type: ignore[no-untyped-def]
     if s["failed"] or s["skipped"]:
         import json
 
+        mapping = json.loads((outcome.out_dir / "frames-map.json").read_text())
+        prefix, folder = mapping["s3_prefix"], Path(mapping["local_folder"])
         for frame in json.loads(report.read_text())["frames"]:
             if frame["status"] != "labeled":
-                print(f"  {frame['status']:<8} {frame['frame']}: {frame['reason']}")
+                uri = frame["frame"]
+                where = folder / uri[len(prefix) :] if uri.startswith(prefix) else uri
+                print(f"  {frame['status']:<8} {where}: {frame['reason']}")
     print(
         f"outputs in {outcome.out_dir}/: output.manifest, input.manifest, coco.json, report.json, overlays/"
     )
