@@ -72,3 +72,29 @@ bench: model
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache demo-out bench-out
+
+# --- the Lambda layer: SAM runs this target for WorkflowLayer (BuildMethod: makefile) ----------------
+# It copies the workflow package and pip-installs the handlers' runtime dependencies as python3.12
+# arm64 wheels into $(ARTIFACTS_DIR)/python. boto3/botocore come with the Lambda runtime; onnxruntime
+# and moto are never imported by a handler. Versions are the pins of requirements.lock.
+# Test it by hand: make build-WorkflowLayer ARTIFACTS_DIR=/tmp/layer
+MAKEFILE_DIR := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
+LAYER_PACKAGES := pydantic pydantic_core annotated-types typing-inspection typing_extensions \
+	aws_lambda_powertools aws-xray-sdk wrapt jmespath numpy pillow pycocotools PyYAML
+LAYER_PINS = $(shell grep -iE '^($(subst $(eval) ,|,$(strip $(LAYER_PACKAGES))))==' $(MAKEFILE_DIR)requirements.lock)
+# Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): any manylinux wheel up to 2_34 fits.
+LAYER_PLATFORMS := --platform manylinux2014_aarch64 $(foreach v,17 24 26 27 28 31 34,--platform manylinux_2_$(v)_aarch64)
+LAYER_PIP = $(if $(wildcard $(MAKEFILE_DIR)$(PY)),$(MAKEFILE_DIR)$(PY),$(PYTHON)) -m pip
+
+.PHONY: build-WorkflowLayer
+build-WorkflowLayer:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (SAM sets it)"; exit 2; }
+	@test $(words $(LAYER_PINS)) -eq $(words $(LAYER_PACKAGES)) || \
+		{ echo "requirements.lock lacks a pin of: $(LAYER_PACKAGES)"; exit 2; }
+	rm -rf "$(ARTIFACTS_DIR)/python"
+	mkdir -p "$(ARTIFACTS_DIR)/python"
+	cp -R "$(MAKEFILE_DIR)workflow" "$(ARTIFACTS_DIR)/python/"
+	find "$(ARTIFACTS_DIR)/python/workflow" -name __pycache__ -prune -exec rm -rf {} +
+	set -o pipefail; $(LAYER_PIP) install --quiet --no-deps --only-binary=:all: --implementation cp \
+		--python-version 3.12 $(LAYER_PLATFORMS) --target "$(ARTIFACTS_DIR)/python" $(LAYER_PINS) $(QUIET_PIP)
+	@du -sh "$(ARTIFACTS_DIR)/python" | sed 's/^/>> layer size unzipped: /'

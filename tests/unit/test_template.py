@@ -23,8 +23,11 @@ from workflow.tools.lint_template import (
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
-# CloudWatch Logs delivery for a state machine's log group accepts only Resource "*".
-LOG_DELIVERY_ACTIONS = {
+# Actions whose APIs accept only Resource "*": CloudWatch Logs delivery for the state machine's log
+# group, ECR's registry login and CloudWatch PutMetricData (SageMaker's endpoint and labeling roles).
+ONLY_STAR_ACTIONS = {
+    "cloudwatch:PutMetricData",
+    "ecr:GetAuthorizationToken",
     "logs:CreateLogDelivery",
     "logs:GetLogDelivery",
     "logs:UpdateLogDelivery",
@@ -144,7 +147,7 @@ def test_every_function_runs_python_3_12(template):
     assert set(runtimes.values()) == {"python3.12"}, runtimes
 
 
-def test_no_iam_statement_allows_every_resource_except_log_delivery(template):
+def test_no_iam_statement_allows_every_resource_except_apis_that_accept_no_other(template):
     # Given every IAM statement of the template
     found = list(statements(template["Resources"]))
     assert found
@@ -152,9 +155,9 @@ def test_no_iam_statement_allows_every_resource_except_log_delivery(template):
         # When its resources include the bare wildcard
         if "*" not in as_list(statement.get("Resource", [])):
             continue
-        # Then it only allows the CloudWatch Logs delivery actions, which accept no narrower resource
+        # Then it only allows actions that accept no narrower resource
         assert statement["Effect"] == "Allow" and "Action" in statement, statement
-        assert set(as_list(statement["Action"])) <= LOG_DELIVERY_ACTIONS, statement
+        assert set(as_list(statement["Action"])) <= ONLY_STAR_ACTIONS, statement
 
 
 def test_every_wildcard_resource_is_explained_by_a_comment():
@@ -167,3 +170,219 @@ def test_every_wildcard_resource_is_explained_by_a_comment():
         assert lines[index - 1].strip().startswith("#"), (
             f"line {index + 1} grants Resource * without a comment"
         )
+
+
+# --- deployable: endpoint, scaling, storage, logs, triggers -------------------------------------------
+ENDPOINT_RESOURCES = {
+    "EndpointRole": "AWS::IAM::Role",
+    "EndpointModel": "AWS::SageMaker::Model",
+    "EndpointConfig": "AWS::SageMaker::EndpointConfig",
+    "Endpoint": "AWS::SageMaker::Endpoint",
+    "EndpointScalableTarget": "AWS::ApplicationAutoScaling::ScalableTarget",
+    "BacklogTargetTrackingPolicy": "AWS::ApplicationAutoScaling::ScalingPolicy",
+    "ScaleOutFromZeroPolicy": "AWS::ApplicationAutoScaling::ScalingPolicy",
+    "HasBacklogWithoutCapacityAlarm": "AWS::CloudWatch::Alarm",
+}
+
+
+def test_the_endpoint_and_its_scaling_exist_only_when_a_model_image_is_given(template):
+    # Given the template's endpoint resources
+    resources = template["Resources"]
+    # When their types and conditions are read
+    found = {name: resources[name]["Type"] for name in ENDPOINT_RESOURCES if name in resources}
+    # Then all are there, each made only under CreateEndpoint, which means "ModelImageUri is set"
+    assert found == ENDPOINT_RESOURCES
+    assert {resources[name].get("Condition") for name in ENDPOINT_RESOURCES} == {"CreateEndpoint"}
+    assert template["Conditions"]["CreateEndpoint"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ModelImageUri"}, ""]}]
+    }
+    assert resources["Endpoint"]["Properties"]["EndpointName"] == {"Ref": "EndpointName"}
+
+
+def test_the_endpoint_scales_to_zero_and_back_on_its_backlog(template):
+    # Given the scalable target, both policies and the alarm
+    r = template["Resources"]
+    target = r["EndpointScalableTarget"]["Properties"]
+    tracking = r["BacklogTargetTrackingPolicy"]["Properties"]
+    step = r["ScaleOutFromZeroPolicy"]["Properties"]
+    alarm = r["HasBacklogWithoutCapacityAlarm"]["Properties"]
+    # When they are read
+    metric = tracking["TargetTrackingScalingPolicyConfiguration"]["CustomizedMetricSpecification"]
+    # Then the variant scales between 0 and the maximum instances ...
+    assert target["MinCapacity"] == 0 and target["MaxCapacity"] == {"Ref": "EndpointMaxInstances"}
+    assert target["ScalableDimension"] == "sagemaker:variant:DesiredInstanceCount"
+    assert target["ResourceId"] == {"Fn::Sub": "endpoint/${Endpoint.EndpointName}/variant/AllTraffic"}
+    # ... tracking the backlog per instance ...
+    assert tracking["PolicyType"] == "TargetTrackingScaling"
+    assert (metric["Namespace"], metric["MetricName"]) == (
+        "AWS/SageMaker",
+        "ApproximateBacklogSizePerInstance",
+    )
+    assert metric["Dimensions"] == [
+        {"Name": "EndpointName", "Value": {"Fn::GetAtt": ["Endpoint", "EndpointName"]}}
+    ]
+    # ... and one instance starts when requests wait with none running (target tracking cannot from zero)
+    assert step["PolicyType"] == "StepScaling"
+    adjustment = step["StepScalingPolicyConfiguration"]
+    assert adjustment["AdjustmentType"] == "ChangeInCapacity"
+    assert adjustment["StepAdjustments"] == [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SageMaker", "HasBacklogWithoutCapacity")
+    assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": "ScaleOutFromZeroPolicy"}]
+    assert step["ScalingTargetId"] == tracking["ScalingTargetId"] == {"Ref": "EndpointScalableTarget"}
+
+
+def test_the_async_config_notifies_the_topics_the_callback_listens_to(template):
+    # Given the endpoint config and the inference callback's SNS events
+    r = template["Resources"]
+    config = r["EndpointConfig"]["Properties"]["AsyncInferenceConfig"]
+    events = r["InferenceCallbackFunction"]["Properties"]["Events"].values()
+    # When the notification topics and output paths are read
+    notify = config["OutputConfig"]["NotificationConfig"]
+    # Then success and error go to the callback's topics, outputs into the data bucket's async/ prefix
+    assert {e["Properties"]["Topic"]["Ref"] for e in events} == {
+        notify["SuccessTopic"]["Ref"],
+        notify["ErrorTopic"]["Ref"],
+    }
+    assert config["OutputConfig"]["S3OutputPath"] == {
+        "Fn::Sub": "s3://${DataBucket}/async/${EndpointName}/output/"
+    }
+    assert config["OutputConfig"]["S3FailurePath"] == {
+        "Fn::Sub": "s3://${DataBucket}/async/${EndpointName}/failure/"
+    }
+    assert config["ClientConfig"]["MaxConcurrentInvocationsPerInstance"] == {
+        "Ref": "MaxConcurrentInvocationsPerInstance"
+    }
+    assert template["Parameters"]["MaxConcurrentInvocationsPerInstance"]["Default"] == 4
+    env = r["EndpointModel"]["Properties"]["PrimaryContainer"]["Environment"]
+    assert env["SAGEMAKER_PROGRAM"] == {"Ref": "EndpointEntryScript"}
+
+
+def test_every_function_logs_to_a_log_group_with_retention(template):
+    # Given every function and every log group
+    groups = {
+        json.dumps(res["Properties"].get("LogGroupName")): res["Properties"]
+        for res in template["Resources"].values()
+        if res["Type"] == "AWS::Logs::LogGroup"
+    }
+    for name in functions(template):
+        # When the function's log group is looked up by the name Lambda writes to
+        group = groups.get(json.dumps({"Fn::Sub": f"/aws/lambda/${{{name}}}"}))
+        # Then it exists and keeps logs for LogRetentionDays
+        assert group is not None, f"{name} has no log group"
+        assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_storage_is_encrypted_private_and_expires_what_is_intermediate(template):
+    # Given the bucket, its policy and the tables
+    r = template["Resources"]
+    bucket = r["DataBucket"]["Properties"]
+    deny = r["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    # When their settings are read
+    rules = {rule["Id"]: rule for rule in bucket["LifecycleConfiguration"]["Rules"] if "Id" in rule}
+    # Then the bucket is encrypted, private, TLS-only, and the endpoint's raw outputs expire
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert rules["expire-async-inference-outputs"]["Prefix"] == "async/"
+    # And the tables are on-demand, tokens expire by TTL, the ledger keeps point-in-time recovery
+    assert {r[t]["Properties"]["BillingMode"] for t in ("TokenTable", "LedgerTable")} == {"PAY_PER_REQUEST"}
+    assert r["TokenTable"]["Properties"]["TimeToLiveSpecification"] == {
+        "AttributeName": "expires_at",
+        "Enabled": True,
+    }
+    assert (
+        r["LedgerTable"]["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+        is True
+    )
+
+
+def test_no_policy_grants_every_bucket(template):
+    # Given the template text and every IAM statement
+    text = json.dumps(template["Resources"])
+    found = list(statements(template["Resources"]))
+    # When S3 resources are looked for
+    s3_resources = [
+        r for s in found for r in as_list(s.get("Resource", [])) if "arn:aws:s3:::*" in json.dumps(r)
+    ]
+    # Then no SAM policy names bucket "*" and no statement names every bucket
+    assert '"BucketName": "*"' not in text
+    assert s3_resources == []
+
+
+def test_source_buckets_are_named_by_a_parameter(template):
+    # Given PrepareRun's policies
+    policies = functions(template)["PrepareRunFunction"]["Policies"]
+    # When the conditional source-bucket statement is read
+    (conditional,) = [p for p in policies if "Fn::If" in p]
+    condition, statement, otherwise = conditional["Fn::If"]
+    # Then it lists (never reads) exactly the SourceBucketNames, and nothing when the list is empty
+    assert condition == "HasSourceBuckets" and otherwise == {"Ref": "AWS::NoValue"}
+    assert statement["Statement"][0]["Action"] == "s3:ListBucket"
+    assert "SourceBucketNames" in json.dumps(statement["Statement"][0]["Resource"])
+    assert template["Parameters"]["SourceBucketNames"]["Type"] == "CommaDelimitedList"
+
+
+@pytest.mark.parametrize(("response_format", "batch_requests"), [("autolabel", True), ("jumpstart", False)])
+def test_default_models_send_batches_only_to_this_projects_container(response_format, batch_requests):
+    # Given local mode's reading of the template with a model response format
+    from workflow.local.template import Resolver, Template
+
+    parsed = Template(TEMPLATE)
+    refs = {**parsed.parameter_defaults(), "ModelResponseFormat": response_format}
+    resolver = Resolver(refs, {}, parsed.data["Mappings"])
+    # When the functions' DEFAULT_MODELS environment variable is resolved
+    (model,) = json.loads(resolver(parsed.global_environment()["DEFAULT_MODELS"]))
+    # Then a JumpStart endpoint gets one image per request, this project's container one batch
+    assert model["response_format"] == response_format and model["batch_requests"] is batch_requests
+
+
+def test_scheduled_and_event_started_runs_get_valid_run_requests(template):
+    # Given the schedule's input and the drive-log rule's input template (review: skip without a work team)
+    from workflow.domain.run import RunRequest
+
+    r = template["Resources"]
+    schedule = r["AutolabelStateMachine"]["Properties"]["Events"]["NewDriveLogs"]["Properties"]["Input"][
+        "Fn::Sub"
+    ]
+    target = r["DriveLogReadyRule"]["Properties"]["Targets"][0]
+    transformer = target["InputTransformer"]
+    prefixes = template["Parameters"]["SchedulePrefixes"]["Default"]
+    # When they are filled in as EventBridge would for a folder marker
+    scheduled = schedule[0].replace("${SchedulePrefixes}", prefixes).replace("${Review}", "skip")
+    event = transformer["InputTemplate"]["Fn::Sub"][0].replace("${Review}", "human")
+    event = event.replace("<bucket>", "drive-logs").replace("<key>", "incoming/drive-42/")
+    # Then both are run requests the workflow accepts, the event's naming the marker's folder
+    assert RunRequest.model_validate_json(scheduled).review == "skip"
+    assert RunRequest.model_validate_json(event).sources == ["s3://drive-logs/incoming/drive-42/"]
+    assert transformer["InputPathsMap"] == {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"}
+    assert target["Arn"] == {"Ref": "AutolabelStateMachine"}
+
+
+def test_only_a_drive_log_folder_marker_starts_a_run(template):
+    # Given the drive-log rule's event pattern
+    rule = template["Resources"]["DriveLogReadyRule"]
+    pattern = rule["Properties"]["EventPattern"]
+    # When it is read
+    detail = pattern["detail"]
+    # Then it matches zero-byte keys ending in "/" under DriveLogPrefix of DriveLogBucketName, only when set
+    assert (pattern["source"], pattern["detail-type"]) == (["aws.s3"], ["Object Created"])
+    assert detail["bucket"]["name"] == [{"Ref": "DriveLogBucketName"}]
+    assert detail["object"]["key"] == [{"wildcard": {"Fn::Sub": "${DriveLogPrefix}*/"}}]
+    assert detail["object"]["size"] == [{"numeric": ["=", 0]}]
+    assert rule["Condition"] == "HasDriveLogTrigger"
+
+
+def test_the_layer_is_built_by_the_makefile_for_python_3_12_on_arm64(template):
+    # Given the layer and the Makefile
+    layer = template["Resources"]["WorkflowLayer"]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    # When the build method and the target are read
+    # Then SAM runs `make build-WorkflowLayer`, which installs arm64 wheels for python 3.12
+    assert (
+        layer["Metadata"]["BuildMethod"] == "makefile" and layer["Metadata"]["BuildArchitecture"] == "arm64"
+    )
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert "\nbuild-WorkflowLayer:" in makefile
+    assert "--python-version 3.12" in makefile and "manylinux2014_aarch64" in makefile
+    assert "onnxruntime" not in re.search(r"LAYER_PACKAGES :=(.*?)\n\S", makefile, re.S).group(1)

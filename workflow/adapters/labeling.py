@@ -52,7 +52,9 @@ def create_labeling_job_request(
     """The CreateLabelingJob parameters for one manifest part."""
     if not settings.workteam_arn or not settings.labeling_role_arn:
         raise ConfigurationError("WORKTEAM_ARN and LABELING_ROLE_ARN must be set to start labeling jobs")
-    pre, consolidation = built_in_lambdas(settings.region)
+    # Routing (issue 5): a part flagged "verify" is a verification job, with its own categories/template.
+    task: TaskType = "VerificationBoundingBox" if part.task == "verify" else "AdjustmentBoundingBox"
+    pre, consolidation = built_in_lambdas(settings.region, task)
     return {
         "LabelingJobName": job_name(run.run_id, part.index),
         "LabelAttributeName": settings.label_attribute,
@@ -62,10 +64,10 @@ def create_labeling_job_request(
         },
         "OutputConfig": {"S3OutputPath": f"s3://{run.bucket}/{run.key('review', 'output')}/"},
         "RoleArn": settings.labeling_role_arn,
-        "LabelCategoryConfigS3Uri": manifest.label_categories_uri,
+        "LabelCategoryConfigS3Uri": part.label_categories_uri or manifest.label_categories_uri,
         "HumanTaskConfig": {
             "WorkteamArn": settings.workteam_arn,
-            "UiConfig": {"UiTemplateS3Uri": manifest.ui_template_uri},
+            "UiConfig": {"UiTemplateS3Uri": part.ui_template_uri or manifest.ui_template_uri},
             "PreHumanTaskLambdaArn": pre,
             "TaskTitle": settings.task_title,
             "TaskDescription": settings.task_description,

@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("workflow.cli.detect", "run a model on images and write overlay images"),
     "eval": ("workflow.cli.evaluate", "COCO-style AP of predictions against COCO or KITTI labels"),
     "serve": ("workflow.cli.serve", "run the local asynchronous inference endpoint"),
+    "cost": ("workflow.cli.cost", "estimate what a run of N frames costs in AWS"),
+    "scorecard": ("workflow.cli.scorecard", "how reviewers changed the pre-labels, per class and per model"),
 }
 
 

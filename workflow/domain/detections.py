@@ -40,6 +40,29 @@ class Provenance:
         )
 
 
+@dataclass(frozen=True)
+class Support:
+    """One model's vote for a fused detection: which model saw it, with what score.
+
+    ``mask`` is True for the member whose mask the fused detection carries.
+    """
+
+    model: str
+    score: float
+    mask: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "score": round(float(self.score), 5),
+            **({"mask": True} if self.mask else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Support:
+        return cls(model=str(data["model"]), score=float(data["score"]), mask=bool(data.get("mask", False)))
+
+
 @dataclass(frozen=True, eq=False)
 class Detections:
     """Detections of one frame: N boxes with scores, classes and optional instance masks."""
@@ -53,6 +76,8 @@ class Detections:
     provenance: Provenance
     frame: str = ""  # the frame's URI (s3://... or a local path)
     masks: tuple[Rle, ...] | None = None  # (N,) COCO RLE over the whole frame, or None
+    # (N,) which models supported each detection (fused label sets), or None
+    support: tuple[tuple[Support, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.scores)
@@ -68,6 +93,10 @@ class Detections:
             )
         if self.masks is not None and len(self.masks) != n:
             raise ValueError(f"{len(self.masks)} masks for {n} detections")
+        if self.support is not None:
+            if len(self.support) != n:
+                raise ValueError(f"{len(self.support)} support lists for {n} detections")
+            object.__setattr__(self, "support", tuple(tuple(s) for s in self.support))
         if self.image_width <= 0 or self.image_height <= 0:
             raise ValueError(f"invalid image size {self.image_width}x{self.image_height}")
 
@@ -102,6 +131,7 @@ class Detections:
             provenance=self.provenance,
             frame=self.frame,
             masks=None if self.masks is None else tuple(self.masks[i] for i in idx),
+            support=None if self.support is None else tuple(self.support[i] for i in idx),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +147,11 @@ class Detections:
                     "class_id": int(self.class_ids[i]),
                     "class_name": self.class_names[i],
                     **({"mask": self.masks[i]} if self.masks is not None else {}),
+                    **(
+                        {"support": [s.to_dict() for s in self.support[i]]}
+                        if self.support is not None
+                        else {}
+                    ),
                 }
                 for i in range(len(self))
             ],
@@ -128,6 +163,7 @@ class Detections:
         rows = data.get("detections", [])
         size = data["image_size"]
         has_masks = bool(rows) and all("mask" in r for r in rows)
+        has_support = bool(rows) and all("support" in r for r in rows)
         return cls(
             boxes=np.array([r["box"] for r in rows], np.float32).reshape(-1, 4),
             scores=np.array([r["score"] for r in rows], np.float32),
@@ -138,4 +174,7 @@ class Detections:
             provenance=Provenance.from_dict(data.get("provenance", {})),
             frame=str(data.get("frame", "")),
             masks=tuple(r["mask"] for r in rows) if has_masks else None,
+            support=tuple(tuple(Support.from_dict(s) for s in r["support"]) for r in rows)
+            if has_support
+            else None,
         )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workflow.domain.frames import S3Uri
+from workflow.domain.profile import LabelingProfile, validate_profile
 
 ReviewMode = Literal["human", "skip"]
 ResponseFormat = Literal["autolabel", "jumpstart"]
@@ -39,6 +40,9 @@ class RunRequest(_Payload):
     batch_timeout_seconds: int = Field(3600, ge=60, le=86_400)
     review_timeout_seconds: int = Field(30 * 86_400, ge=60, le=30 * 86_400)
     run_id: str | None = Field(None, pattern=r"^[A-Za-z0-9\-]{1,40}$")
+    profile: LabelingProfile | str | None = Field(
+        None, description="a labeling profile inline, or the s3:// URI of a profile file (YAML or JSON)"
+    )
 
     @field_validator("sources")
     @classmethod
@@ -46,6 +50,16 @@ class RunRequest(_Payload):
         for source in sources:
             S3Uri.parse(source)
         return sources
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _profile(cls, profile: Any) -> Any:
+        # ConfigurationError / InvalidS3Uri name the problem plainly (not a union's two errors)
+        if isinstance(profile, dict):
+            return validate_profile(profile, "the run request's profile")
+        if isinstance(profile, str):
+            S3Uri.parse(profile)
+        return profile
 
 
 class RunContext(_Payload):
@@ -64,6 +78,8 @@ class RunContext(_Payload):
     review_timeout_seconds: int
     models: list[ModelEndpoint]
     sources: list[str]
+    profile_key: str | None = None  # runs/<id>/profile.json; None: the built-in default profile
+    profile_name: str = "default"
 
     def key(self, *parts: str) -> str:
         return "/".join([self.run_prefix.rstrip("/"), *parts])
@@ -110,9 +126,15 @@ class BatchResult(_Payload):
 
 
 class ManifestPart(_Payload):
+    """One labeling job's input. ``task`` picks the job type; the label categories and worker
+    template of the part, when set, replace the manifest-wide ones (split taxonomies, verification)."""
+
     index: int
     manifest_uri: str
     frames: int
+    task: Literal["adjust", "verify"] = "adjust"
+    label_categories_uri: str | None = None
+    ui_template_uri: str | None = None
 
 
 class ManifestResult(_Payload):

@@ -9,11 +9,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workflow.domain.frames import IMAGE_SUFFIXES, S3Uri
 from workflow.local.cloud import LocalCloud
 from workflow.local.endpoint import Predictor
+
+if TYPE_CHECKING:
+    from workflow.domain.profile import LabelingProfile
 
 INPUT_BUCKET = "autolabel-local-input"
 
@@ -24,10 +27,11 @@ class LocalModel:
 
     name: str
     factory: Callable[[], Predictor]
+    endpoint: str | None = None  # the profile's endpoint name; default autolabel-<name>
 
     @property
     def endpoint_name(self) -> str:
-        return f"autolabel-{self.name}"[:63]
+        return self.endpoint or f"autolabel-{self.name}"[:63]
 
 
 @dataclass
@@ -106,11 +110,14 @@ def run_local(
     progress: Callable[[int, int], None] | None = None,
     overlays: bool = True,
     timeout_s: float = 3600,
+    profile: LabelingProfile | None = None,
 ) -> RunOutcome:
     """Label a folder (or an S3 prefix) through the state machine in local mode; outputs go to ``out_dir``.
 
     ``review``: ``auto`` accepts the pre-labels as a reviewer would, ``wait`` waits for a reviewed
     manifest dropped into ``out_dir/review/``, ``skip`` publishes the pre-labels without review.
+    ``profile`` travels inline in the run request; ``models`` must serve its endpoints (or, when
+    they are other models, the profile must map them).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     review_dir = out_dir / "review"
@@ -131,14 +138,7 @@ def run_local(
         review_dir=review_dir if review == "wait" else None,
     ) as cloud:
         upload_folder(cloud, folder, run_id)
-        request = {
-            "sources": [f"s3://{INPUT_BUCKET}/{run_id}/"],
-            "batch_size": batch_size,
-            "max_concurrency": max_concurrency,
-            "review": "skip" if review == "skip" else "human",
-            "run_id": run_id,
-            "models": [{"name": m.name, "endpoint_name": m.endpoint_name} for m in models],
-        }
+        request = _request(run_id, models, profile, review, batch_size, max_concurrency)
         arn = cloud.start_run(request, name=run_id)
         if review == "wait":
             print(
@@ -171,6 +171,31 @@ def run_local(
     return outcome
 
 
+def _request(
+    run_id: str,
+    models: list[LocalModel],
+    profile: LabelingProfile | None,
+    review: str,
+    batch_size: int,
+    max_concurrency: int,
+) -> dict[str, Any]:
+    """The state machine input; a profile's own models are left to PrepareRun to take from it."""
+    request: dict[str, Any] = {
+        "sources": [f"s3://{INPUT_BUCKET}/{run_id}/"],
+        "batch_size": batch_size,
+        "max_concurrency": max_concurrency,
+        "review": "skip" if review == "skip" else "human",
+        "run_id": run_id,
+    }
+    served = [(m.name, m.endpoint_name) for m in models]
+    if profile is not None:
+        request["profile"] = profile.to_dict()
+        if served == [(m.name, m.endpoint_name) for m in profile.models]:
+            return request
+    request["models"] = [{"name": name, "endpoint_name": endpoint} for name, endpoint in served]
+    return request
+
+
 def _also_export_input(
     cloud: LocalCloud, run_id: str, out_dir: Path, tick: Callable[[], None]
 ) -> Callable[[], None]:
@@ -197,6 +222,7 @@ _EXPORTS = {
     "review/input-000.manifest": "input.manifest",
     "review/label-categories.json": "label-categories.json",
     "review/worker-template.liquid.html": "worker-template.liquid.html",
+    "profile.json": "profile.json",
 }
 
 

@@ -1,9 +1,23 @@
-"""BuildManifest: the Ground Truth adjustment job's inputs and the COCO pre-labels."""
+"""BuildManifest: the Ground Truth jobs' inputs (only the frames routed to people) and COCO pre-labels.
+
+Frames the profile's routing auto-accepts go to no job: Publish writes them as machine labels.
+The others go to adjustment jobs, or to verification jobs when routed to ``verify``. Each job
+takes at most 100,000 frames and 50 label categories: a profile with more reviewed classes (and
+``review.large_taxonomy: split``) gets one job per group of 50 classes, in taxonomy order. A frame
+goes to each group's job that holds a class of its boxes, showing only that group's boxes; a frame
+without reviewed boxes goes to every group's job, so people can draw objects of any class.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
 from workflow.adapters.s3 import S3Store
 from workflow.domain.coco import CocoBuilder
+from workflow.domain.detections import Detections
 from workflow.domain.frames import S3Uri
 from workflow.domain.groundtruth import (
     input_manifest_line,
@@ -11,40 +25,162 @@ from workflow.domain.groundtruth import (
     split_manifest,
     worker_ui_template,
 )
+from workflow.domain.profile import LabelingProfile
+from workflow.domain.routing import RouteDecision, verification_categories, verification_ui_template
 from workflow.domain.run import ManifestPart, ManifestResult, RunContext
+from workflow.domain.taxonomy import Taxonomy
 from workflow.settings import Settings
-from workflow.steps.labels import labeled_frames
-from workflow.steps.merge import default_class_map
+from workflow.steps.labels import batch_files
+from workflow.steps.prepare import run_profile
+
+_UNROUTED = RouteDecision(route="adjust", reasons=("no route recorded",))
+
+
+@dataclass(frozen=True)
+class RoutedFrame:
+    """A labeled frame (fused, taxonomy names) and where routing sent it."""
+
+    detections: Detections
+    decision: RouteDecision
+
+
+def routed_frames(run: RunContext, s3: S3Store) -> list[RoutedFrame]:
+    """Every labeled frame of the run with its route (frames labeled before routing: adjust)."""
+    found = []
+    for batch in batch_files(run, s3):
+        for data in batch.get("frames", []):
+            route = data.get("route")
+            decision = RouteDecision.model_validate(route) if route else _UNROUTED
+            found.append(RoutedFrame(Detections.from_dict(data), decision))
+    return found
+
+
+def group_taxonomy(taxonomy: Taxonomy, group: tuple[str, ...]) -> Taxonomy:
+    """The reviewed classes of one label-category group, as a taxonomy of their own."""
+    return Taxonomy(classes=tuple(taxonomy.get(name) for name in group))
+
+
+def frames_for_group(
+    frames: list[RoutedFrame], group: tuple[str, ...], reviewed: tuple[str, ...]
+) -> list[Detections]:
+    """The frames a group's job reviews, each with only the group's boxes (see the module docstring)."""
+    chosen = []
+    for frame in frames:
+        dets = frame.detections
+        names = set(dets.class_names)
+        if names & set(group) or not names & set(reviewed):
+            chosen.append(dets.select(np.array([n in group for n in dets.class_names], np.bool_)))
+    return chosen
 
 
 def build_manifest(run: RunContext, settings: Settings, s3: S3Store) -> ManifestResult:
-    """Write the input manifest part(s), label categories, worker template and COCO pre-labels."""
-    taxonomy = default_class_map().taxonomy
-    labeled, _ = labeled_frames(run, s3)
-    lines = [
-        input_manifest_line(
-            d.frame, d, taxonomy, attribute=settings.prelabel_attribute, job_name=f"{run.run_id}-prelabel"
-        )
-        for d in labeled
-    ]
+    """Write the input manifest part(s), label categories, worker templates and COCO pre-labels."""
+    profile = run_profile(run, s3)
+    taxonomy = profile.taxonomy
+    frames = routed_frames(run, s3)
     base = S3Uri(run.bucket, run.key("review"))
-    parts = []
-    for index, chunk in enumerate(split_manifest(lines)):
-        uri = s3.put_lines(base.join(f"input-{index:03d}.manifest"), chunk)
-        parts.append(ManifestPart(index=index, manifest_uri=uri, frames=len(chunk)))
-    categories = list(taxonomy.reviewed_names)
-    categories_uri = s3.put_json(base.join("label-categories.json"), label_category_config(taxonomy))
-    template = worker_ui_template(settings.prelabel_attribute, settings.task_title, categories)
-    template_uri = s3.put_bytes(base.join("worker-template.liquid.html"), template.encode(), "text/html")
+    # The first (usually only) group of label categories is the manifest-wide one.
+    categories_uri, template_uri = _group_files(s3, base, settings, profile.review_groups()[0], "")
+    parts = _adjust_parts(run, profile, settings, s3, [f for f in frames if f.decision.job_task == "adjust"])
+    parts += _verify_parts(
+        run, profile, settings, s3, [f for f in frames if f.decision.job_task == "verify"], len(parts)
+    )
     coco = CocoBuilder(taxonomy, description=f"machine pre-labels of run {run.run_id}")
-    for dets in labeled:
-        coco.add_detections(dets)
+    for frame in frames:
+        coco.add_detections(frame.detections)
     s3.put_json(S3Uri(run.bucket, run.key("prelabels.coco.json")), coco.to_dict())
     return ManifestResult(
         parts=parts,
-        frames_to_review=len(lines),
+        frames_to_review=sum(1 for f in frames if f.decision.to_people),
         label_categories_uri=categories_uri,
         ui_template_uri=template_uri,
         prelabel_attribute=settings.prelabel_attribute,
-        categories=categories,
+        categories=list(profile.review_groups()[0]),
     )
+
+
+def _group_files(
+    s3: S3Store, base: S3Uri, settings: Settings, group: tuple[str, ...], suffix: str
+) -> tuple[str, str]:
+    """Write a group's label category file and adjustment worker template; return their URIs."""
+    categories_uri = s3.put_json(base.join(f"label-categories{suffix}.json"), label_category_config(group))
+    template = worker_ui_template(settings.prelabel_attribute, settings.task_title, list(group))
+    template_uri = s3.put_bytes(
+        base.join(f"worker-template{suffix}.liquid.html"), template.encode(), "text/html"
+    )
+    return categories_uri, template_uri
+
+
+def _lines(
+    run: RunContext, settings: Settings, dets: list[Detections], taxonomy: Taxonomy
+) -> list[dict[str, Any]]:
+    return [
+        input_manifest_line(
+            d.frame, d, taxonomy, attribute=settings.prelabel_attribute, job_name=f"{run.run_id}-prelabel"
+        )
+        for d in dets
+    ]
+
+
+def _adjust_parts(
+    run: RunContext, profile: LabelingProfile, settings: Settings, s3: S3Store, frames: list[RoutedFrame]
+) -> list[ManifestPart]:
+    base = S3Uri(run.bucket, run.key("review"))
+    groups = profile.review_groups()
+    parts: list[ManifestPart] = []
+    for number, group in enumerate(groups):
+        taxonomy = group_taxonomy(profile.taxonomy, group)
+        lines = _lines(
+            run, settings, frames_for_group(frames, group, profile.taxonomy.reviewed_names), taxonomy
+        )
+        categories_uri = template_uri = None
+        if number > 0 and lines:
+            categories_uri, template_uri = _group_files(s3, base, settings, group, f"-g{number}")
+        for chunk in split_manifest(lines):
+            index = len(parts)
+            uri = s3.put_lines(base.join(f"input-{index:03d}.manifest"), chunk)
+            parts.append(
+                ManifestPart(
+                    index=index,
+                    manifest_uri=uri,
+                    frames=len(chunk),
+                    label_categories_uri=categories_uri,
+                    ui_template_uri=template_uri,
+                )
+            )
+    return parts
+
+
+def _verify_parts(
+    run: RunContext,
+    profile: LabelingProfile,
+    settings: Settings,
+    s3: S3Store,
+    frames: list[RoutedFrame],
+    first_index: int,
+) -> list[ManifestPart]:
+    """One verification job per 100,000 frames; the whole label (every reviewed class) is verified."""
+    if not frames:
+        return []
+    base = S3Uri(run.bucket, run.key("review"))
+    categories_uri = s3.put_json(base.join("verification-categories.json"), verification_categories())
+    template = verification_ui_template(settings.prelabel_attribute, "Are these machine labels right?")
+    template_uri = s3.put_bytes(
+        base.join("verification-template.liquid.html"), template.encode(), "text/html"
+    )
+    lines = _lines(run, settings, [f.detections for f in frames], profile.taxonomy)
+    parts = []
+    for offset, chunk in enumerate(split_manifest(lines)):
+        index = first_index + offset
+        uri = s3.put_lines(base.join(f"input-{index:03d}.manifest"), chunk)
+        parts.append(
+            ManifestPart(
+                index=index,
+                manifest_uri=uri,
+                frames=len(chunk),
+                task="verify",
+                label_categories_uri=categories_uri,
+                ui_template_uri=template_uri,
+            )
+        )
+    return parts

@@ -1,23 +1,26 @@
-"""MergeBatch and RecordBatchFailure: one label set per frame, or the reason each frame failed."""
+"""MergeBatch and RecordBatchFailure: one label set per frame, or the reason each frame failed.
+
+MergeBatch maps each model's detections into the taxonomy with the run's profile (class map,
+per-class thresholds; what is dropped is counted), fuses the models' labels of each frame
+(``workflow.domain.fusion``) and routes the frame (``workflow.domain.routing``).
+"""
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
+
+import numpy as np
 
 from workflow.adapters.s3 import S3Store
 from workflow.domain.detections import Detections
 from workflow.domain.frames import S3Uri
-from workflow.domain.merge import merge_models
+from workflow.domain.fusion import ModelOutput, fuse
+from workflow.domain.profile import LabelingProfile
+from workflow.domain.routing import route_frame
 from workflow.domain.run import Batch, BatchInference, BatchResult, FrameFailure, InferenceRecord, RunContext
-from workflow.domain.taxonomy import COCO_TO_ADAS, ClassMap
-
-
-def default_class_map() -> ClassMap:
-    """COCO names and the taxonomy's own names, mapped into the default ADAS taxonomy."""
-    taxonomy = COCO_TO_ADAS.taxonomy
-    return ClassMap(taxonomy=taxonomy, mapping={**{n: n for n in taxonomy.names}, **COCO_TO_ADAS.mapping})
+from workflow.steps.prepare import run_profile
 
 
 def _read_outputs(
@@ -36,20 +39,58 @@ def _read_outputs(
     failures: list[FrameFailure] = []
     for item in payload.get("results", [payload]):
         if "error" in item:
-            reason = item["error"].get("reason") or item["error"].get("type", "unknown error")
+            error = item["error"]
+            reason = ": ".join(str(error[k]) for k in ("type", "reason") if error.get(k)) or "unknown error"
             failures.append(FrameFailure(frame=item["frame"], reason=f"{record.model}: {reason}"))
         else:
             found[item["frame"]] = Detections.from_dict(item)
     return found, failures
 
 
+def model_output(dets: Detections, model: str, profile: LabelingProfile) -> tuple[ModelOutput, Counter[str]]:
+    """One model's detections in taxonomy names, over its thresholds, with its weights.
+
+    Returns them and the count of dropped detections per reason and class
+    (``unmapped:<model class>``, ``below threshold:<taxonomy class>``).
+    """
+    mapping = profile.mapping(model)
+    mapped, lost = profile.class_map(model).apply(dets)
+    keep = np.array(
+        [s >= mapping.threshold(n) for n, s in zip(mapped.class_names, mapped.scores, strict=True)]
+    )
+    dropped = Counter({f"unmapped:{name}": n for name, n in lost.items()})
+    dropped.update(f"below threshold:{n}" for n, k in zip(mapped.class_names, keep, strict=True) if not k)
+    output = ModelOutput(
+        model=model,
+        detections=mapped.select(keep.astype(np.bool_).reshape(-1)),
+        weight=mapping.weight,
+        class_weights=dict(mapping.class_weights),
+        covers=mapping.covers(),
+    )
+    return output, dropped
+
+
+def fuse_frame(outputs: list[ModelOutput], run_models: list[str], profile: LabelingProfile) -> dict[str, Any]:
+    """The frame's fused labels (label JSON) with the review route the profile gives them."""
+    settings = profile.fusion
+    fused = fuse(outputs, settings.method, settings.iou, settings.skip_score)
+    answered = [o.model for o in outputs]
+    decision = route_frame(
+        fused,
+        {o.model: o.covers for o in outputs},
+        profile.routing,
+        missing_models=[m for m in run_models if m not in answered],
+    )
+    return {**fused.to_dict(), "models": answered, "route": decision.model_dump(mode="json")}
+
+
 def merge_batch(batch: Batch, run: RunContext, inference: BatchInference, s3: S3Store) -> BatchResult:
-    """Map every model's detections into the taxonomy and merge them per frame; write them to S3."""
+    """Map every model's detections into the taxonomy, fuse them per frame, route each frame; write to S3."""
     formats = {m.name: m.response_format for m in run.models}
-    class_map = default_class_map()
-    per_frame: dict[str, list[Detections]] = defaultdict(list)
+    profile = run_profile(run, s3)
+    per_frame: dict[str, list[ModelOutput]] = defaultdict(list)
     problems: dict[str, list[str]] = defaultdict(list)
-    dropped: dict[str, int] = defaultdict(int)
+    dropped: Counter[str] = Counter()
     for record in inference.inferences:
         if record.status != "Completed":
             for frame in record.frames:
@@ -59,15 +100,15 @@ def merge_batch(batch: Batch, run: RunContext, inference: BatchInference, s3: S3
         for failure in failures:
             problems[failure.frame].append(failure.reason)
         for frame, dets in found.items():
-            mapped, lost = class_map.apply(dets)
-            per_frame[frame].append(mapped)
-            for name, n in lost.items():
-                dropped[name] += n
+            output, lost = model_output(dets, record.model, profile)
+            per_frame[frame].append(output)
+            dropped.update(lost)
     labeled = []
     failed = []
+    run_models = [m.name for m in run.models]
     for frame in batch.frames:
         if per_frame.get(frame):
-            labeled.append(merge_models(per_frame[frame]).to_dict())
+            labeled.append(fuse_frame(per_frame[frame], run_models, profile))
         else:
             reasons = problems.get(frame) or ["no model returned a result for this frame"]
             failed.append(FrameFailure(frame=frame, reason="; ".join(reasons)).model_dump())
@@ -78,7 +119,10 @@ def merge_batch(batch: Batch, run: RunContext, inference: BatchInference, s3: S3
             "batch_id": batch.batch_id,
             "frames": labeled,
             "failed": failed,
-            "dropped_classes": dict(dropped),
+            "dropped_classes": {
+                k.split(":", 1)[1]: n for k, n in dropped.items() if k.startswith("unmapped:")
+            },
+            "dropped": dict(sorted(dropped.items())),
         },
     )
     return BatchResult(batch_id=batch.batch_id, labels_key=key, labeled=len(labeled), failed=len(failed))

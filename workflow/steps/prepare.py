@@ -11,8 +11,10 @@ from botocore.exceptions import ClientError
 
 from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.s3 import S3Store
+from workflow.domain.errors import ConfigurationError
 from workflow.domain.frames import S3Uri, batch_frames, batch_id, dedupe_preserving_order, is_frame_key
-from workflow.domain.run import RunContext, RunRequest
+from workflow.domain.profile import LabelingProfile, ModelProfile, default_profile, parse_profile
+from workflow.domain.run import ModelEndpoint, RunContext, RunRequest
 from workflow.settings import Settings
 
 # Ground Truth refuses images over 40 MB (and 100 megapixels: the endpoint checks that on decode).
@@ -76,22 +78,76 @@ def claim_frames(frames: list[str], run_id: str, relabel: bool, ledger: FrameLed
     return result
 
 
+def resolve_profile(request: RunRequest, s3: S3Store) -> tuple[LabelingProfile, str]:
+    """The run's profile and where it came from: inline, an s3:// file, or the built-in default."""
+    if request.profile is None:
+        return default_profile(), "built-in default"
+    if isinstance(request.profile, LabelingProfile):
+        return request.profile, "inline"
+    try:
+        text = s3.get_bytes(request.profile).decode("utf-8")
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        raise ConfigurationError(f"cannot read profile {request.profile}: {code or err}") from err
+    except UnicodeDecodeError as err:
+        raise ConfigurationError(f"profile {request.profile} is not UTF-8 text") from err
+    return parse_profile(text, request.profile), request.profile
+
+
+def endpoint_of(model: ModelProfile) -> ModelEndpoint:
+    """The run-context form of a profile model."""
+    return ModelEndpoint(
+        name=model.name,
+        endpoint_name=model.endpoint_name,
+        response_format=model.response,
+        batch_requests=model.request == "batch",
+    )
+
+
+def run_models(
+    request: RunRequest, profile: LabelingProfile, explicit_profile: bool, settings: Settings
+) -> list[ModelEndpoint]:
+    """The request's models, else an explicit profile's, else the settings' defaults, else the
+    built-in profile's; each must be mappable by the profile (ConfigurationError otherwise)."""
+    from_profile = [endpoint_of(m) for m in profile.models]
+    if request.models:
+        models = list(request.models)
+    elif explicit_profile and from_profile:
+        models = from_profile
+    else:
+        models = list(settings.default_models) or from_profile
+    if not models:
+        raise ValueError("no models: give 'models' in the run request or DEFAULT_MODELS in the settings")
+    for model in models:
+        profile.mapping(model.name)
+    return models
+
+
+def run_profile(run: RunContext, s3: S3Store) -> LabelingProfile:
+    """The profile PrepareRun stored with the run (the built-in default for runs without one)."""
+    if run.profile_key is None:
+        return default_profile()
+    data = s3.get_json(S3Uri(run.bucket, run.profile_key))
+    data.pop("source", None)
+    return LabelingProfile.model_validate(data)
+
+
 def prepare_run(
     request: RunRequest, execution_name: str, settings: Settings, s3: S3Store, ledger: FrameLedger
 ) -> RunContext:
-    """Write the run's batches and skip list to S3 and return the run context for later states."""
+    """Write the run's profile, batches and skip list to S3 and return the run context for later states."""
     run_id = run_id_from(request, execution_name)
     run_prefix = f"{settings.runs_prefix.strip('/')}/{run_id}"
-    models = request.models or settings.default_models
-    if not models:
-        raise ValueError("no models: give 'models' in the run request or DEFAULT_MODELS in the settings")
+    profile, profile_source = resolve_profile(request, s3)
+    models = run_models(request, profile, request.profile is not None, settings)
+    base = S3Uri(settings.data_bucket, run_prefix)
+    s3.put_json(base.join("profile.json"), {**profile.to_dict(), "source": profile_source})
     found = discover(request, s3, settings)
     claimed = claim_frames(found.frames, run_id, request.relabel, ledger)
     batches: list[dict[str, Any]] = [
         {"batch_id": batch_id(i), "frames": frames}
         for i, frames in enumerate(batch_frames(claimed.frames, request.batch_size))
     ]
-    base = S3Uri(settings.data_bucket, run_prefix)
     s3.put_json(base.join("batches.json"), batches)
     s3.put_json(base.join("skipped.json"), found.skipped + claimed.skipped)
     s3.put_json(base.join("request.json"), request.model_dump(mode="json"))
@@ -109,4 +165,6 @@ def prepare_run(
         review_timeout_seconds=request.review_timeout_seconds,
         models=models,
         sources=request.sources,
+        profile_key=f"{run_prefix}/profile.json",
+        profile_name=profile.name,
     )

@@ -1,8 +1,14 @@
-"""Publish: the reviewed dataset and a report that accounts for every input frame."""
+"""Publish: the reviewed dataset and a report that accounts for every input frame.
+
+The output manifest holds one line per labeled frame: the Ground Truth output line for frames
+people adjusted, and the pre-label line (``human-annotated: "no"``) for frames routing
+auto-accepted or people verified as correct. The report tells how many frames and objects went
+each way and what the review costs with and without routing.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -11,18 +17,28 @@ from workflow.adapters.s3 import S3Store
 from workflow.domain.coco import CocoBuilder
 from workflow.domain.detections import Detections
 from workflow.domain.frames import S3Uri
-from workflow.domain.groundtruth import ReviewedFrame, input_manifest_line, parse_output_line
+from workflow.domain.groundtruth import (
+    ReviewedFrame,
+    input_manifest_line,
+    output_manifest_line,
+    parse_output_line,
+)
+from workflow.domain.prices import cost_estimate
+from workflow.domain.profile import LabelingProfile
+from workflow.domain.routing import RouteDecision, route_counts, verification_verdict
 from workflow.domain.run import ReviewResult, RunContext
+from workflow.domain.taxonomy import Taxonomy
 from workflow.settings import Settings
-from workflow.steps.labels import labeled_frames
-from workflow.steps.merge import default_class_map
+from workflow.steps.labels import batch_files, labeled_frames
+from workflow.steps.manifest import RoutedFrame, routed_frames
+from workflow.steps.prepare import run_profile
 
 
-def _reviewed_lines(reviews: list[ReviewResult], s3: S3Store) -> list[dict[str, Any]]:
-    lines: list[dict[str, Any]] = []
+def _reviewed_lines(reviews: list[ReviewResult], s3: S3Store) -> list[tuple[ReviewResult, dict[str, Any]]]:
+    lines: list[tuple[ReviewResult, dict[str, Any]]] = []
     for review in reviews:
         if review.output_manifest_uri:
-            lines.extend(s3.get_lines(review.output_manifest_uri))
+            lines.extend((review, line) for line in s3.get_lines(review.output_manifest_uri))
     return lines
 
 
@@ -39,66 +55,217 @@ def _adjustment_stats(reviewed: list[ReviewedFrame], prelabels: dict[str, Detect
     }
 
 
+def _combined(
+    frames: list[ReviewedFrame], line: dict[str, Any], attribute: str, profile: LabelingProfile
+) -> tuple[ReviewedFrame, dict[str, Any]]:
+    """One frame reviewed in several jobs (a taxonomy split into groups of 50 classes): the union."""
+    if len(frames) == 1:
+        return frames[0], line
+    failed = [f for f in frames if f.failed]
+    if failed:
+        return failed[0], line
+    names = profile.taxonomy.reviewed_names
+    boxes = [b.model_copy(update={"class_id": names.index(b.class_name)}) for f in frames for b in f.boxes]
+    size = frames[0].image_size
+    assert size is not None
+    jobs = "+".join(sorted({(f.job_name or "").removeprefix("labeling-job/") for f in frames}))
+    adjusted = any(f.adjustment_status == "adjusted" for f in frames)
+    out = output_manifest_line(
+        {"source-ref": frames[0].source_ref}, attribute, boxes, jobs, adjusted, image_size=size
+    )
+    return parse_output_line(out, attribute), out
+
+
+class _Review:
+    """What people said about the frames routed to them."""
+
+    def __init__(self) -> None:
+        self.adjusted: dict[str, tuple[ReviewedFrame, dict[str, Any]]] = {}
+        self.verified: dict[str, str] = {}  # frame -> job of a "correct" verdict
+        self.failures: list[dict[str, str]] = []
+
+    @classmethod
+    def read(cls, reviews: list[ReviewResult], s3: S3Store, profile: LabelingProfile) -> _Review:
+        review = cls()
+        by_frame: dict[str, list[tuple[ReviewedFrame, dict[str, Any]]]] = defaultdict(list)
+        for job, line in _reviewed_lines(reviews, s3):
+            frame_uri = str(line.get("source-ref"))
+            verdict = verification_verdict(line, job.label_attribute)
+            if verdict is not None:
+                if verdict[0]:
+                    review.verified[frame_uri] = job.job_name
+                else:
+                    reason = f"verification: people judged the labels wrong ({verdict[1]}); label it again"
+                    review.failures.append({"frame": frame_uri, "reason": reason})
+                continue
+            by_frame[frame_uri].append((parse_output_line(line, job.label_attribute), line))
+        attribute = reviews[0].label_attribute
+        for frame_uri, parsed in by_frame.items():
+            frame, line = _combined([p for p, _ in parsed], parsed[0][1], attribute, profile)
+            if frame.failed:
+                review.failures.append({"frame": frame_uri, "reason": f"review: {frame.failure_reason}"})
+            else:
+                review.adjusted[frame_uri] = (frame, line)
+        return review
+
+
+def _routing_report(
+    frames: list[RoutedFrame], profile: LabelingProfile, labeled_by: dict[str, str]
+) -> dict[str, Any]:
+    """Frames and objects per route, and the review cost with and without routing."""
+    decisions = [f.decision for f in frames]
+    objects: Counter[str] = Counter()
+    for f in frames:
+        objects[f.decision.route] += len(f.detections)
+        objects["audit"] += len(f.detections) if f.decision.audit else 0
+    to_adjust = sum(1 for d in decisions if d.job_task == "adjust")
+    to_verify = sum(1 for d in decisions if d.job_task == "verify")
+    review = profile.review
+    return {
+        "enabled": profile.routing.enabled,
+        "frames": route_counts(decisions),
+        "objects": {k: objects.get(k, 0) for k in ("auto", "verify", "adjust", "audit")},
+        "frames_to_people": to_adjust + to_verify,
+        "labeled_by": dict(sorted(Counter(labeled_by.values()).items())),
+        "review_cost": cost_estimate(
+            to_adjust, to_verify, len(frames), review.workforce, review.workers_per_frame
+        ),
+    }
+
+
+class _Dataset:
+    """The published dataset as it is built: manifest lines, COCO, objects per class, who labeled what."""
+
+    def __init__(self, run: RunContext, taxonomy: Taxonomy, attribute: str) -> None:
+        self.run, self.taxonomy, self.attribute = run, taxonomy, attribute
+        self.coco = CocoBuilder(taxonomy, description=f"dataset of run {run.run_id}")
+        self.lines: list[dict[str, Any]] = []
+        self.counts: Counter[str] = Counter()
+        self.labeled_by: dict[str, str] = {}
+
+    def machine(self, dets: Detections, how: str) -> None:
+        """A frame published with its fused pre-labels (``human-annotated: "no"``)."""
+        job = f"{self.run.run_id}-prelabel"
+        self.lines.append(input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job))
+        self.coco.add_detections(dets)
+        self.counts.update(dets.class_names)
+        self.labeled_by[dets.frame] = how
+
+    def reviewed(self, frame: ReviewedFrame, line: dict[str, Any]) -> None:
+        """A frame published as people adjusted it."""
+        self.lines.append(line)
+        self.coco.add_reviewed(frame)
+        self.counts.update(b.class_name for b in frame.boxes)
+        self.labeled_by[frame.source_ref] = "people (adjusted)"
+
+
+def _with_people(frames: list[RoutedFrame], people: _Review, dataset: _Dataset) -> list[dict[str, str]]:
+    """Each frame from where it went (job output, verification, auto-accept); returns review failures."""
+    failures = list(people.failures)
+    failed_frames = {f["frame"] for f in failures}
+    for routed in frames:
+        uri = routed.detections.frame
+        if uri in people.adjusted:
+            dataset.reviewed(*people.adjusted[uri])
+        elif uri in people.verified:
+            dataset.machine(routed.detections, "people (verified)")
+        elif not routed.decision.to_people:
+            dataset.machine(routed.detections, "machine (auto-accepted)")
+        elif uri not in failed_frames:
+            failures.append({"frame": uri, "reason": "review: the frame is missing from the job output"})
+    return failures
+
+
+def _dropped(run: RunContext, s3: S3Store) -> dict[str, int]:
+    """Detections the class maps and thresholds dropped, per reason and class, over the run."""
+    dropped: Counter[str] = Counter()
+    for batch in batch_files(run, s3):
+        dropped.update(batch.get("dropped", {}))
+    return dict(sorted(dropped.items()))
+
+
+def _report_frames(
+    labeled: list[Detections],
+    routes: dict[str, RouteDecision],
+    labeled_by: dict[str, str],
+    failed: list[dict[str, str]],
+    skipped: list[dict[str, str]],
+) -> list[dict[str, Any]]:
+    return (
+        [
+            {
+                "frame": d.frame,
+                "status": "labeled",
+                "objects": len(d),
+                "route": routes[d.frame].route,
+                **({"audit": True} if routes[d.frame].audit else {}),
+                "labeled_by": labeled_by.get(d.frame, "machine"),
+            }
+            for d in labeled
+        ]
+        + [{"frame": f["frame"], "status": "failed", "reason": f["reason"]} for f in failed]
+        + [{"frame": s["frame"], "status": "skipped", "reason": s["reason"]} for s in skipped]
+    )
+
+
+def _review_status(
+    run: RunContext, profile: LabelingProfile, review_error: Any, labeled: int
+) -> dict[str, Any]:
+    """The review section when no labeling job reported back."""
+    if run.review == "skip":
+        return {"status": "skipped"}
+    if review_error:
+        return {"status": "failed", "error": review_error}
+    return {"status": "auto-accepted" if profile.routing.enabled and labeled else "none"}
+
+
 def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: FrameLedger) -> dict[str, Any]:
     """Write dataset/ (output manifest, COCO, stats) and report.json; settle the frames in the ledger."""
     run = RunContext.model_validate(state["run"])
-    taxonomy = default_class_map().taxonomy
-    labeled, failed = labeled_frames(run, s3)
+    profile = run_profile(run, s3)
+    _, failed = labeled_frames(run, s3)
+    frames = routed_frames(run, s3)
+    labeled = [f.detections for f in frames]
     skipped = s3.get_json(S3Uri(run.bucket, run.key("skipped.json")))
-    prelabels = {d.frame: d for d in labeled}
     reviews = [ReviewResult.model_validate(r) for r in state.get("reviews") or []]
     review_error = state.get("review_error")
 
-    base = S3Uri(run.bucket, run.key("dataset"))
-    coco = CocoBuilder(taxonomy, description=f"dataset of run {run.run_id}")
+    dataset = _Dataset(run, profile.taxonomy, settings.prelabel_attribute)
     review_failures: list[dict[str, str]] = []
     if reviews and not review_error:
-        lines = _reviewed_lines(reviews, s3)
-        attribute = reviews[0].label_attribute
-        reviewed = [parse_output_line(line, attribute) for line in lines]
-        for frame in reviewed:
-            if frame.failed:
-                review_failures.append(
-                    {"frame": frame.source_ref, "reason": f"review: {frame.failure_reason}"}
-                )
-            else:
-                coco.add_reviewed(frame)
+        people = _Review.read(reviews, s3, profile)
+        review_failures = _with_people(frames, people, dataset)
+        reviewed = [f for f, _ in people.adjusted.values()] + _failed(review_failures)
         review = {
             "status": "reviewed",
             "jobs": [r.job_name for r in reviews],
-            **_adjustment_stats(reviewed, prelabels),
+            **_adjustment_stats(reviewed, {d.frame: d for d in labeled}),
+            "frames_verified": len(people.verified),
+            "audit": _audit(frames, people),
         }
-        counts = Counter(b.class_name for r in reviewed if not r.failed for b in r.boxes)
     else:
-        lines = [
-            input_manifest_line(
-                d.frame, d, taxonomy, attribute=settings.prelabel_attribute, job_name=f"{run.run_id}-prelabel"
-            )
-            for d in labeled
-        ]
         for dets in labeled:
-            coco.add_detections(dets)
-        review = {"status": "skipped" if run.review == "skip" else ("failed" if review_error else "none")}
-        if review_error:
-            review["error"] = review_error
-        counts = Counter(n for d in labeled for n in d.class_names)
+            dataset.machine(dets, "machine")
+        review = _review_status(run, profile, review_error, len(labeled))
 
+    routing = _routing_report(frames, profile, dataset.labeled_by)
+    base = S3Uri(run.bucket, run.key("dataset"))
     outputs = {
-        "output_manifest": s3.put_lines(base.join("output.manifest"), lines),
-        "coco": s3.put_json(base.join("coco.json"), coco.to_dict()),
+        "output_manifest": s3.put_lines(base.join("output.manifest"), dataset.lines),
+        "coco": s3.put_json(base.join("coco.json"), dataset.coco.to_dict()),
     }
-    stats = {"objects_per_class": dict(sorted(counts.items())), "review": review}
+    stats = {
+        "objects_per_class": dict(sorted(dataset.counts.items())),
+        "dropped_detections": _dropped(run, s3),
+        "review": review,
+        "routing": routing,
+    }
     outputs["stats"] = s3.put_json(base.join("stats.json"), stats)
 
     # A frame Ground Truth could not label keeps no label in the dataset: it counts as failed.
     failed_in_review = {f["frame"] for f in review_failures}
     labeled = [d for d in labeled if d.frame not in failed_in_review]
     failed = failed + review_failures
-    frames = (
-        [{"frame": d.frame, "status": "labeled", "objects": len(d)} for d in labeled]
-        + [{"frame": f["frame"], "status": "failed", "reason": f["reason"]} for f in failed]
-        + [{"frame": s["frame"], "status": "skipped", "reason": s["reason"]} for s in skipped]
-    )
     summary = {
         "run_id": run.run_id,
         "frames_found": len(labeled) + len(failed) + len(skipped),
@@ -107,12 +274,38 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
         "skipped": len(skipped),
         "objects_per_class": stats["objects_per_class"],
         "review": review.get("status"),
+        "routing": {
+            "frames": routing["frames"],
+            "review_cost_usd": {
+                k: routing["review_cost"][k] for k in ("with_routing", "without_routing", "saved")
+            },
+        },
         "outputs": outputs,
     }
     report_uri = S3Uri(run.bucket, run.key("report.json"))
     outputs["report"] = str(report_uri)
-    s3.put_json(report_uri, {**summary, "review": review, "frames": frames})
+    routes = {f.detections.frame: f.decision for f in frames}
+    report = {
+        **summary,
+        **stats,
+        "profile": run.profile_name,
+        "frames": _report_frames(labeled, routes, dataset.labeled_by, failed, skipped),
+    }
+    s3.put_json(report_uri, report)
     settle = [(d.frame, "labeled") for d in labeled] + [(f["frame"], "failed") for f in failed]
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda fs: ledger.settle(fs[0], run.run_id, fs[1]), settle))
     return summary
+
+
+def _audit(frames: list[RoutedFrame], people: _Review) -> dict[str, int]:
+    """Audited auto-accepted frames people reviewed, and how many they had to change."""
+    audited = [
+        f.detections.frame for f in frames if f.decision.audit and f.detections.frame in people.adjusted
+    ]
+    changed = sum(1 for uri in audited if people.adjusted[uri][0].adjustment_status == "adjusted")
+    return {"frames": len(audited), "adjusted": changed}
+
+
+def _failed(failures: list[dict[str, str]]) -> list[ReviewedFrame]:
+    return [ReviewedFrame(source_ref=f["frame"], failure_reason=f["reason"]) for f in failures]

