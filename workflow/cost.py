@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from workflow.domain.prices import PRICES_AS_OF as PRICES_AS_OF
 from workflow.domain.prices import task_price
 
-PRICES_AS_OF = "2025-06"
 PRICES_REGION = "us-east-1"
 Workforce = Literal["private", "public"]
 

@@ -21,6 +21,7 @@ import yaml
 from workflow.domain.detections import Detections
 from workflow.domain.errors import ModelNotProvisioned
 from workflow.domain.groundtruth import parse_output_line
+from workflow.domain.prices import PRICES_AS_OF
 from workflow.domain.profile import load_profile
 from workflow.domain.routing import RouteDecision, is_audited
 from workflow.local.cloud import LocalCloud
@@ -194,7 +195,7 @@ def test_the_report_counts_frames_and_objects_per_route_and_prices_the_review(ou
     cost = routing["review_cost"]
     assert cost["without_routing"] == pytest.approx(round(4 * 3 * 0.036, 2))
     assert cost["with_routing"] == pytest.approx(round(routing["frames_to_people"] * 3 * 0.036, 2))
-    assert cost["with_routing"] < cost["without_routing"] and cost["prices_as_of"] == "2026-11"
+    assert cost["with_routing"] < cost["without_routing"] and cost["prices_as_of"] == PRICES_AS_OF
     assert outcome.summary["routing"]["review_cost_usd"]["saved"] == cost["saved"]
     # And each frame says who labeled it
     by = {f["frame"]: f["labeled_by"] for f in outcome.report["frames"]}

@@ -211,8 +211,8 @@ def test_an_auto_accepted_frame_drawn_for_audit_still_goes_to_people() -> None:
 
 
 def test_review_cost_uses_the_dated_ground_truth_price() -> None:
-    # Given the price table (public workforce, bounding box, $0.036 per frame per worker, 2026-11)
-    assert PRICES_AS_OF == "2026-11"
+    # Given the price table (public workforce, bounding box, $0.036 per frame per worker, as of 2025-06)
+    assert PRICES_AS_OF == "2025-06"
     assert task_price("adjust", "public").usd_per_object_per_worker == 0.036
     # When 1,000 frames are reviewed by 3 workers
     # Then it costs 1000 x 3 x 0.036

@@ -1,7 +1,8 @@
 """A dated price table for estimating the human review cost of a run, and the estimate itself.
 
 Source: AWS pricing page "Amazon SageMaker Ground Truth Pricing"
-(https://aws.amazon.com/sagemaker/groundtruth/pricing/), as read in 2026-11. Ground Truth bills
+(https://aws.amazon.com/sagemaker/groundtruth/pricing/), figures as last read in PRICES_AS_OF; this
+project's machines cannot reach the page, so they were not re-checked when written. Ground Truth bills
 per labeled *data object* (one frame); with the public workforce (Amazon Mechanical Turk) each
 worker's task on a data object is paid at the task type's price. The Ground Truth service fee
 per labeled object and private/vendor workforce charges are NOT in this table: the estimate
@@ -16,7 +17,7 @@ from typing import Literal
 Workforce = Literal["public", "private", "vendor"]
 ReviewTask = Literal["adjust", "verify"]
 
-PRICES_AS_OF = "2026-11"
+PRICES_AS_OF = "2025-06"
 PRICE_SOURCE = "Amazon SageMaker Ground Truth Pricing (aws.amazon.com/sagemaker/groundtruth/pricing)"
 DEFAULT_WORKERS_PER_FRAME = 3
 
