@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +27,25 @@ from workflow.domain.groundtruth import (
     parse_output_line,
     worker_ui_template,
 )
+from workflow.domain.routing import (
+    VERDICT_CORRECT,
+    VERDICT_INCORRECT,
+    verification_categories,
+    verification_ui_template,
+    verification_verdict,
+)
 from workflow.domain.taxonomy import DEFAULT_ADAS_TAXONOMY
-from workflow.local.labeling import EVENT_DETAIL_TYPE, EVENT_SOURCE, LocalLabelingService, _sagemaker_model
+from workflow.local.labeling import (
+    EVENT_DETAIL_TYPE,
+    EVENT_SOURCE,
+    LocalLabelingService,
+    _sagemaker_model,
+    verification_output_line,
+)
 
 REGION, ACCOUNT, BUCKET = "us-east-1", "123456789012", "labels"
 BUILTIN = "arn:aws:lambda:us-east-1:432418664414:function:{}-AdjustmentBoundingBox"
+VERIFY = "arn:aws:lambda:us-east-1:432418664414:function:{}-VerificationBoundingBox"
 
 
 class Stack:
@@ -238,12 +253,36 @@ def _task(**change: Any) -> Any:
         lambda params: params.update(RoleArn="arn:aws:iam::123:role/short-account-id"),
         lambda params: params.update(OutputConfig={"S3OutputPath": "ftp://nowhere"}),
         _task(
-            PreHumanTaskLambdaArn="arn:aws:lambda:us-east-1:432418664414:function:PRE-VerificationBoundingBox"
+            PreHumanTaskLambdaArn="arn:aws:lambda:us-east-1:432418664414:function:PRE-SemanticSegmentation",
+            AnnotationConsolidationConfig={
+                "AnnotationConsolidationLambdaArn": "arn:aws:lambda:us-east-1:432418664414:function:"
+                "ACS-SemanticSegmentation"
+            },
+        ),
+        _task(PreHumanTaskLambdaArn=VERIFY.format("PRE")),  # with ACS-AdjustmentBoundingBox
+        lambda params: (
+            params["HumanTaskConfig"].update(
+                PreHumanTaskLambdaArn=VERIFY.format("PRE"),
+                AnnotationConsolidationConfig={"AnnotationConsolidationLambdaArn": VERIFY.format("ACS")},
+            ),
+            params.pop("LabelCategoryConfigS3Uri"),
         ),
         _task(UiConfig={}),
         _task(TaskTitle="t" * 129),
     ],
-    ids=["name-64", "name-underscore", "attr-ref", "attr-metadata", "role", "s3", "verify", "no-ui", "title"],
+    ids=[
+        "name-64",
+        "name-underscore",
+        "attr-ref",
+        "attr-metadata",
+        "role",
+        "s3",
+        "segmentation",
+        "verify-with-adjust-acs",
+        "verify-without-verdicts",
+        "no-ui",
+        "title",
+    ],
 )
 def test_requests_the_service_refuses(stack: Stack, breaks: Any):
     # Given parameters that break one service-side rule
@@ -361,3 +400,198 @@ def test_stopping_a_waiting_job_emits_stopped(stack: Stack, tmp_path: Path):
     assert status == "Stopped"
     assert "LabelingJobOutput" not in svc.describe_labeling_job(LabelingJobName="halt")
     assert [e["detail"]["LabelingJobStatus"] for e in stack.received_events("halt")] == ["Stopped"]
+
+
+# ---- verification jobs -------------------------------------------------------------------------
+DOCS_EXAMPLE = {  # the verification output line of the Ground Truth developer guide
+    "source-ref": "s3://bucket/image.png",
+    "verify-bounding-box": "1",
+    "verify-bounding-box-metadata": {
+        "class-name": "bad",
+        "confidence": 0.93,
+        "type": "groundtruth/label-verification",
+        "job-name": "verify-bounding-boxes",
+        "human-annotated": "yes",
+        "creation-date": "2018-10-18T22:18:13.527256",
+        "worker-feedback": [{"comment": "The bounding box on the bird is too wide on the right side."}],
+    },
+}
+
+
+def verification_params(
+    stack: Stack,
+    name: str,
+    manifest_lines: list[dict[str, Any]] | None = None,
+    verdicts: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The parameters the workflow sends for a `verify` manifest part (workflow/adapters/labeling.py)."""
+    params = job_params(stack, name, manifest_lines)
+    categories = verdicts or verification_categories()
+    params["LabelCategoryConfigS3Uri"] = stack.put(f"cfg/{name}-verdicts.json", json.dumps(categories))
+    params["HumanTaskConfig"] |= {
+        "UiConfig": {
+            "UiTemplateS3Uri": stack.put(
+                f"cfg/{name}-verify.liquid.html", verification_ui_template("prelabel", "Right?")
+            )
+        },
+        "PreHumanTaskLambdaArn": VERIFY.format("PRE"),
+        "AnnotationConsolidationConfig": {"AnnotationConsolidationLambdaArn": VERIFY.format("ACS")},
+    }
+    return params
+
+
+def output_lines(stack: Stack, described: dict[str, Any]) -> list[dict[str, Any]]:
+    return loads_manifest(stack.read(described["LabelingJobOutput"]["OutputDatasetS3Uri"]))
+
+
+def wait_for_file(path: Path, timeout_s: float = 10.0) -> Path:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.02)
+    return path
+
+
+def test_auto_mode_verification_job_writes_ground_truths_verdict_lines(stack: Stack):
+    # Given a verification job over three pre-labeled frames (0, 1 and 2 boxes) and a frame without
+    # a pre-label, with the workflow's verdicts as label categories
+    lines = [
+        input_manifest_line(
+            f"s3://{BUCKET}/frames/{i}.png", frame_detections(f"{i}.png", i), DEFAULT_ADAS_TAXONOMY
+        )
+        for i in range(3)
+    ] + [{"source-ref": f"s3://{BUCKET}/frames/bare.png"}]
+    svc = service(stack)
+    params = verification_params(stack, "verify-auto", lines)
+    # When it runs with the reviewer who accepts
+    arn = svc.create_labeling_job(**params)["LabelingJobArn"]
+    described = wait_for_status(svc, "verify-auto")
+    svc.stop()
+    # Then it completes in the real response shape, with the Completed event
+    assert described["LabelingJobStatus"] == "Completed"
+    assert_real_describe_shape(described)
+    assert [e["detail"]["LabelingJobStatus"] for e in stack.received_events("verify-auto")] == ["Completed"]
+    assert described["LabelCounters"]["HumanLabeled"] == 3
+    assert described["LabelCounters"]["FailedNonRetryableError"] == 1
+    # And each pre-labeled line comes back whole, with the first verdict as Ground Truth writes it
+    outputs = output_lines(stack, described)
+    for before, after in zip(lines[:3], outputs[:3], strict=True):
+        assert {k: after[k] for k in before} == before
+        assert set(after) == set(before) | {"reviewed", "reviewed-metadata"}
+        assert after["reviewed"] == "0"
+        meta = after["reviewed-metadata"]
+        assert list(meta) == [
+            "class-name",
+            "confidence",
+            "type",
+            "job-name",
+            "human-annotated",
+            "creation-date",
+        ]
+        assert meta["class-name"] == VERDICT_CORRECT and meta["confidence"] == 1.0
+        assert meta["type"] == "groundtruth/label-verification" and meta["human-annotated"] == "yes"
+        assert meta["job-name"] == "labeling-job/verify-auto"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", meta["creation-date"])
+        assert verification_verdict(after, "reviewed") == (True, VERDICT_CORRECT)
+    # And the frame without pre-label boxes fails by itself: there is nothing to verify
+    bare = outputs[3]["reviewed-metadata"]
+    assert "reviewed" not in outputs[3] and "no prelabel boxes to verify" in bare["failure-reason"]
+    assert bare["type"] == "groundtruth/label-verification"
+    assert arn.endswith("/verify-auto")
+
+
+@pytest.mark.parametrize(
+    ("verdict", "feedback", "accepted"),
+    [(VERDICT_CORRECT, (), True), (VERDICT_INCORRECT, ("the van is a truck", "a cyclist has no box"), False)],
+)
+def test_verification_lines_round_trip_through_the_verdict_parser(
+    verdict: str, feedback: tuple[str, ...], accepted: bool
+):
+    # Given the verdicts of verification_categories() and a pre-labeled input line
+    categories = [entry["label"] for entry in verification_categories()["labels"]]
+    line = input_manifest_line("s3://b/f.png", frame_detections("f.png", 2), DEFAULT_ADAS_TAXONOMY)
+    # When a verification output line is written for a verdict, with or without comments
+    out = verification_output_line(line, "checked", categories, verdict, "verify-7", feedback=feedback)
+    # Then the workflow's parser reads back the verdict, and the line is the input plus the label
+    assert verification_verdict(out, "checked") == (accepted, verdict)
+    assert out["checked"] == str(categories.index(verdict)) and {k: out[k] for k in line} == line
+    assert out["checked-metadata"].get("worker-feedback", []) == [{"comment": c} for c in feedback]
+    # And the metadata holds exactly the keys of the developer guide's example (feedback when given)
+    example_keys = set(DOCS_EXAMPLE["verify-bounding-box-metadata"])  # type: ignore[arg-type]
+    assert set(out["checked-metadata"]) == example_keys - ({"worker-feedback"} if not feedback else set())
+    assert verification_verdict(DOCS_EXAMPLE, "verify-bounding-box") == (False, "bad")
+
+
+def test_wait_mode_verification_takes_the_persons_verdicts_and_comments(stack: Stack, tmp_path: Path):
+    # Given a verification job waiting for a person
+    svc = service(stack, review_mode="wait", review_dir=tmp_path)
+    svc.create_labeling_job(**verification_params(stack, "verify-wait"))
+    draft_path = wait_for_file(tmp_path / "verify-wait.draft.manifest")
+    # Then the draft is in the verification output format, with the accepting verdict
+    draft = loads_manifest(draft_path.read_text())
+    assert [verification_verdict(line, "reviewed") for line in draft] == [(True, VERDICT_CORRECT)] * 3
+    # When the person keeps frame 0, rejects frame 1 by its class-name with a comment, and frame 2
+    # by its index only
+    draft[1]["reviewed-metadata"] |= {
+        "class-name": VERDICT_INCORRECT,
+        "worker-feedback": [{"comment": "the second car is a bus"}],
+    }
+    draft[2]["reviewed"] = "1"
+    (tmp_path / "verify-wait.manifest").write_text(dumps_manifest(draft))
+    described = wait_for_status(svc, "verify-wait")
+    svc.stop()
+    # Then the job completes with those verdicts, written as Ground Truth writes them
+    assert described["LabelingJobStatus"] == "Completed"
+    outputs = output_lines(stack, described)
+    assert [verification_verdict(line, "reviewed") for line in outputs] == [
+        (True, VERDICT_CORRECT),
+        (False, VERDICT_INCORRECT),
+        (False, VERDICT_INCORRECT),
+    ]
+    assert [line["reviewed"] for line in outputs] == ["0", "1", "1"]
+    assert outputs[1]["reviewed-metadata"]["worker-feedback"] == [{"comment": "the second car is a bus"}]
+    assert "worker-feedback" not in outputs[0]["reviewed-metadata"]
+    assert described["LabelCounters"]["HumanLabeled"] == 3
+
+
+def test_wait_mode_verification_fails_objects_with_unreadable_verdicts(stack: Stack, tmp_path: Path):
+    # Given a verification job with three verdicts, waiting for a person, over six frames
+    lines = [
+        input_manifest_line(
+            f"s3://{BUCKET}/frames/v{i}.png", frame_detections(f"v{i}.png", 1), DEFAULT_ADAS_TAXONOMY
+        )
+        for i in range(6)
+    ]
+    verdicts = label_category_config([VERDICT_CORRECT, VERDICT_INCORRECT, "frame unusable"])
+    svc = service(stack, review_mode="wait", review_dir=tmp_path)
+    svc.create_labeling_job(**verification_params(stack, "verify-bad", lines, verdicts))
+    draft = loads_manifest(wait_for_file(tmp_path / "verify-bad.draft.manifest").read_text())
+    # When the saved review breaks each frame's verdict in another way, and leaves out the last
+    draft[0]["reviewed-metadata"]["class-name"] = "looks fine"
+    draft[1]["reviewed"] = "7"
+    draft[2] |= {"reviewed": "1"}
+    draft[2]["reviewed-metadata"]["class-name"] = "frame unusable"
+    draft[3]["reviewed-metadata"]["type"] = "groundtruth/object-detection"
+    draft[4]["reviewed-metadata"]["confidence"] = 3
+    (tmp_path / "verify-bad.manifest").write_text(dumps_manifest(draft[:5]))
+    described = wait_for_status(svc, "verify-bad")
+    svc.stop()
+    # Then each of those objects fails alone, with its reason, typed as a verification output
+    outputs = output_lines(stack, described)
+    reasons = [line["reviewed-metadata"].get("failure-reason", "") for line in outputs]
+    for reason, expected in zip(
+        reasons,
+        [
+            "'looks fine' is not one of the job's label categories",
+            "verdict index '7' is not one of 0..2",
+            "verdict index '1' and class-name 'frame unusable' disagree",
+            "not a verification verdict",
+            "confidence must be a number from 0 to 1",
+            "missing from the reviewed manifest",
+        ],
+        strict=True,
+    ):
+        assert expected in reason
+    assert all("reviewed" not in line for line in outputs)
+    assert {line["reviewed-metadata"]["type"] for line in outputs} == {"groundtruth/label-verification"}
+    assert described["LabelCounters"]["FailedNonRetryableError"] == 6

@@ -229,5 +229,7 @@ def verification_verdict(line: dict[str, Any], attribute: str) -> tuple[bool, st
     meta = line.get(f"{attribute}-metadata")
     if not isinstance(meta, dict) or meta.get("type") != VERIFICATION_TYPE:
         return None
+    if "failure-reason" in meta and attribute not in line:
+        return None  # Ground Truth could not get a verdict: a failed object, not a rejection
     verdict = str(meta.get("class-name", ""))
     return verdict == VERDICT_CORRECT, verdict

@@ -1,4 +1,4 @@
-"""A local service that plays SageMaker Ground Truth for bounding-box adjustment jobs.
+"""A local service that plays SageMaker Ground Truth for bounding-box adjustment and verification jobs.
 
 It takes the same ``CreateLabelingJob`` parameters as boto3, answers ``DescribeLabelingJob`` in
 the real response shape, writes ``<S3OutputPath>/<job>/manifests/output/output.manifest`` in the
@@ -6,9 +6,19 @@ exact Ground Truth output format and emits the real EventBridge state-change eve
 storage and events only through the boto3 clients it is given (moto's in local mode), so the
 caller's code path is the one it has against AWS.
 
-Review modes: ``auto`` accepts every pre-label unchanged (a reviewer who adjusts nothing);
-``wait`` writes ``<review_dir>/<job>.draft.manifest`` (the pre-labels in output format) and
-waits for a person to save the reviewed lines as ``<review_dir>/<job>.manifest``.
+The task type comes from the built-in pre-annotation Lambda: ``PRE-BoundingBox`` and
+``PRE-AdjustmentBoundingBox`` are adjustment jobs (the output holds the reviewed boxes);
+``PRE-VerificationBoundingBox`` is a verification job: the worker sees the pre-label boxes and
+picks one of the job's label categories as a verdict, and the output holds
+``"<attr>": "<index of the verdict>"`` with ``class-name``, ``confidence``,
+``type: groundtruth/label-verification`` and, when the worker commented, ``worker-feedback``.
+
+Review modes: ``auto`` accepts every pre-label (a reviewer who adjusts nothing, and who gives a
+verification job's first verdict); ``wait`` writes ``<review_dir>/<job>.draft.manifest`` (the
+``auto`` output) and waits for a person to save the reviewed lines as
+``<review_dir>/<job>.manifest``. To reject a verification, change the line's ``class-name`` to
+another label category (or its index; where the two differ, the one changed from the draft wins,
+and an object whose both changed to different verdicts fails); comments go in ``worker-feedback``.
 """
 
 from __future__ import annotations
@@ -39,18 +49,27 @@ from workflow.domain.groundtruth import (
     ManifestFormatError,
     ReviewedBox,
     ReviewedFrame,
+    creation_date,
     dumps_manifest,
     failed_output_line,
     loads_manifest,
+    metadata_job_name,
     output_manifest_line,
     parse_output_line,
     same_boxes,
     validate_label_attribute_name,
 )
+from workflow.domain.routing import VERIFICATION_TYPE
 
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Ground Truth Labeling Job State Change"
-_BOX_TASK_LAMBDAS = ("PRE-BoundingBox", "PRE-AdjustmentBoundingBox")
+TaskKind = Literal["adjust", "verify"]
+# Built-in task types (the Lambda names after PRE-/ACS-) this service plays, and what their workers do.
+_BUILTIN_TASKS: dict[str, TaskKind] = {
+    "BoundingBox": "adjust",
+    "AdjustmentBoundingBox": "adjust",
+    "VerificationBoundingBox": "verify",
+}
 _TEMPLATE_PRELABEL = re.compile(r"task\.input\.manifestLine\.([A-Za-z0-9-]+?)\.annotations")
 _log = logging.getLogger(__name__)
 
@@ -151,6 +170,20 @@ class _Job:
     @property
     def label_attribute(self) -> str:
         return str(self.params["LabelAttributeName"])
+
+    @property
+    def task(self) -> TaskKind:
+        """``verify`` for a verification job; any other (built-in or custom) box task adjusts."""
+        return _BUILTIN_TASKS.get(
+            _builtin_task(self.params["HumanTaskConfig"]["PreHumanTaskLambdaArn"]), "adjust"
+        )
+
+
+def _builtin_task(lambda_arn: str) -> str:
+    """``VerificationBoundingBox`` of ``arn:...:function:PRE-VerificationBoundingBox``; "" if not built in."""
+    name = lambda_arn.rsplit(":function:", 1)[-1]
+    prefix, _, task = name.partition("-")
+    return task if prefix in ("PRE", "ACS") else ""
 
 
 class LocalLabelingService:
@@ -287,10 +320,22 @@ class LocalLabelingService:
             )
         if "S3DataSource" not in params["InputConfig"]["DataSource"]:
             problems.append("the local labeling service reads an S3 input manifest only (no streaming jobs)")
-        builtin = pre.rsplit(":function:", 1)[-1]
-        if builtin.startswith("PRE-") and builtin not in _BOX_TASK_LAMBDAS:
+        builtin = _builtin_task(pre)
+        if builtin and builtin not in _BUILTIN_TASKS:
             problems.append(
-                f"the local labeling service plays bounding-box (adjustment) jobs only, not {builtin}"
+                f"the local labeling service plays bounding-box adjustment and verification jobs only, "
+                f"not PRE-{builtin}"
+            )
+        consolidation = task.get("AnnotationConsolidationConfig", {}).get(
+            "AnnotationConsolidationLambdaArn", ""
+        )
+        if builtin and _builtin_task(consolidation) not in ("", builtin):
+            problems.append(
+                f"PRE-{builtin} needs the consolidation Lambda ACS-{builtin}, not {consolidation}"
+            )
+        if _BUILTIN_TASKS.get(builtin) == "verify" and "LabelCategoryConfigS3Uri" not in params:
+            problems.append(
+                "a verification job needs LabelCategoryConfigS3Uri: its categories are the verdicts"
             )
         try:
             validate_label_attribute_name(params["LabelAttributeName"], "bounding-box")
@@ -421,14 +466,24 @@ class LocalLabelingService:
     def _auto_line(
         self, job: _Job, line: dict[str, Any], prelabel: str | None, categories: list[str] | None
     ) -> dict[str, Any]:
+        """What a reviewer who changes nothing produces: the pre-labels unadjusted, or the first verdict."""
         try:
+            if job.task == "verify":
+                self._require_prelabel(line, prelabel)
+                verdicts = _verdicts(categories)
+                return verification_output_line(line, job.label_attribute, verdicts, verdicts[0], job.name)
             size, boxes = self._prelabels(line, prelabel)
             labeled = self._in_categories(boxes, categories)
         except GroundTruthError as exc:
-            return failed_output_line(line, job.label_attribute, f"ClientError: {exc}", job.name)
+            return _failed_line(job, line, f"ClientError: {exc}")
         return output_manifest_line(
             line, job.label_attribute, labeled, job.name, adjusted=False, image_size=size
         )
+
+    def _require_prelabel(self, line: dict[str, Any], prelabel: str | None) -> None:
+        """A verification worker judges the pre-label boxes: a frame without them cannot be verified."""
+        if self._prelabel_frame(line, prelabel) is None:
+            raise ManifestFormatError(f"the frame has no {prelabel or 'pre-label'} boxes to verify")
 
     def _await_review(
         self, job: _Job, lines: list[dict[str, Any]], prelabel: str | None, categories: list[str] | None
@@ -468,25 +523,37 @@ class LocalLabelingService:
             try:
                 if reviewed is None:
                     raise ManifestFormatError("the frame is missing from the reviewed manifest")
-                frame = parse_output_line(reviewed, job.label_attribute)
-                if frame.failure_reason is not None or frame.image_size is None:
-                    raise ManifestFormatError(frame.failure_reason or "no label")
-                pre = self._prelabel_frame(line, prelabel)
-                before = pre.boxes if pre is not None else ()
-                boxes = self._in_categories(frame.boxes, categories)
-                outputs.append(
-                    output_manifest_line(
-                        line,
-                        job.label_attribute,
-                        boxes,
-                        job.name,
-                        adjusted=not same_boxes(frame.boxes, before),
-                        image_size=frame.image_size,
-                    )
-                )
+                if job.task == "verify":
+                    self._require_prelabel(line, prelabel)
+                    outputs.append(_reviewed_verdict_line(job, line, reviewed, _verdicts(categories)))
+                else:
+                    outputs.append(self._reviewed_boxes_line(job, line, reviewed, prelabel, categories))
             except GroundTruthError as exc:
-                outputs.append(failed_output_line(line, job.label_attribute, f"ClientError: {exc}", job.name))
+                outputs.append(_failed_line(job, line, f"ClientError: {exc}"))
         return outputs
+
+    def _reviewed_boxes_line(
+        self,
+        job: _Job,
+        line: dict[str, Any],
+        reviewed: dict[str, Any],
+        prelabel: str | None,
+        categories: list[str] | None,
+    ) -> dict[str, Any]:
+        frame = parse_output_line(reviewed, job.label_attribute)
+        if frame.failure_reason is not None or frame.image_size is None:
+            raise ManifestFormatError(frame.failure_reason or "no label")
+        pre = self._prelabel_frame(line, prelabel)
+        before = pre.boxes if pre is not None else ()
+        boxes = self._in_categories(frame.boxes, categories)
+        return output_manifest_line(
+            line,
+            job.label_attribute,
+            boxes,
+            job.name,
+            adjusted=not same_boxes(frame.boxes, before),
+            image_size=frame.image_size,
+        )
 
     def _complete(self, job: _Job, outputs: list[dict[str, Any]]) -> None:
         base = job.params["OutputConfig"]["S3OutputPath"].rstrip("/")
@@ -532,3 +599,126 @@ class LocalLabelingService:
             _log.error(
                 "EventBridge refused the %s event of %s: %s", status, job.name, response.get("Entries")
             )
+
+
+# ---- verification jobs ---------------------------------------------------------------------
+def verification_output_line(
+    input_line: dict[str, Any],
+    label_attribute: str,
+    categories: Sequence[str],
+    verdict: str,
+    job_name: str,
+    *,
+    confidence: float = 1.0,
+    feedback: Sequence[str] = (),
+    created: datetime | None = None,
+) -> dict[str, Any]:
+    """What Ground Truth writes for one object of a verification job: the input line plus the verdict.
+
+    The label is the verdict's index in the job's label categories, as a string (``"1"``); the
+    metadata names it (``class-name``). One local reviewer decides, so ``confidence`` is 1.0 unless
+    given; ``worker-feedback`` appears only when there are comments.
+    """
+    if verdict not in categories:
+        raise ManifestFormatError(
+            f"verdict {verdict!r} is not one of the job's label categories {list(categories)}"
+        )
+    meta: dict[str, Any] = {
+        "class-name": verdict,
+        "confidence": round(float(confidence), 2),
+        "type": VERIFICATION_TYPE,
+        "job-name": metadata_job_name(job_name),
+        "human-annotated": "yes",
+        "creation-date": creation_date(created),
+    }
+    if feedback:
+        meta["worker-feedback"] = [{"comment": comment} for comment in feedback]
+    return {
+        **input_line,
+        label_attribute: str(list(categories).index(verdict)),
+        f"{label_attribute}-metadata": meta,
+    }
+
+
+def _failed_line(job: _Job, line: dict[str, Any], reason: str) -> dict[str, Any]:
+    """A data object the job could not label, its metadata typed as the job's task type."""
+    failed = failed_output_line(line, job.label_attribute, reason, job.name)
+    if job.task == "verify":
+        failed[f"{job.label_attribute}-metadata"]["type"] = VERIFICATION_TYPE
+    return failed
+
+
+def _verdicts(categories: list[str] | None) -> list[str]:
+    if not categories:
+        raise JobFailed("ClientError: a verification job needs label categories (its verdicts)")
+    return categories
+
+
+def _reviewed_verdict_line(
+    job: _Job, line: dict[str, Any], reviewed: dict[str, Any], categories: list[str]
+) -> dict[str, Any]:
+    """The verification output for a line a person saved (see the module docstring for the rules)."""
+    attribute = job.label_attribute
+    meta = reviewed.get(f"{attribute}-metadata")
+    if not isinstance(meta, dict):
+        raise ManifestFormatError(f"no {attribute}-metadata verdict")
+    if "failure-reason" in meta and attribute not in reviewed:
+        raise ManifestFormatError(str(meta["failure-reason"]))
+    if meta.get("type", VERIFICATION_TYPE) != VERIFICATION_TYPE:
+        raise ManifestFormatError(f"{attribute} is a {meta.get('type')!r} label, not a verification verdict")
+    verdict = _chosen_verdict(reviewed.get(attribute), meta.get("class-name"), categories)
+    confidence = meta.get("confidence", 1.0)
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
+        raise ManifestFormatError(f"confidence must be a number from 0 to 1, got {confidence!r}")
+    return verification_output_line(
+        line,
+        attribute,
+        categories,
+        verdict,
+        job.name,
+        confidence=confidence,
+        feedback=_comments(meta.get("worker-feedback")),
+    )
+
+
+def _chosen_verdict(index: Any, name: Any, categories: list[str]) -> str:
+    """The verdict from the label's index and ``class-name``; where they differ, the one changed from the
+    draft (which holds the first verdict) wins."""
+    chosen = set()
+    if index is not None:
+        if isinstance(index, bool) or not re.fullmatch(r"\d+", str(index)) or int(index) >= len(categories):
+            raise ManifestFormatError(f"verdict index {index!r} is not one of 0..{len(categories) - 1}")
+        chosen.add(categories[int(index)])
+    if name is not None:
+        if name not in categories:
+            raise ManifestFormatError(
+                f"verdict {name!r} is not one of the job's label categories {categories}"
+            )
+        chosen.add(name)
+    changed = chosen - {categories[0]} if len(chosen) > 1 else chosen
+    if len(changed) != 1:
+        raise ManifestFormatError(
+            "no verdict (class-name)"
+            if not chosen
+            else f"verdict index {index!r} and class-name {name!r} disagree"
+        )
+    return changed.pop()
+
+
+def _comments(feedback: Any) -> tuple[str, ...]:
+    """``worker-feedback`` as Ground Truth's list of ``{"comment": ...}``, also from plain strings."""
+    if feedback is None:
+        return ()
+    entries = [feedback] if isinstance(feedback, str) else feedback
+    if not isinstance(entries, list):
+        raise ManifestFormatError(
+            f"worker-feedback must be a list of comments, got {type(feedback).__name__}"
+        )
+    comments = []
+    for entry in entries:
+        text = entry.get("comment") if isinstance(entry, dict) else entry
+        if not isinstance(text, str):
+            raise ManifestFormatError(f"worker-feedback entry {entry!r} has no comment text")
+        if text.strip():
+            comments.append(text)
+    return tuple(comments)
