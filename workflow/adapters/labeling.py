@@ -49,7 +49,11 @@ def job_name(run_id: str, part: int) -> str:
 def create_labeling_job_request(
     run: RunContext, part: ManifestPart, manifest: ManifestResult, settings: Settings
 ) -> dict[str, Any]:
-    """The CreateLabelingJob parameters for one manifest part."""
+    """The CreateLabelingJob parameters for one manifest part.
+
+    Workers per frame: the manifest's (BuildManifest took it from the run's profile), else the
+    WORKERS_PER_FRAME setting.
+    """
     if not settings.workteam_arn or not settings.labeling_role_arn:
         raise ConfigurationError("WORKTEAM_ARN and LABELING_ROLE_ARN must be set to start labeling jobs")
     # Routing (issue 5): a part flagged "verify" is a verification job, with its own categories/template.
@@ -71,7 +75,7 @@ def create_labeling_job_request(
             "PreHumanTaskLambdaArn": pre,
             "TaskTitle": settings.task_title,
             "TaskDescription": settings.task_description,
-            "NumberOfHumanWorkersPerDataObject": settings.workers_per_frame,
+            "NumberOfHumanWorkersPerDataObject": manifest.workers_per_frame or settings.workers_per_frame,
             "TaskTimeLimitInSeconds": settings.task_time_limit_seconds,
             "TaskAvailabilityLifetimeInSeconds": min(run.review_timeout_seconds, 864_000),
             "MaxConcurrentTaskCount": 1000,

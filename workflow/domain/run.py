@@ -137,6 +137,19 @@ class ManifestPart(_Payload):
     ui_template_uri: str | None = None
 
 
+class SegmentationOutput(_Payload):
+    """The machine semantic-segmentation labels BuildManifest wrote: label-map PNGs and their manifest.
+
+    An output for teams that run segmentation adjustment jobs; the workflow starts no such job.
+    """
+
+    frames: int = Field(0, ge=0, description="frames with a label-map PNG")
+    manifest_uris: list[str] = Field(default_factory=list, description="parts of <= 100,000 lines")
+    attribute: str = Field(description="the label attribute of the PNGs (ends in -ref)")
+    frames_not_written: int = Field(0, ge=0, description="frames with masks whose label map failed")
+    reason: str | None = Field(None, description="why frames with masks got no label map, if any")
+
+
 class ManifestResult(_Payload):
     """BuildManifest's output: where the Ground Truth inputs are."""
 
@@ -146,6 +159,10 @@ class ManifestResult(_Payload):
     ui_template_uri: str
     prelabel_attribute: str
     categories: list[str]
+    workers_per_frame: int | None = Field(
+        None, ge=1, le=9, description="workers per frame of the run's jobs; None: WORKERS_PER_FRAME"
+    )
+    segmentation: SegmentationOutput | None = None
 
 
 class ReviewResult(_Payload):

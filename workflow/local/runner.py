@@ -218,6 +218,8 @@ _EXPORTS = {
     "dataset/output.manifest": "output.manifest",
     "dataset/coco.json": "coco.json",
     "dataset/stats.json": "stats.json",
+    "dataset/scorecard.json": "scorecard.json",
+    "dataset/segmentation.manifest": "segmentation.manifest",
     "prelabels.coco.json": "prelabels.coco.json",
     "review/input-000.manifest": "input.manifest",
     "review/label-categories.json": "label-categories.json",

@@ -6,11 +6,25 @@ takes at most 100,000 frames and 50 label categories: a profile with more review
 ``review.large_taxonomy: split``) gets one job per group of 50 classes, in taxonomy order. A frame
 goes to each group's job that holds a class of its boxes, showing only that group's boxes; a frame
 without reviewed boxes goes to every group's job, so people can draw objects of any class.
+
+Frames whose labels carry instance masks also get a semantic-segmentation label: a label-map PNG
+(``segmentation/<frame stem>-<hash>.png``) and a line of ``segmentation/input-NNN.manifest``
+under the attribute ``<prelabel attribute>-seg-ref``, for teams that run segmentation adjustment
+jobs (the workflow starts none). Only masks a model drew are painted, of the reviewed classes:
+a box whose fused ``support`` has no member with ``mask: true`` carries a box-shaped mask made
+by fusion, and painting it would claim a rectangle of pixels no model segmented, so it is left
+out (its pixels stay BACKGROUND unless another mask covers them). Labels without ``support``
+(not fused) count as drawn masks. A frame with no such mask gets no PNG. A taxonomy whose
+reviewed classes share a colour (or white, the BACKGROUND colour) yields no PNG at all, and
+says why, rather than failing the run.
 """
 
 from __future__ import annotations
 
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -25,15 +39,23 @@ from workflow.domain.groundtruth import (
     split_manifest,
     worker_ui_template,
 )
-from workflow.domain.profile import LabelingProfile
+from workflow.domain.profile import LabelingProfile, default_profile
 from workflow.domain.routing import RouteDecision, verification_categories, verification_ui_template
-from workflow.domain.run import ManifestPart, ManifestResult, RunContext
+from workflow.domain.run import ManifestPart, ManifestResult, RunContext, SegmentationOutput
+from workflow.domain.segmentation import (
+    SegmentationError,
+    class_confidences,
+    label_map_png,
+    palette,
+    segmentation_manifest_line,
+)
 from workflow.domain.taxonomy import Taxonomy
 from workflow.settings import Settings
 from workflow.steps.labels import batch_files
 from workflow.steps.prepare import run_profile
 
 _UNROUTED = RouteDecision(route="adjust", reasons=("no route recorded",))
+SEGMENTATION_SUFFIX = "-seg-ref"
 
 
 @dataclass(frozen=True)
@@ -96,6 +118,81 @@ def build_manifest(run: RunContext, settings: Settings, s3: S3Store) -> Manifest
         ui_template_uri=template_uri,
         prelabel_attribute=settings.prelabel_attribute,
         categories=list(profile.review_groups()[0]),
+        workers_per_frame=review_workers(profile, settings),
+        segmentation=write_segmentation(run, profile, settings, s3, [f.detections for f in frames]),
+    )
+
+
+def review_workers(profile: LabelingProfile, settings: Settings) -> int:
+    """Workers per frame of the run's labeling jobs: the profile's ``review.workers_per_frame``,
+    except on the built-in default profile, where the deployment's WORKERS_PER_FRAME setting rules."""
+    if profile == default_profile():
+        return settings.workers_per_frame
+    return profile.review.workers_per_frame
+
+
+def segmentation_attribute(prelabel_attribute: str) -> str:
+    """The label attribute of the machine segmentation labels (``prelabel`` -> ``prelabel-seg-ref``)."""
+    return f"{prelabel_attribute}{SEGMENTATION_SUFFIX}"
+
+
+def painted(detections: Detections, taxonomy: Taxonomy) -> Detections:
+    """The detections a label map paints: reviewed classes whose mask a model drew (module docstring)."""
+    if detections.masks is None:
+        return detections.select(np.zeros(len(detections), np.bool_))
+    reviewed = set(taxonomy.reviewed_names)
+    keep = [
+        name in reviewed and (detections.support is None or any(s.mask for s in detections.support[i]))
+        for i, name in enumerate(detections.class_names)
+    ]
+    return detections.select(np.array(keep, np.bool_))
+
+
+def label_map_key(run: RunContext, frame: str) -> str:
+    """Key of a frame's label-map PNG: its file stem and a hash of its URI (stems repeat across folders)."""
+    digest = hashlib.sha256(frame.encode()).hexdigest()[:12]
+    return run.key("segmentation", f"{PurePosixPath(frame).stem}-{digest}.png")
+
+
+def write_segmentation(
+    run: RunContext, profile: LabelingProfile, settings: Settings, s3: S3Store, labeled: list[Detections]
+) -> SegmentationOutput:
+    """Label-map PNGs of the frames with drawn masks of reviewed classes, and their manifest part(s)."""
+    attribute = segmentation_attribute(settings.prelabel_attribute)
+    reviewed = group_taxonomy(profile.taxonomy, profile.taxonomy.reviewed_names)
+    frames = [d for d in (painted(d, profile.taxonomy) for d in labeled) if len(d)]
+    if not frames:
+        return SegmentationOutput(attribute=attribute)
+    try:
+        palette(reviewed)
+    except SegmentationError as exc:
+        return SegmentationOutput(attribute=attribute, frames_not_written=len(frames), reason=str(exc))
+    job = f"{run.run_id}-prelabel"
+
+    def one(dets: Detections) -> dict[str, Any] | str:
+        try:
+            png = label_map_png(dets, reviewed)
+        except SegmentationError as exc:
+            return f"{dets.frame}: {exc}"
+        uri = s3.put_bytes(S3Uri(run.bucket, label_map_key(run, dets.frame)), png, "image/png")
+        confidence = class_confidences(dets)
+        return segmentation_manifest_line(dets.frame, uri, reviewed, attribute, job, confidence=confidence)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(one, frames))
+    lines = [r for r in results if isinstance(r, dict)]
+    errors = [r for r in results if isinstance(r, str)]
+    base = S3Uri(run.bucket, run.key("segmentation"))
+    uris = [
+        s3.put_lines(base.join(f"input-{i:03d}.manifest"), chunk)
+        for i, chunk in enumerate(split_manifest(lines))
+    ]
+    return SegmentationOutput(
+        frames=len(lines),
+        manifest_uris=uris,
+        attribute=attribute,
+        frames_not_written=len(errors),
+        reason=errors[0] if errors else None,
     )
 
 

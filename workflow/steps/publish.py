@@ -4,6 +4,14 @@ The output manifest holds one line per labeled frame: the Ground Truth output li
 people adjusted, and the pre-label line (``human-annotated: "no"``) for frames routing
 auto-accepted or people verified as correct. The report tells how many frames and objects went
 each way and what the review costs with and without routing.
+
+After a review, ``scorecard.json`` (and the report's ``scorecard``) tells what people did to the
+pre-labels of the frames they adjusted, per class and per model (``workflow.domain.scorecard``):
+each pre-label as shown to them (reviewed classes, whole pixels) is kept, moved or deleted, and
+boxes they drew are added; frames judged in verification jobs are not counted. When BuildManifest
+wrote machine segmentation labels, ``segmentation.manifest`` holds them for the frames of the
+dataset (frames that failed in review are left out); they are machine masks, not reconciled with
+the box review, and no segmentation labeling job is started.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.s3 import S3Store
 from workflow.domain.coco import CocoBuilder
@@ -19,6 +29,7 @@ from workflow.domain.detections import Detections
 from workflow.domain.frames import S3Uri
 from workflow.domain.groundtruth import (
     ReviewedFrame,
+    boxes_from_detections,
     input_manifest_line,
     output_manifest_line,
     parse_output_line,
@@ -26,11 +37,18 @@ from workflow.domain.groundtruth import (
 from workflow.domain.prices import cost_estimate
 from workflow.domain.profile import LabelingProfile
 from workflow.domain.routing import RouteDecision, route_counts, verification_verdict
-from workflow.domain.run import ReviewResult, RunContext
+from workflow.domain.run import ManifestResult, ReviewResult, RunContext
+from workflow.domain.scorecard import (
+    UNKNOWN_MODEL,
+    PreLabel,
+    Scorecard,
+    build_scorecard,
+    prelabels_from_detections,
+)
 from workflow.domain.taxonomy import Taxonomy
 from workflow.settings import Settings
 from workflow.steps.labels import batch_files, labeled_frames
-from workflow.steps.manifest import RoutedFrame, routed_frames
+from workflow.steps.manifest import RoutedFrame, review_workers, routed_frames
 from workflow.steps.prepare import run_profile
 
 
@@ -110,9 +128,9 @@ class _Review:
 
 
 def _routing_report(
-    frames: list[RoutedFrame], profile: LabelingProfile, labeled_by: dict[str, str]
+    frames: list[RoutedFrame], profile: LabelingProfile, labeled_by: dict[str, str], workers: int
 ) -> dict[str, Any]:
-    """Frames and objects per route, and the review cost with and without routing."""
+    """Frames and objects per route, and the review cost (``workers`` per frame) with and without routing."""
     decisions = [f.decision for f in frames]
     objects: Counter[str] = Counter()
     for f in frames:
@@ -127,9 +145,7 @@ def _routing_report(
         "objects": {k: objects.get(k, 0) for k in ("auto", "verify", "adjust", "audit")},
         "frames_to_people": to_adjust + to_verify,
         "labeled_by": dict(sorted(Counter(labeled_by.values()).items())),
-        "review_cost": cost_estimate(
-            to_adjust, to_verify, len(frames), review.workforce, review.workers_per_frame
-        ),
+        "review_cost": cost_estimate(to_adjust, to_verify, len(frames), review.workforce, workers),
     }
 
 
@@ -232,9 +248,11 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
 
     dataset = _Dataset(run, profile.taxonomy, settings.prelabel_attribute)
     review_failures: list[dict[str, str]] = []
+    card: Scorecard | None = None
     if reviews and not review_error:
         people = _Review.read(reviews, s3, profile)
         review_failures = _with_people(frames, people, dataset)
+        card = scorecard(people.adjusted, {d.frame: d for d in labeled}, profile.taxonomy)
         reviewed = [f for f, _ in people.adjusted.values()] + _failed(review_failures)
         review = {
             "status": "reviewed",
@@ -248,12 +266,14 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
             dataset.machine(dets, "machine")
         review = _review_status(run, profile, review_error, len(labeled))
 
-    routing = _routing_report(frames, profile, dataset.labeled_by)
+    routing = _routing_report(frames, profile, dataset.labeled_by, review_workers(profile, settings))
     base = S3Uri(run.bucket, run.key("dataset"))
     outputs = {
         "output_manifest": s3.put_lines(base.join("output.manifest"), dataset.lines),
         "coco": s3.put_json(base.join("coco.json"), dataset.coco.to_dict()),
     }
+    if card is not None:
+        outputs["scorecard"] = s3.put_json(base.join("scorecard.json"), card.to_dict())
     stats = {
         "objects_per_class": dict(sorted(dataset.counts.items())),
         "dropped_detections": _dropped(run, s3),
@@ -266,6 +286,9 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
     failed_in_review = {f["frame"] for f in review_failures}
     labeled = [d for d in labeled if d.frame not in failed_in_review]
     failed = failed + review_failures
+    segmentation = _publish_segmentation(state, s3, base, failed_in_review)
+    if segmentation["manifest"]:
+        outputs["segmentation_manifest"] = segmentation["manifest"]
     summary = {
         "run_id": run.run_id,
         "frames_found": len(labeled) + len(failed) + len(skipped),
@@ -289,6 +312,8 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
         **summary,
         **stats,
         "profile": run.profile_name,
+        "scorecard": None if card is None else card.to_dict(),
+        "segmentation": segmentation,
         "frames": _report_frames(labeled, routes, dataset.labeled_by, failed, skipped),
     }
     s3.put_json(report_uri, report)
@@ -309,3 +334,60 @@ def _audit(frames: list[RoutedFrame], people: _Review) -> dict[str, int]:
 
 def _failed(failures: list[dict[str, str]]) -> list[ReviewedFrame]:
     return [ReviewedFrame(source_ref=f["frame"], failure_reason=f["reason"]) for f in failures]
+
+
+def shown_prelabels(detections: Detections, taxonomy: Taxonomy) -> list[PreLabel]:
+    """A frame's pre-labels as reviewers saw them: reviewed classes, boxes in whole pixels, with the
+    models that supported each box (fused ``support``)."""
+    names = taxonomy.reviewed_names
+    shown = detections.select(np.array([n in names for n in detections.class_names], np.bool_))
+    boxes = boxes_from_detections(shown, names)
+    return [
+        PreLabel(p.class_name, b.xyxy, p.models)
+        for p, b in zip(prelabels_from_detections(shown), boxes, strict=True)
+    ]
+
+
+def frame_models(detections: Detections) -> list[str]:
+    """The models that labeled a frame (the members of a fused label set, else its provenance)."""
+    members = detections.provenance.settings.get("models") or []
+    names = [str(m["name"]) for m in members if isinstance(m, dict) and m.get("name")]
+    return names or [detections.provenance.model or UNKNOWN_MODEL]
+
+
+def scorecard(
+    adjusted: dict[str, tuple[ReviewedFrame, dict[str, Any]]],
+    prelabels: dict[str, Detections],
+    taxonomy: Taxonomy,
+) -> Scorecard:
+    """What people did to the pre-labels of the frames they adjusted, per class and per model."""
+    return build_scorecard(
+        (frame, shown_prelabels(prelabels[uri], taxonomy), frame_models(prelabels[uri]))
+        for uri, (frame, _) in adjusted.items()
+    )
+
+
+def _publish_segmentation(
+    state: dict[str, Any], s3: S3Store, base: S3Uri, failed: set[str]
+) -> dict[str, Any]:
+    """Copy BuildManifest's segmentation manifest(s) into ``segmentation.manifest``, for the frames of
+    the dataset; return the report's ``segmentation`` section."""
+    manifest = (state.get("review_input") or {}).get("manifest")
+    written = ManifestResult.model_validate(manifest).segmentation if manifest else None
+    if written is None:
+        return {"frames": 0, "manifest": None}
+    lines = [
+        line
+        for uri in written.manifest_uris
+        for line in s3.get_lines(uri)
+        if line.get("source-ref") not in failed
+    ]
+    section: dict[str, Any] = {
+        "frames": len(lines),
+        "manifest": s3.put_lines(base.join("segmentation.manifest"), lines) if lines else None,
+        "attribute": written.attribute,
+        "labeling_job": "none started: an input for segmentation adjustment jobs",
+    }
+    if written.frames_not_written:
+        section |= {"frames_not_written": written.frames_not_written, "reason": written.reason}
+    return section
