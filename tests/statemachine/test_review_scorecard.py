@@ -77,7 +77,8 @@ def test_the_scorecard_counts_the_box_a_person_moved_and_the_one_deleted(
     job = wait_for_draft(tmp_path)
     described = cloud.sagemaker.describe_labeling_job(LabelingJobName=job)
     manifest = described["InputConfig"]["DataSource"]["S3DataSource"]["ManifestS3Uri"]
-    lines = {json.loads(raw)["source-ref"]: json.loads(raw) for raw in read(cloud, manifest).decode().splitlines()}
+    parsed = [json.loads(raw) for raw in read(cloud, manifest).decode().splitlines()]
+    lines = {line["source-ref"]: line for line in parsed}
     edited = f"s3://{LOGS}/card/000008.png"
     boxes = lines[edited][PRELABEL]["annotations"]
     assert len(boxes) >= 3, "KITTI 000008 has several cars"

@@ -143,11 +143,11 @@ class SegmentationOutput(_Payload):
     An output for teams that run segmentation adjustment jobs; the workflow starts no such job.
     """
 
-    frames: int = Field(0, ge=0, description="frames with a label-map PNG")
+    frames: int = Field(default=0, ge=0, description="frames with a label-map PNG")
     manifest_uris: list[str] = Field(default_factory=list, description="parts of <= 100,000 lines")
     attribute: str = Field(description="the label attribute of the PNGs (ends in -ref)")
-    frames_not_written: int = Field(0, ge=0, description="frames with masks whose label map failed")
-    reason: str | None = Field(None, description="why frames with masks got no label map, if any")
+    frames_not_written: int = Field(default=0, ge=0, description="frames with masks whose label map failed")
+    reason: str | None = Field(default=None, description="why frames with masks got no label map, if any")
 
 
 class ManifestResult(_Payload):
@@ -160,7 +160,7 @@ class ManifestResult(_Payload):
     prelabel_attribute: str
     categories: list[str]
     workers_per_frame: int | None = Field(
-        None, ge=1, le=9, description="workers per frame of the run's jobs; None: WORKERS_PER_FRAME"
+        default=None, ge=1, le=9, description="workers per frame of the run's jobs; None: WORKERS_PER_FRAME"
     )
     segmentation: SegmentationOutput | None = None
 
