@@ -229,18 +229,34 @@ _EXPORTS = {
 
 
 def _export(cloud: LocalCloud, run_id: str, out_dir: Path, folder: Path) -> None:
-    """Copy the run's outputs out of local S3, with frame URIs of the report rewritten to local paths."""
+    """Copy the run's outputs out of local S3 (local S3 is gone when the run ends).
+
+    Manifests keep the S3 URIs the workflow wrote, as in AWS; ``frames-map.json`` says which local
+    folder each URI prefix stands for (frames, and the segmentation label maps copied to
+    ``segmentation/``).
+    """
+    run_prefix = f"runs/{run_id}/"
     for key, name in _EXPORTS.items():
         try:
-            body = cloud.s3.get_object(Bucket=cloud.data_bucket, Key=f"runs/{run_id}/{key}")["Body"].read()
+            body = cloud.s3.get_object(Bucket=cloud.data_bucket, Key=run_prefix + key)["Body"].read()
         except cloud.s3.exceptions.NoSuchKey:
             continue
         (out_dir / name).write_bytes(body)
-    (out_dir / "frames-map.json").write_text(
-        json.dumps(
-            {"s3_prefix": f"s3://{INPUT_BUCKET}/{run_id}/", "local_folder": str(folder.resolve())}, indent=2
-        )
+    pages = cloud.s3.get_paginator("list_objects_v2").paginate(
+        Bucket=cloud.data_bucket, Prefix=run_prefix + "segmentation/"
     )
+    label_maps = [o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].endswith(".png")]
+    for key in label_maps:
+        target = out_dir / "segmentation" / key.rsplit("/", 1)[-1]
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(cloud.s3.get_object(Bucket=cloud.data_bucket, Key=key)["Body"].read())
+    mapping = {
+        "s3_prefix": f"s3://{INPUT_BUCKET}/{run_id}/",
+        "local_folder": str(folder.resolve()),
+        "segmentation_prefix": f"s3://{cloud.data_bucket}/{run_prefix}segmentation/",
+        "segmentation_folder": str((out_dir / "segmentation").resolve()),
+    }
+    (out_dir / "frames-map.json").write_text(json.dumps(mapping, indent=2))
 
 
 def local_path(frame_uri: str, folder: Path, run_id: str) -> Path:
