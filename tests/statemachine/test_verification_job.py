@@ -130,7 +130,9 @@ def test_auto_review_verifies_the_frames_routed_to_verification(
         for line in read_lines(cloud, summary["outputs"]["output_manifest"])
     }
     verified = published["000007.png"]
-    assert REVIEWED not in verified and verified[f"{PRELABEL}-metadata"]["human-annotated"] == "no"
+    # (published as the job's output line: the machine pre-labels plus the people's verdict)
+    assert verified[f"{PRELABEL}-metadata"]["human-annotated"] == "no"
+    assert verification_verdict(verified, REVIEWED) == (True, VERDICT_CORRECT)
     assert parse_output_line(verified, PRELABEL).boxes == parse_output_line(inputs[0], PRELABEL).boxes
 
 
@@ -177,6 +179,7 @@ def test_a_person_rejecting_a_verification_fails_that_frame_only(
     assert failed["frame"] == f"s3://{LOGS}/verify-wait/000007.png"
     assert failed["reason"] == (
         f"verification: people judged the labels wrong ({VERDICT_INCORRECT}); label it again"
+        "; reviewers said: the parked car on the right has no box"
     )
     published = {
         line["source-ref"].rsplit("/", 1)[-1]

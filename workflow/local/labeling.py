@@ -492,7 +492,11 @@ class LocalLabelingService:
         assert self._review_dir is not None
         self._review_dir.mkdir(parents=True, exist_ok=True)
         draft = [self._auto_line(job, line, prelabel, categories) for line in lines]
-        (self._review_dir / f"{job.name}.draft.manifest").write_text(dumps_manifest(draft))
+        # Written whole, then renamed: a person (or a script) never sees half a draft.
+        target = self._review_dir / f"{job.name}.draft.manifest"
+        partial = target.with_name(f".{target.name}.partial")
+        partial.write_text(dumps_manifest(draft))
+        partial.replace(target)
         reviewed = self._review_dir / f"{job.name}.manifest"
         last_seen: tuple[int, int] | None = None
         while not job.stop_requested.wait(self._poll_s):

@@ -294,6 +294,12 @@ def _write_overlays(out_dir: Path, folder: Path, run_id: str) -> None:
 
 def _label_attribute(line: dict[str, Any]) -> str:
     """The label attribute of a manifest line: the reviewed one if present, else the pre-label."""
-    attributes = [k[: -len("-metadata")] for k in line if k.endswith("-metadata")]
-    reviewed = [a for a in attributes if a != "prelabel"]
-    return reviewed[0] if reviewed else attributes[0]
+    boxes = [
+        k[: -len("-metadata")]
+        for k, meta in line.items()
+        if k.endswith("-metadata")
+        and isinstance(meta, dict)
+        and meta.get("type") == "groundtruth/object-detection"
+    ]
+    reviewed = [a for a in boxes if a != "prelabel"]  # a verification verdict holds no boxes: not chosen
+    return reviewed[0] if reviewed else boxes[0]

@@ -99,7 +99,7 @@ class _Review:
 
     def __init__(self) -> None:
         self.adjusted: dict[str, tuple[ReviewedFrame, dict[str, Any]]] = {}
-        self.verified: dict[str, str] = {}  # frame -> job of a "correct" verdict
+        self.verified: dict[str, dict[str, Any]] = {}  # frame -> the job's output line of a "correct" verdict
         self.failures: list[dict[str, str]] = []
 
     @classmethod
@@ -111,9 +111,12 @@ class _Review:
             verdict = verification_verdict(line, job.label_attribute)
             if verdict is not None:
                 if verdict[0]:
-                    review.verified[frame_uri] = job.job_name
+                    review.verified[frame_uri] = line
                 else:
                     reason = f"verification: people judged the labels wrong ({verdict[1]}); label it again"
+                    comments = _worker_comments(line.get(f"{job.label_attribute}-metadata", {}))
+                    if comments:
+                        reason += f"; reviewers said: {' | '.join(comments)}"
                     review.failures.append({"frame": frame_uri, "reason": reason})
                 continue
             by_frame[frame_uri].append((parse_output_line(line, job.label_attribute), line))
@@ -167,12 +170,26 @@ class _Dataset:
         self.counts.update(dets.class_names)
         self.labeled_by[dets.frame] = how
 
+    def verified(self, dets: Detections, line: dict[str, Any]) -> None:
+        """A frame people verified: the job's output line (pre-labels plus the verdict) is published."""
+        self.lines.append(line)
+        self.coco.add_detections(dets)
+        self.counts.update(dets.class_names)
+        self.labeled_by[dets.frame] = "people (verified)"
+
     def reviewed(self, frame: ReviewedFrame, line: dict[str, Any]) -> None:
         """A frame published as people adjusted it."""
         self.lines.append(line)
         self.coco.add_reviewed(frame)
         self.counts.update(b.class_name for b in frame.boxes)
         self.labeled_by[frame.source_ref] = "people (adjusted)"
+
+
+def _worker_comments(meta: Any) -> list[str]:
+    """The comments of a verification line's ``worker-feedback`` (objects with ``comment``, or strings)."""
+    feedback = meta.get("worker-feedback", []) if isinstance(meta, dict) else []
+    comments = [f.get("comment", "") if isinstance(f, dict) else str(f) for f in feedback or []]
+    return [c for c in comments if c]
 
 
 def _with_people(frames: list[RoutedFrame], people: _Review, dataset: _Dataset) -> list[dict[str, str]]:
@@ -184,7 +201,7 @@ def _with_people(frames: list[RoutedFrame], people: _Review, dataset: _Dataset) 
         if uri in people.adjusted:
             dataset.reviewed(*people.adjusted[uri])
         elif uri in people.verified:
-            dataset.machine(routed.detections, "people (verified)")
+            dataset.verified(routed.detections, people.verified[uri])
         elif not routed.decision.to_people:
             dataset.machine(routed.detections, "machine (auto-accepted)")
         elif uri not in failed_frames:
