@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workflow.domain.frames import IMAGE_SUFFIXES, S3Uri
+from workflow.domain.groundtruth import OBJECT_DETECTION
 from workflow.local.cloud import LocalCloud
 from workflow.local.endpoint import Predictor
 
@@ -299,7 +300,7 @@ def _label_attribute(line: dict[str, Any]) -> str:
         for k, meta in line.items()
         if k.endswith("-metadata")
         and isinstance(meta, dict)
-        and meta.get("type") == "groundtruth/object-detection"
+        and meta.get("type") == OBJECT_DETECTION
     ]
     reviewed = [a for a in boxes if a != "prelabel"]  # a verification verdict holds no boxes: not chosen
     return reviewed[0] if reviewed else boxes[0]
