@@ -298,9 +298,7 @@ def _label_attribute(line: dict[str, Any]) -> str:
     boxes = [
         k[: -len("-metadata")]
         for k, meta in line.items()
-        if k.endswith("-metadata")
-        and isinstance(meta, dict)
-        and meta.get("type") == OBJECT_DETECTION
+        if k.endswith("-metadata") and isinstance(meta, dict) and meta.get("type") == OBJECT_DETECTION
     ]
     reviewed = [a for a in boxes if a != "prelabel"]  # a verification verdict holds no boxes: not chosen
     return reviewed[0] if reviewed else boxes[0]
