@@ -483,10 +483,13 @@ def test_publish_writes_machine_labels_verdicts_and_the_union_of_split_jobs(
     # When Publish runs
     state = {"run": RUN.model_dump(mode="json"), "reviews": [r.model_dump(mode="json") for r in reviews]}
     summary = publish(state, SETTINGS, s3, ledger)
-    # Then the auto-accepted and the verified frames are published as machine labels
+    # Then the auto-accepted and the verified frames are published with their machine labels,
+    # the verified one with the people's verdict beside them
     lines = {line["source-ref"]: line for line in s3.get_lines(summary["outputs"]["output_manifest"])}
     for uri in (auto.frame, good.frame):
-        assert lines[uri]["prelabel-metadata"]["human-annotated"] == "no" and "reviewed" not in lines[uri]
+        assert lines[uri]["prelabel-metadata"]["human-annotated"] == "no"
+    assert "reviewed" not in lines[auto.frame]
+    assert verification_verdict(lines[good.frame], "reviewed") == (True, VERDICT_CORRECT)
     # And the frame people judged wrong is failed with the verdict, not published
     report = s3.get_json(summary["outputs"]["report"])
     failed = {f["frame"]: f["reason"] for f in report["frames"] if f["status"] == "failed"}

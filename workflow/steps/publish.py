@@ -99,7 +99,7 @@ class _Review:
 
     def __init__(self) -> None:
         self.adjusted: dict[str, tuple[ReviewedFrame, dict[str, Any]]] = {}
-        self.verified: dict[str, dict[str, Any]] = {}  # frame -> the job's output line of a "correct" verdict
+        self.verified: dict[str, dict[str, Any]] = {}  # frame -> the verdict ("correct") and its metadata
         self.failures: list[dict[str, str]] = []
 
     @classmethod
@@ -111,7 +111,8 @@ class _Review:
             verdict = verification_verdict(line, job.label_attribute)
             if verdict is not None:
                 if verdict[0]:
-                    review.verified[frame_uri] = line
+                    attr = job.label_attribute
+                    review.verified[frame_uri] = {k: line[k] for k in (attr, f"{attr}-metadata") if k in line}
                 else:
                     reason = f"verification: people judged the labels wrong ({verdict[1]}); label it again"
                     comments = _worker_comments(line.get(f"{job.label_attribute}-metadata", {}))
@@ -170,9 +171,10 @@ class _Dataset:
         self.counts.update(dets.class_names)
         self.labeled_by[dets.frame] = how
 
-    def verified(self, dets: Detections, line: dict[str, Any]) -> None:
-        """A frame people verified: the job's output line (pre-labels plus the verdict) is published."""
-        self.lines.append(line)
+    def verified(self, dets: Detections, verdict: dict[str, Any]) -> None:
+        """A frame people verified: its pre-label line plus the verdict, as Ground Truth writes it."""
+        job = f"{self.run.run_id}-prelabel"
+        self.lines.append(input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job) | verdict)
         self.coco.add_detections(dets)
         self.counts.update(dets.class_names)
         self.labeled_by[dets.frame] = "people (verified)"
