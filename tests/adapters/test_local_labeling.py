@@ -35,12 +35,12 @@ from workflow.domain.routing import (
     verification_verdict,
 )
 from workflow.domain.taxonomy import DEFAULT_ADAS_TAXONOMY
+from workflow.domain.verification import verification_output_line
 from workflow.local.labeling import (
     EVENT_DETAIL_TYPE,
     EVENT_SOURCE,
     LocalLabelingService,
     _sagemaker_model,
-    verification_output_line,
 )
 
 REGION, ACCOUNT, BUCKET = "us-east-1", "123456789012", "labels"

@@ -49,17 +49,16 @@ from workflow.domain.groundtruth import (
     ManifestFormatError,
     ReviewedBox,
     ReviewedFrame,
-    creation_date,
     dumps_manifest,
     failed_output_line,
     loads_manifest,
-    metadata_job_name,
     output_manifest_line,
     parse_output_line,
     same_boxes,
     validate_label_attribute_name,
 )
 from workflow.domain.routing import VERIFICATION_TYPE
+from workflow.domain.verification import chosen_verdict, verification_output_line, worker_comments
 
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Ground Truth Labeling Job State Change"
@@ -606,44 +605,6 @@ class LocalLabelingService:
 
 
 # ---- verification jobs ---------------------------------------------------------------------
-def verification_output_line(
-    input_line: dict[str, Any],
-    label_attribute: str,
-    categories: Sequence[str],
-    verdict: str,
-    job_name: str,
-    *,
-    confidence: float = 1.0,
-    feedback: Sequence[str] = (),
-    created: datetime | None = None,
-) -> dict[str, Any]:
-    """What Ground Truth writes for one object of a verification job: the input line plus the verdict.
-
-    The label is the verdict's index in the job's label categories, as a string (``"1"``); the
-    metadata names it (``class-name``). One local reviewer decides, so ``confidence`` is 1.0 unless
-    given; ``worker-feedback`` appears only when there are comments.
-    """
-    if verdict not in categories:
-        raise ManifestFormatError(
-            f"verdict {verdict!r} is not one of the job's label categories {list(categories)}"
-        )
-    meta: dict[str, Any] = {
-        "class-name": verdict,
-        "confidence": round(float(confidence), 2),
-        "type": VERIFICATION_TYPE,
-        "job-name": metadata_job_name(job_name),
-        "human-annotated": "yes",
-        "creation-date": creation_date(created),
-    }
-    if feedback:
-        meta["worker-feedback"] = [{"comment": comment} for comment in feedback]
-    return {
-        **input_line,
-        label_attribute: str(list(categories).index(verdict)),
-        f"{label_attribute}-metadata": meta,
-    }
-
-
 def _failed_line(job: _Job, line: dict[str, Any], reason: str) -> dict[str, Any]:
     """A data object the job could not label, its metadata typed as the job's task type."""
     failed = failed_output_line(line, job.label_attribute, reason, job.name)
@@ -670,7 +631,7 @@ def _reviewed_verdict_line(
         raise ManifestFormatError(str(meta["failure-reason"]))
     if meta.get("type", VERIFICATION_TYPE) != VERIFICATION_TYPE:
         raise ManifestFormatError(f"{attribute} is a {meta.get('type')!r} label, not a verification verdict")
-    verdict = _chosen_verdict(reviewed.get(attribute), meta.get("class-name"), categories)
+    verdict = chosen_verdict(reviewed.get(attribute), meta.get("class-name"), categories)
     confidence = meta.get("confidence", 1.0)
     if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
         raise ManifestFormatError(f"confidence must be a number from 0 to 1, got {confidence!r}")
@@ -681,48 +642,5 @@ def _reviewed_verdict_line(
         verdict,
         job.name,
         confidence=confidence,
-        feedback=_comments(meta.get("worker-feedback")),
+        feedback=worker_comments(meta.get("worker-feedback")),
     )
-
-
-def _chosen_verdict(index: Any, name: Any, categories: list[str]) -> str:
-    """The verdict from the label's index and ``class-name``; where they differ, the one changed from the
-    draft (which holds the first verdict) wins."""
-    chosen = set()
-    if index is not None:
-        if isinstance(index, bool) or not re.fullmatch(r"\d+", str(index)) or int(index) >= len(categories):
-            raise ManifestFormatError(f"verdict index {index!r} is not one of 0..{len(categories) - 1}")
-        chosen.add(categories[int(index)])
-    if name is not None:
-        if name not in categories:
-            raise ManifestFormatError(
-                f"verdict {name!r} is not one of the job's label categories {categories}"
-            )
-        chosen.add(name)
-    changed = chosen - {categories[0]} if len(chosen) > 1 else chosen
-    if len(changed) != 1:
-        raise ManifestFormatError(
-            "no verdict (class-name)"
-            if not chosen
-            else f"verdict index {index!r} and class-name {name!r} disagree"
-        )
-    return changed.pop()
-
-
-def _comments(feedback: Any) -> tuple[str, ...]:
-    """``worker-feedback`` as Ground Truth's list of ``{"comment": ...}``, also from plain strings."""
-    if feedback is None:
-        return ()
-    entries = [feedback] if isinstance(feedback, str) else feedback
-    if not isinstance(entries, list):
-        raise ManifestFormatError(
-            f"worker-feedback must be a list of comments, got {type(feedback).__name__}"
-        )
-    comments = []
-    for entry in entries:
-        text = entry.get("comment") if isinstance(entry, dict) else entry
-        if not isinstance(text, str):
-            raise ManifestFormatError(f"worker-feedback entry {entry!r} has no comment text")
-        if text.strip():
-            comments.append(text)
-    return tuple(comments)
