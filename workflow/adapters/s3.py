@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,20 @@ class S3Store:
     def get_bytes(self, uri: str | S3Uri) -> bytes:
         loc = uri if isinstance(uri, S3Uri) else S3Uri.parse(uri)
         return bytes(self.client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
+
+    def image_size(self, uri: str | S3Uri) -> tuple[int, int]:
+        """(width, height) of an image object, read from its header (a ranged GET, whole object if needed)."""
+        from PIL import Image, UnidentifiedImageError
+
+        loc = uri if isinstance(uri, S3Uri) else S3Uri.parse(uri)
+        head = self.client.get_object(Bucket=loc.bucket, Key=loc.key, Range="bytes=0-262143")["Body"].read()
+        for data in (head, None):
+            try:
+                with Image.open(io.BytesIO(data if data is not None else self.get_bytes(loc))) as img:
+                    return int(img.width), int(img.height)
+            except (UnidentifiedImageError, OSError):
+                continue  # the header lies past the first 256 KiB (large EXIF): read it all
+        raise ValueError(f"{loc}: not an image whose size can be read")
 
     def get_json(self, uri: str | S3Uri) -> Any:
         return json.loads(self.get_bytes(uri))

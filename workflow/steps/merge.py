@@ -32,8 +32,9 @@ def _read_outputs(
     if model_format == "jumpstart":
         from workflow.domain.parsers import from_jumpstart
 
+        # JumpStart answers in pixels of the frame but does not say its size: read it from the header.
         frame = record.frames[0]
-        width, height = payload.get("image_size", [0, 0])[:2] if "image_size" in payload else (0, 0)
+        width, height = s3.image_size(frame)
         return {frame: from_jumpstart(payload, width, height, frame, record.model)}, []
     found: dict[str, Detections] = {}
     failures: list[FrameFailure] = []
