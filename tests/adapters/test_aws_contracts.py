@@ -284,9 +284,9 @@ def test_invoke_models_sends_each_frame_to_a_jumpstart_endpoint(cloud):
         inf = inference_id(run.run_id, batch.batch_id, "js", frame)
         params = {
             "EndpointName": ENDPOINT,
-            "ContentType": "image/png",
+            "ContentType": "application/x-image",
             "InputLocation": frame,
-            "Accept": "application/json",
+            "Accept": "application/json;verbose",
             "InferenceId": inf,
         }
         runtime.expect(

@@ -22,8 +22,12 @@ class EndpointThrottled(AutolabelError):
     """The endpoint refused the request for now; the state machine retries with backoff."""
 
 
-def _content_type(frame: str) -> str:
-    return "image/png" if frame.lower().endswith(".png") else "image/jpeg"
+def _image_request(model: Any, frame: str) -> dict[str, str]:
+    """ContentType/Accept of a one-image request: JumpStart vision models take ``application/x-image``
+    and give class names, scores and boxes only with ``application/json;verbose``."""
+    if model.response_format == "jumpstart":
+        return {"ContentType": "application/x-image", "Accept": "application/json;verbose"}
+    return {"ContentType": "image/png" if frame.lower().endswith(".png") else "image/jpeg"}
 
 
 def invoke_models(
@@ -44,10 +48,8 @@ def invoke_models(
         else:
             for frame in batch.frames:
                 inf_id = inference_id(run.run_id, batch.batch_id, model.name, frame)
-                params = {"ContentType": _content_type(frame), "InputLocation": frame}
-                requests.append(
-                    (PendingInference(inf_id, model.name, [frame]), params | _common(model, inf_id))
-                )
+                params = {"InputLocation": frame} | _common(model, inf_id) | _image_request(model, frame)
+                requests.append((PendingInference(inf_id, model.name, [frame]), params))
     batch_key = tokens.park_batch(run.run_id, batch.batch_id, token, [p for p, _ in requests])
     for _, params in requests:
         try:
