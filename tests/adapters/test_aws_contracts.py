@@ -201,8 +201,8 @@ def test_prepare_run_lists_the_source_claims_frames_and_writes_the_batches(cloud
     # Then one batch holds both frames, the text file is skipped, both frames are claimed in the ledger
     assert cloud.peek(f"s3://{DATA}/{run.batches_key}") == [{"batch_id": batch_id(0), "frames": frames}]
     assert cloud.s3.params("ListObjectsV2") == [{"Bucket": LOGS, "Prefix": "day1/", "EncodingType": "url"}]
-    claims = cloud.dynamodb.params("PutItem")
-    assert sorted(c["Item"]["pk"]["S"] for c in claims) == frames
+    claims = cloud.dynamodb.params("UpdateItem")
+    assert sorted(c["Key"]["pk"]["S"] for c in claims) == frames
     assert all(
         c["TableName"] == LEDGER and "attribute_not_exists(pk)" in c["ConditionExpression"] for c in claims
     )

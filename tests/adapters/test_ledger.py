@@ -130,3 +130,18 @@ def test_overlapping_runs_claim_each_frame_exactly_once(ledger: FrameLedger) -> 
         if not claim.claimed:
             assert winners[claim.frame] != run
             assert claim.reason == f"being labeled by run {winners[claim.frame]}"
+
+
+def test_a_rejected_frame_tells_the_next_run_to_adjust_it_until_it_is_labeled(ledger: FrameLedger) -> None:
+    # Given a frame people rejected in run-a's verification job
+    frame = new_frame()
+    ledger.claim(frame, "run-a")
+    ledger.settle(frame, "run-a", "failed", next_route="adjust")
+    # When run-b claims it, and a retry of run-b claims it again
+    first, retried = ledger.claim(frame, "run-b"), ledger.claim(frame, "run-b")
+    # Then both claims carry the hint
+    assert (first.claimed, first.next_route) == (True, "adjust")
+    assert (retried.claimed, retried.next_route) == (True, "adjust")
+    # And once run-b labels it, the hint is gone for a relabeling run
+    ledger.settle(frame, "run-b", "labeled")
+    assert ledger.claim(frame, "run-c", relabel=True) == Claim(frame, True)

@@ -178,7 +178,8 @@ def test_a_person_rejecting_a_verification_fails_that_frame_only(
     (failed,) = [f for f in report["frames"] if f["status"] == "failed"]
     assert failed["frame"] == f"s3://{LOGS}/verify-wait/000007.png"
     assert failed["reason"] == (
-        f"verification: people judged the labels wrong ({VERDICT_INCORRECT}); label it again"
+        f"verification: people judged the labels wrong ({VERDICT_INCORRECT}); "
+        "the next run that claims it sends it to an adjustment job"
         "; reviewers said: the parked car on the right has no box"
     )
     published = {
@@ -194,3 +195,22 @@ def test_a_person_rejecting_a_verification_fails_that_frame_only(
     assert output[f"{REVIEWED}-metadata"]["worker-feedback"] == [
         {"comment": "the parked car on the right has no box"}
     ]
+    # When the next run over the same prefix starts (a person answers its job unchanged)
+    answered.clear()
+    for draft in tmp_path.glob("*.manifest"):
+        draft.unlink()
+    second = cloud.start_run(
+        {
+            "sources": [f"s3://{LOGS}/verify-wait/"],
+            "profile": default_profile().to_dict() | {"name": "verify-routing", "routing": ROUTING},
+            "batch_size": 3,
+            "review": "human",
+        }
+    )
+    described = cloud.wait(second, timeout=120, on_poll=person)
+    # Then it labels only the rejected frame, and sends it to an adjustment job, not to verification again
+    assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
+    again = json.loads(described["output"])
+    assert (again["labeled"], again["failed"], again["skipped"]) == (1, 0, 2)
+    assert routes_of_the_run(cloud, again["run_id"]) == {"000007.png": "adjust"}
+    assert set(jobs_of_the_run(cloud, again)) == {"adjust"}

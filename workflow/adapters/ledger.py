@@ -23,6 +23,7 @@ class Claim:
     frame: str
     claimed: bool
     reason: str = ""
+    next_route: str = ""  # what an earlier run asked for this frame (e.g. "adjust" after a rejection)
 
 
 class FrameLedger:
@@ -43,22 +44,20 @@ class FrameLedger:
         values = {":run": run_id, ":failed": "failed", ":claimed": "claimed", ":now": now}
         if relabel:
             values[":labeled"] = "labeled"
-        item = {
-            "pk": frame,
-            "status": "claimed",
-            "run_id": run_id,
-            "claim_expires": now + self.claim_ttl_seconds,
-            "updated_at": now,
-        }
+        values |= {":exp": now + self.claim_ttl_seconds}
         try:
-            self.client.put_item(
+            # An update, not a put: a hint an earlier run left (next_route) survives the claim, so a
+            # retried PrepareRun of this run reads it again.
+            old = self.client.update_item(
                 TableName=self.table,
-                Item={k: _ser.serialize(v) for k, v in item.items()},
+                Key={"pk": {"S": frame}},
+                UpdateExpression="SET #s = :claimed, run_id = :run, claim_expires = :exp, updated_at = :now",
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={k: _ser.serialize(v) for k, v in values.items()},
-            )
-            return Claim(frame, True)
+                ReturnValues="ALL_OLD",
+            ).get("Attributes", {})
+            return Claim(frame, True, next_route=old.get("next_route", {}).get("S", ""))
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
@@ -71,20 +70,27 @@ class FrameLedger:
             return f"already labeled by run {item.get('run_id')}"
         return f"being labeled by run {item.get('run_id')}"
 
-    def settle(self, frame: str, run_id: str, status: str) -> None:
-        """Record the final status (labeled or failed) of a frame this run claimed."""
+    def settle(self, frame: str, run_id: str, status: str, next_route: str = "") -> None:
+        """Record the final status (labeled or failed) of a frame this run claimed.
+
+        ``next_route`` asks the next run that claims the frame to send it that way (e.g. ``adjust``
+        after people rejected its labels in a verification job).
+        """
+        values = {":s": {"S": status}, ":run": {"S": run_id}, ":now": {"N": str(int(time.time()))}}
+        expression = "SET #s = :s, updated_at = :now"
+        if next_route:
+            expression += ", next_route = :next REMOVE claim_expires"
+            values[":next"] = {"S": next_route}
+        else:
+            expression += " REMOVE claim_expires, next_route"
         try:
             self.client.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": frame}},
-                UpdateExpression="SET #s = :s, updated_at = :now REMOVE claim_expires",
+                UpdateExpression=expression,
                 ConditionExpression="run_id = :run",
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":s": {"S": status},
-                    ":run": {"S": run_id},
-                    ":now": {"N": str(int(time.time()))},
-                },
+                ExpressionAttributeValues=values,
             )
         except ClientError as err:
             # Another run took the frame over after our claim went stale: its record wins.

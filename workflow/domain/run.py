@@ -90,6 +90,9 @@ class Batch(_Payload):
 
     batch_id: str
     frames: list[str]
+    adjust: list[str] = Field(
+        default_factory=list, description="frames an earlier run asked to send to adjustment (e.g. rejected)"
+    )
 
 
 class InferenceRecord(_Payload):

@@ -18,7 +18,7 @@ from workflow.domain.detections import Detections
 from workflow.domain.frames import S3Uri
 from workflow.domain.fusion import ModelOutput, fuse
 from workflow.domain.profile import LabelingProfile
-from workflow.domain.routing import route_frame
+from workflow.domain.routing import RouteDecision, route_frame
 from workflow.domain.run import Batch, BatchInference, BatchResult, FrameFailure, InferenceRecord, RunContext
 from workflow.steps.prepare import run_profile
 
@@ -85,6 +85,15 @@ def fuse_frame(outputs: list[ModelOutput], run_models: list[str], profile: Label
     return {**fused.to_dict(), "models": answered, "route": decision.model_dump(mode="json")}
 
 
+def _to_adjustment(route: dict[str, Any]) -> dict[str, Any]:
+    """People rejected this frame's labels in an earlier run's verification: they adjust it this time."""
+    decision = RouteDecision.model_validate(route)
+    reasons = (*decision.reasons, "rejected in an earlier verification job")
+    return decision.model_copy(update={"route": "adjust", "audit": False, "reasons": reasons}).model_dump(
+        mode="json"
+    )
+
+
 def merge_batch(batch: Batch, run: RunContext, inference: BatchInference, s3: S3Store) -> BatchResult:
     """Map every model's detections into the taxonomy, fuse them per frame, route each frame; write to S3."""
     formats = {m.name: m.response_format for m in run.models}
@@ -109,7 +118,10 @@ def merge_batch(batch: Batch, run: RunContext, inference: BatchInference, s3: S3
     run_models = [m.name for m in run.models]
     for frame in batch.frames:
         if per_frame.get(frame):
-            labeled.append(fuse_frame(per_frame[frame], run_models, profile))
+            labels = fuse_frame(per_frame[frame], run_models, profile)
+            if frame in batch.adjust:
+                labels["route"] = _to_adjustment(labels["route"])
+            labeled.append(labels)
         else:
             reasons = problems.get(frame) or ["no model returned a result for this frame"]
             failed.append(FrameFailure(frame=frame, reason="; ".join(reasons)).model_dump())

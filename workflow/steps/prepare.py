@@ -25,6 +25,7 @@ MAX_FRAME_BYTES = 40 * 2**20
 class Discovery:
     frames: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    adjust: set[str] = field(default_factory=set)  # frames an earlier run asked to send to adjustment
 
 
 def run_id_from(request: RunRequest, execution_name: str) -> str:
@@ -73,9 +74,17 @@ def claim_frames(frames: list[str], run_id: str, relabel: bool, ledger: FrameLed
     for claim in claims:
         if claim.claimed:
             result.frames.append(claim.frame)
+            if claim.next_route == "adjust":
+                result.adjust.add(claim.frame)
         else:
             result.skipped.append({"frame": claim.frame, "reason": claim.reason})
     return result
+
+
+def _adjust(frames: list[str], adjust: set[str]) -> dict[str, list[str]]:
+    """The batch's frames an earlier run asked to send to adjustment (the key only when there are any)."""
+    chosen = [f for f in frames if f in adjust]
+    return {"adjust": chosen} if chosen else {}
 
 
 def resolve_profile(request: RunRequest, s3: S3Store) -> tuple[LabelingProfile, str]:
@@ -145,7 +154,7 @@ def prepare_run(
     found = discover(request, s3, settings)
     claimed = claim_frames(found.frames, run_id, request.relabel, ledger)
     batches: list[dict[str, Any]] = [
-        {"batch_id": batch_id(i), "frames": frames}
+        {"batch_id": batch_id(i), "frames": frames} | _adjust(frames, claimed.adjust)
         for i, frames in enumerate(batch_frames(claimed.frames, request.batch_size))
     ]
     s3.put_json(base.join("batches.json"), batches)

@@ -114,11 +114,14 @@ class _Review:
                     attr = job.label_attribute
                     review.verified[frame_uri] = {k: line[k] for k in (attr, f"{attr}-metadata") if k in line}
                 else:
-                    reason = f"verification: people judged the labels wrong ({verdict[1]}); label it again"
+                    reason = (
+                        f"verification: people judged the labels wrong ({verdict[1]}); "
+                        "the next run that claims it sends it to an adjustment job"
+                    )
                     comments = _worker_comments(line.get(f"{job.label_attribute}-metadata", {}))
                     if comments:
                         reason += f"; reviewers said: {' | '.join(comments)}"
-                    review.failures.append({"frame": frame_uri, "reason": reason})
+                    review.failures.append({"frame": frame_uri, "reason": reason, "next_route": "adjust"})
                 continue
             by_frame[frame_uri].append((parse_output_line(line, job.label_attribute), line))
         attribute = reviews[0].label_attribute
@@ -336,9 +339,11 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
         "frames": _report_frames(labeled, routes, dataset.labeled_by, failed, skipped),
     }
     s3.put_json(report_uri, report)
-    settle = [(d.frame, "labeled") for d in labeled] + [(f["frame"], "failed") for f in failed]
+    settle = [(d.frame, "labeled", "") for d in labeled] + [
+        (f["frame"], "failed", f.get("next_route", "")) for f in failed
+    ]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(lambda fs: ledger.settle(fs[0], run.run_id, fs[1]), settle))
+        list(pool.map(lambda fs: ledger.settle(fs[0], run.run_id, fs[1], fs[2]), settle))
     return summary
 
 
