@@ -29,13 +29,7 @@ _frames = count()
 def dynamodb() -> Iterator[Any]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name=REGION)
-        props = Template(DEFAULT_TEMPLATE).of_type("AWS::DynamoDB::Table")[TABLE]["Properties"]
-        client.create_table(
-            TableName=TABLE,
-            BillingMode=props["BillingMode"],
-            KeySchema=props["KeySchema"],
-            AttributeDefinitions=props["AttributeDefinitions"],
-        )
+        client.create_table(**Template(DEFAULT_TEMPLATE).create_table_request(TABLE))
         yield client
 
 

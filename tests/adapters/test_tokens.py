@@ -56,13 +56,7 @@ def dynamodb() -> Iterator[Any]:
     # One moto account for the module, with Step Functions' interpreter (it knows which tokens wait).
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         client = boto3.client("dynamodb", region_name=REGION)
-        props = Template(DEFAULT_TEMPLATE).of_type("AWS::DynamoDB::Table")[TABLE]["Properties"]
-        client.create_table(
-            TableName=TABLE,
-            BillingMode=props["BillingMode"],
-            KeySchema=props["KeySchema"],
-            AttributeDefinitions=props["AttributeDefinitions"],
-        )
+        client.create_table(**Template(DEFAULT_TEMPLATE).create_table_request(TABLE))
         yield client
 
 

@@ -204,12 +204,7 @@ class LocalCloud:
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         for name, res in self.template.of_type("AWS::DynamoDB::Table").items():
             props = res["Properties"]
-            dynamodb.create_table(
-                TableName=name,
-                BillingMode=props["BillingMode"],
-                KeySchema=props["KeySchema"],
-                AttributeDefinitions=props["AttributeDefinitions"],
-            )
+            dynamodb.create_table(**self.template.create_table_request(name))
             if "TimeToLiveSpecification" in props:
                 dynamodb.update_time_to_live(
                     TableName=name, TimeToLiveSpecification=props["TimeToLiveSpecification"]

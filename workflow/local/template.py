@@ -117,6 +117,12 @@ class Template:
     def of_type(self, cfn_type: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.resources.items() if v["Type"] == cfn_type}
 
+    def create_table_request(self, logical_id: str) -> dict[str, Any]:
+        """The ``dynamodb.create_table`` arguments of a table of the template, named by its logical id."""
+        props = self.of_type("AWS::DynamoDB::Table")[logical_id]["Properties"]
+        keys = ("BillingMode", "KeySchema", "AttributeDefinitions")
+        return {"TableName": logical_id, **{k: props[k] for k in keys}}
+
     def parameter_defaults(self) -> dict[str, str]:
         return {k: str(v.get("Default", "")) for k, v in self.data.get("Parameters", {}).items()}
 
