@@ -124,13 +124,7 @@ def s3() -> Iterator[S3Store]:
 def ledger(s3: S3Store) -> FrameLedger:
     """The frame ledger table of template.yaml, in the same moto as ``s3``."""
     client = boto3.client("dynamodb", region_name="us-east-1")
-    props = Template(DEFAULT_TEMPLATE).of_type("AWS::DynamoDB::Table")["LedgerTable"]["Properties"]
-    client.create_table(
-        TableName="l",
-        BillingMode=props["BillingMode"],
-        KeySchema=props["KeySchema"],
-        AttributeDefinitions=props["AttributeDefinitions"],
-    )
+    client.create_table(**Template(DEFAULT_TEMPLATE).create_table_request("LedgerTable") | {"TableName": "l"})
     return FrameLedger(client, "l")
 
 

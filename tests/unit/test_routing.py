@@ -416,13 +416,7 @@ def test_a_taxonomy_over_50_reviewed_classes_is_split_into_jobs_of_50(s3: S3Stor
 def ledger(s3: S3Store) -> FrameLedger:
     """The frame ledger table of template.yaml, in the same moto as ``s3``."""
     client = boto3.client("dynamodb", region_name="us-east-1")
-    props = Template(DEFAULT_TEMPLATE).of_type("AWS::DynamoDB::Table")["LedgerTable"]["Properties"]
-    client.create_table(
-        TableName="l",
-        BillingMode=props["BillingMode"],
-        KeySchema=props["KeySchema"],
-        AttributeDefinitions=props["AttributeDefinitions"],
-    )
+    client.create_table(**Template(DEFAULT_TEMPLATE).create_table_request("LedgerTable") | {"TableName": "l"})
     return FrameLedger(client, "l")
 
 
