@@ -25,7 +25,7 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -233,18 +233,34 @@ def _adjust_parts(
         categories_uri = template_uri = None
         if number > 0 and lines:
             categories_uri, template_uri = _group_files(s3, base, settings, group, f"-g{number}")
-        for chunk in split_manifest(lines):
-            index = len(parts)
-            uri = s3.put_lines(base.join(f"input-{index:03d}.manifest"), chunk)
-            parts.append(
-                ManifestPart(
-                    index=index,
-                    manifest_uri=uri,
-                    frames=len(chunk),
-                    label_categories_uri=categories_uri,
-                    ui_template_uri=template_uri,
-                )
+        parts += _write_parts(s3, base, lines, len(parts), "adjust", categories_uri, template_uri)
+    return parts
+
+
+def _write_parts(
+    s3: S3Store,
+    base: S3Uri,
+    lines: list[dict[str, Any]],
+    first_index: int,
+    task: Literal["adjust", "verify"],
+    categories_uri: str | None,
+    template_uri: str | None,
+) -> list[ManifestPart]:
+    """The manifest lines as ``input-NNN.manifest`` parts of at most 100,000 lines (one job each)."""
+    parts = []
+    for offset, chunk in enumerate(split_manifest(lines)):
+        index = first_index + offset
+        uri = s3.put_lines(base.join(f"input-{index:03d}.manifest"), chunk)
+        parts.append(
+            ManifestPart(
+                index=index,
+                manifest_uri=uri,
+                frames=len(chunk),
+                task=task,
+                label_categories_uri=categories_uri,
+                ui_template_uri=template_uri,
             )
+        )
     return parts
 
 
@@ -266,18 +282,4 @@ def _verify_parts(
         base.join("verification-template.liquid.html"), template.encode(), "text/html"
     )
     lines = _lines(run, settings, [f.detections for f in frames], profile.taxonomy)
-    parts = []
-    for offset, chunk in enumerate(split_manifest(lines)):
-        index = first_index + offset
-        uri = s3.put_lines(base.join(f"input-{index:03d}.manifest"), chunk)
-        parts.append(
-            ManifestPart(
-                index=index,
-                manifest_uri=uri,
-                frames=len(chunk),
-                task="verify",
-                label_categories_uri=categories_uri,
-                ui_template_uri=template_uri,
-            )
-        )
-    return parts
+    return _write_parts(s3, base, lines, first_index, "verify", categories_uri, template_uri)
