@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.domain.run import Batch, RunContext
+from workflow.domain.run import RunContext
 from workflow.steps.inference import invoke_models
 
 
@@ -14,9 +14,10 @@ from workflow.steps.inference import invoke_models
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    batch = Batch.model_validate(event["batch"])
     run = RunContext.model_validate(event["run"])
     a = aws()
-    result = invoke_models(event["task_token"], batch, run, a.s3, a.tokens, a.sagemaker_runtime)
+    result = invoke_models(
+        event["task_token"], event["batch_key"], run, a.s3, a.tokens, a.sagemaker_runtime, a.callbacks
+    )
     metrics.add_metric(name="InferencesStarted", unit=MetricUnit.Count, value=result["inferences"])
     return result

@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.domain.run import Batch, BatchInference, RunContext
+from workflow.domain.run import BatchInference, RunContext
 from workflow.steps.merge import merge_batch
 
 
@@ -14,11 +14,13 @@ from workflow.steps.merge import merge_batch
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    a = aws()
     result = merge_batch(
-        Batch.model_validate(event["batch"]),
+        event["batch_key"],
         RunContext.model_validate(event["run"]),
         BatchInference.model_validate(event["inference"]),
-        aws().s3,
+        a.settings,
+        a.s3,
     )
     metrics.add_metric(name="FramesLabeled", unit=MetricUnit.Count, value=result.labeled)
     metrics.add_metric(name="FramesFailed", unit=MetricUnit.Count, value=result.failed)

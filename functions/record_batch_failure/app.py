@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.domain.run import Batch, RunContext
+from workflow.domain.run import RunContext
 from workflow.steps.merge import record_batch_failure
 
 
@@ -14,8 +14,8 @@ from workflow.steps.merge import record_batch_failure
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    batch = Batch.model_validate(event["batch"])
-    result = record_batch_failure(batch, RunContext.model_validate(event["run"]), event["error"], aws().s3)
-    logger.warning("batch failed", extra={"batch_id": batch.batch_id, "error": event["error"].get("Error")})
+    run = RunContext.model_validate(event["run"])
+    result = record_batch_failure(event["batch_key"], run, event["error"], aws().s3)
+    logger.warning("batch failed", extra={"batch_id": result.batch_id, "error": event["error"].get("Error")})
     metrics.add_metric(name="FramesFailed", unit=MetricUnit.Count, value=result.failed)
     return result.model_dump(mode="json")

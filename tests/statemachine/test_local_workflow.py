@@ -27,6 +27,8 @@ from workflow.adapters.tokens import PendingInference, TokenStore
 from workflow.domain.detections import Detections
 from workflow.domain.groundtruth import parse_output_line
 from workflow.domain.merge import iou_matrix
+
+from published import joined
 from workflow.local.cloud import LocalCloud, LocalContext
 from workflow.local.endpoint import Predictor
 
@@ -86,6 +88,7 @@ class Run:
     summary: dict[str, Any]
     report: dict[str, Any]
     cloud: LocalCloud
+    output: dict[str, Any] | None = None  # the execution's output as it is (summary has joined copies)
 
     @property
     def run_id(self) -> str:
@@ -112,10 +115,9 @@ def upload(cloud: LocalCloud, prefix: str, objects: dict[str, bytes]) -> list[st
 def finish(cloud: LocalCloud, arn: str) -> Run:
     described = cloud.wait(arn, timeout=90)
     assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
-    summary = json.loads(described["output"])
-    run = Run(arn, described["status"], summary, {}, cloud)
-    run.report = json.loads(run.read(summary["outputs"]["report"]))
-    return run
+    output = json.loads(described["output"])
+    report, summary = joined(cloud.s3, output)
+    return Run(arn, described["status"], summary, report, cloud, output)
 
 
 def run_workflow(cloud: LocalCloud, request: dict[str, Any]) -> Run:
@@ -361,7 +363,7 @@ def test_redelivered_success_notifications_change_nothing(
     assert cloud.scan("TokenTable") == tokens_before
     assert run.read(run.summary["outputs"]["report"]) == report_before
     described = cloud.local.sfn.describe_execution(executionArn=run.arn)
-    assert described["status"] == "SUCCEEDED" and json.loads(described["output"]) == run.summary
+    assert described["status"] == "SUCCEEDED" and json.loads(described["output"]) == run.output
     # And the handler itself, given the same message, reports that it resumed nothing
     handler = cloud.local.handlers["InferenceCallbackFunction"]
     event = {"Records": [{"EventSource": "aws:sns", "Sns": {"Message": recorded[0]}}]}

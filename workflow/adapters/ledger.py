@@ -14,6 +14,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+RUN_STATUS_CACHE_S = 30.0
 _ser = TypeSerializer()
 _de = TypeDeserializer()
 
@@ -31,27 +32,65 @@ class FrameLedger:
         self.client = client
         self.table = table
         self.claim_ttl_seconds = claim_ttl_seconds
+        self._run_status: dict[str, tuple[float, str | None]] = {}
 
-    def claim(self, frame: str, run_id: str, relabel: bool = False) -> Claim:
-        """Claim a frame for this run; the Claim says why when another run holds it."""
+    def claim(self, frame: str, run_id: str, relabel: bool = False, page: str = "") -> Claim:
+        """Claim a frame for this run; the Claim says why when another run holds it.
+
+        A frame held by a run that has failed (see :meth:`mark_run`) is taken over: a failed run
+        releases its claims by one write of its run record, not one write per frame.
+        """
         now = int(time.time())
+        # This run's own claim passes again only from the same listing page (a retry, a resumed
+        # run): the same frame under two sources of one run is labeled once.
+        own = "(run_id = :run AND (attribute_not_exists(claim_page) OR claim_page = :page))"
         condition = (
-            "attribute_not_exists(pk) OR run_id = :run OR #s = :failed"
-            " OR (#s = :claimed AND claim_expires < :now)"
+            f"attribute_not_exists(pk) OR {own} OR #s = :failed OR (#s = :claimed AND claim_expires < :now)"
         )
         if relabel:
             condition += " OR #s = :labeled"
-        values = {":run": run_id, ":failed": "failed", ":claimed": "claimed", ":now": now}
+        values: dict[str, Any] = {":failed": "failed", ":page": page}
         if relabel:
             values[":labeled"] = "labeled"
-        values |= {":exp": now + self.claim_ttl_seconds}
+        claim = self._claim_if(frame, run_id, condition, values, now, page)
+        if claim is not None:
+            return claim
+        item = self._item(frame)
+        if item.get("run_id") == run_id and item.get("status") == "claimed":
+            return Claim(frame, False, "listed twice in this run (under another source); labeled once")
+        holder = str(item.get("run_id", ""))
+        if item.get("status") == "claimed" and holder and self.run_status(holder) == "failed":
+            stolen = self._claim_if(
+                frame, run_id, "run_id = :holder AND #s = :claimed", {":holder": holder}, now, page
+            )
+            if stolen is not None:
+                return stolen
+            item = self._item(frame)
+        if item.get("status") == "labeled":
+            return Claim(frame, False, f"already labeled by run {item.get('run_id')}")
+        return Claim(frame, False, f"being labeled by run {item.get('run_id')}")
+
+    def _claim_if(
+        self, frame: str, run_id: str, condition: str, values: dict[str, Any], now: int, page: str
+    ) -> Claim | None:
+        values = {
+            **values,
+            ":run": run_id,
+            ":exp": now + self.claim_ttl_seconds,
+            ":now": now,
+            ":claimed": "claimed",
+            ":page": page,
+        }
         try:
             # An update, not a put: a hint an earlier run left (next_route) survives the claim, so a
-            # retried PrepareRun of this run reads it again.
+            # retried listing of this run reads it again.
             old = self.client.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": frame}},
-                UpdateExpression="SET #s = :claimed, run_id = :run, claim_expires = :exp, updated_at = :now",
+                UpdateExpression=(
+                    "SET #s = :claimed, run_id = :run, claim_expires = :exp, updated_at = :now,"
+                    " claim_page = :page"
+                ),
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={k: _ser.serialize(v) for k, v in values.items()},
@@ -61,14 +100,34 @@ class FrameLedger:
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-        return Claim(frame, False, self._why_taken(frame))
+        return None
 
-    def _why_taken(self, frame: str) -> str:
-        got = self.client.get_item(TableName=self.table, Key={"pk": {"S": frame}}, ConsistentRead=True)
-        item = {k: _de.deserialize(v) for k, v in got.get("Item", {}).items()}
-        if item.get("status") == "labeled":
-            return f"already labeled by run {item.get('run_id')}"
-        return f"being labeled by run {item.get('run_id')}"
+    def _item(self, pk: str) -> dict[str, Any]:
+        got = self.client.get_item(TableName=self.table, Key={"pk": {"S": pk}}, ConsistentRead=True)
+        return {k: _de.deserialize(v) for k, v in got.get("Item", {}).items()}
+
+    # --- run records -----------------------------------------------------------------------------
+    def mark_run(self, run_id: str, status: str, detail: str = "") -> None:
+        """Record a run's state (``running``, ``succeeded``, ``failed``) under ``run#<run_id>``.
+
+        ``failed`` releases every frame the run still holds as ``claimed``: the next run that
+        meets such a frame takes it over (see :meth:`claim`).
+        """
+        item = {"pk": f"run#{run_id}", "status": status, "updated_at": int(time.time())}
+        if detail:
+            item["detail"] = detail[:1000]
+        self.client.put_item(TableName=self.table, Item={k: _ser.serialize(v) for k, v in item.items()})
+        self._run_status.pop(run_id, None)
+
+    def run_status(self, run_id: str) -> str | None:
+        """A run's recorded state, cached for ``RUN_STATUS_CACHE_S`` (one listing page meets the same
+        holder many times; a resumed run is seen as running again within that time)."""
+        now = time.monotonic()
+        cached = self._run_status.get(run_id)
+        if cached is None or now - cached[0] > RUN_STATUS_CACHE_S:
+            cached = (now, self._item(f"run#{run_id}").get("status"))
+            self._run_status[run_id] = cached
+        return cached[1]
 
     def settle(self, frame: str, run_id: str, status: str, next_route: str = "") -> None:
         """Record the final status (labeled or failed) of a frame this run claimed.

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from workflow.domain.frames import S3Uri
+
+# Multipart part size of streamed writes (S3's minimum part is 5 MiB).
+PART_BYTES = 8 * 2**20
 
 
 class S3Store:
@@ -72,3 +75,67 @@ class S3Store:
         for page in pages:
             for obj in page.get("Contents", []):
                 yield S3Uri(loc.bucket, obj["Key"]), int(obj["Size"])
+
+    def put_stream(self, uri: str | S3Uri, chunks: Iterable[bytes], content_type: str) -> int:
+        """Write an object from a stream of byte chunks in bounded memory; returns its size.
+
+        Up to ``PART_BYTES`` is buffered; a larger object goes up as a multipart upload (aborted
+        on error, so no partial object ever appears under the key).
+        """
+        loc = uri if isinstance(uri, S3Uri) else S3Uri.parse(uri)
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        size = 0
+        try:
+            for chunk in chunks:
+                buffer += chunk
+                size += len(chunk)
+                if len(buffer) >= PART_BYTES:
+                    if upload_id is None:
+                        upload_id = self.client.create_multipart_upload(
+                            Bucket=loc.bucket, Key=loc.key, ContentType=content_type
+                        )["UploadId"]
+                    parts.append(self._upload_part(loc, upload_id, len(parts) + 1, bytes(buffer)))
+                    buffer.clear()
+            if upload_id is None:
+                self.client.put_object(
+                    Bucket=loc.bucket, Key=loc.key, Body=bytes(buffer), ContentType=content_type
+                )
+                return size
+            if buffer:
+                parts.append(self._upload_part(loc, upload_id, len(parts) + 1, bytes(buffer)))
+            self.client.complete_multipart_upload(
+                Bucket=loc.bucket, Key=loc.key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+            return size
+        except BaseException:
+            if upload_id is not None:
+                self.client.abort_multipart_upload(Bucket=loc.bucket, Key=loc.key, UploadId=upload_id)
+            raise
+
+    def _upload_part(self, loc: S3Uri, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
+        answer = self.client.upload_part(
+            Bucket=loc.bucket, Key=loc.key, UploadId=upload_id, PartNumber=number, Body=body
+        )
+        return {"PartNumber": number, "ETag": answer["ETag"]}
+
+    def iter_lines(self, uri: str | S3Uri) -> Iterator[dict[str, Any]]:
+        """The JSON lines of an object, streamed (the object is never held whole)."""
+        loc = uri if isinstance(uri, S3Uri) else S3Uri.parse(uri)
+        body = self.client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"]
+        for raw in body.iter_lines():
+            if raw.strip():
+                yield json.loads(raw)
+
+    def list_page(
+        self, prefix: str | S3Uri, token: str | None = None, max_keys: int = 1000
+    ) -> tuple[list[tuple[S3Uri, int]], str | None]:
+        """One listing page under a prefix (at most ``max_keys``), and the token of the next page."""
+        loc = prefix if isinstance(prefix, S3Uri) else S3Uri.parse(prefix)
+        params: dict[str, Any] = {"Bucket": loc.bucket, "Prefix": loc.key, "MaxKeys": max_keys}
+        if token:
+            params["ContinuationToken"] = token
+        page = self.client.list_objects_v2(**params)
+        objects = [(S3Uri(loc.bucket, o["Key"]), int(o["Size"])) for o in page.get("Contents", [])]
+        return objects, page.get("NextContinuationToken") if page.get("IsTruncated") else None

@@ -8,6 +8,7 @@ pixels; machine-made annotations carry a ``score``; masks ride along as compress
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pycocotools import mask as mask_utils
@@ -122,3 +123,28 @@ class CocoBuilder:
             "annotations": list(self._annotations),
             "categories": self.categories(),
         }
+
+
+def merge_coco(datasets: Iterable[dict[str, Any]], description: str = "") -> dict[str, Any]:
+    """One COCO dataset from several with the same categories (e.g. a run's shards), ids renumbered."""
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    categories: list[dict[str, Any]] | None = None
+    for data in datasets:
+        if categories is None:
+            categories = data.get("categories", [])
+        elif data.get("categories", []) != categories:
+            raise CocoError("COCO datasets with different categories cannot be merged")
+        ids: dict[int, int] = {}
+        for image in data.get("images", []):
+            ids[image["id"]] = len(images) + 1
+            images.append({**image, "id": ids[image["id"]]})
+        for ann in data.get("annotations", []):
+            annotations.append({**ann, "id": len(annotations) + 1, "image_id": ids[ann["image_id"]]})
+    return {
+        "info": {"description": description, "version": "1.0"},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories or [],
+    }

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workflow.domain.frames import S3Uri
 from workflow.domain.profile import LabelingProfile, validate_profile
+from workflow.domain.records import BatchItem
 
 ReviewMode = Literal["human", "skip"]
 ResponseFormat = Literal["autolabel", "jumpstart"]
@@ -63,21 +64,22 @@ class RunRequest(_Payload):
 
 
 class RunContext(_Payload):
-    """What every state after PrepareRun knows about the run (the ``$.run`` object)."""
+    """What every state after PrepareRun knows about the run (the ``$.run`` object: small, whatever
+    the run's size; the sources themselves are in ``sources.json``)."""
 
     run_id: str
     bucket: str
     run_prefix: str  # key prefix of every artefact of this run
-    batches_key: str
-    batch_count: int
-    frame_count: int
-    skipped_count: int
+    sources_key: str  # runs/<id>/sources.json: [{"index", "uri"}] for the ListSources Map
+    source_count: int
+    batches_prefix: str  # runs/<id>/batches/: the LabelBatches Map lists it (one batch per object)
+    batch_size: int = Field(8, ge=1, le=500)
+    relabel: bool = False
     max_concurrency: int
     batch_timeout_seconds: int
     review: ReviewMode
     review_timeout_seconds: int
     models: list[ModelEndpoint]
-    sources: list[str]
     profile_key: str | None = None  # runs/<id>/profile.json; None: the built-in default profile
     profile_name: str = "default"
 
@@ -85,14 +87,22 @@ class RunContext(_Payload):
         return "/".join([self.run_prefix.rstrip("/"), *parts])
 
 
-class Batch(_Payload):
-    """One Distributed Map item: a batch of frames."""
+class SourceItem(_Payload):
+    """One item of the ListSources Map: a source prefix of the run."""
 
-    batch_id: str
-    frames: list[str]
-    adjust: list[str] = Field(
-        default_factory=list, description="frames an earlier run asked to send to adjustment (e.g. rejected)"
-    )
+    index: int = Field(ge=0)
+    uri: str
+
+
+class ListCursor(_Payload):
+    """Where the listing of one source stands: the next page and its continuation token."""
+
+    page: int = Field(0, ge=0)
+    token: str | None = None
+    more: bool = True
+
+
+Batch = BatchItem
 
 
 class InferenceRecord(_Payload):
@@ -111,19 +121,13 @@ class BatchInference(_Payload):
 
     batch_id: str
     inferences: list[InferenceRecord]
-
-
-class FrameFailure(_Payload):
-    frame: str
-    reason: str
-    stage: str = "inference"
+    done: bool = Field(False, description="an earlier attempt labeled this batch already: nothing to merge")
 
 
 class BatchResult(_Payload):
-    """Small per-batch result (the labels themselves are in S3)."""
+    """Small per-batch result of a LabelBatches child (the labels themselves are in S3)."""
 
     batch_id: str
-    labels_key: str
     labeled: int
     failed: int
 
@@ -136,6 +140,7 @@ class ManifestPart(_Payload):
     manifest_uri: str
     frames: int
     task: Literal["adjust", "verify"] = "adjust"
+    stream: str = "adjust-g0"
     label_categories_uri: str | None = None
     ui_template_uri: str | None = None
 
@@ -154,10 +159,16 @@ class SegmentationOutput(_Payload):
 
 
 class ManifestResult(_Payload):
-    """BuildManifest's output: where the Ground Truth inputs are."""
+    """PlanReview's output: the run's totals so far, its labeling jobs and its dataset shards."""
 
     parts: list[ManifestPart]
     frames_to_review: int
+    frames: int = Field(0, ge=0, description="frames in the run's batches")
+    labeled: int = Field(0, ge=0)
+    failed: int = Field(0, ge=0)
+    lost_batches: int = Field(0, ge=0, description="batches whose branch ended without a record (now failed)")
+    shards_key: str = ""
+    shard_count: int = Field(0, ge=0)
     label_categories_uri: str
     ui_template_uri: str
     prelabel_attribute: str
@@ -175,3 +186,4 @@ class ReviewResult(_Payload):
     status: str
     output_manifest_uri: str | None = None
     label_attribute: str
+    part: int | None = Field(None, description="the manifest part the job reviewed (set by CollectReview)")

@@ -350,3 +350,54 @@ def format_scorecard(card: Scorecard) -> str:
     text.insert(0, f"{card.frames} frames reviewed, {len(card.failed_frames)} failed")
     text += [f"relabeled {a} -> {b}: {n}" for (a, b), n in sorted(card.relabels.items())]
     return "\n".join(text)
+
+
+_TALLY_FIELDS = ("kept", "moved", "deleted", "added", "relabeled", "moved_iou_sum", "matched_iou_sum")
+
+
+def _merge_tally(into: Tally, other: Tally) -> None:
+    for name in _TALLY_FIELDS:
+        setattr(into, name, getattr(into, name) + getattr(other, name))
+
+
+def scorecard_state(card: Scorecard) -> dict[str, Any]:
+    """The scorecard's raw counts (sums, not means), so partial scorecards add up exactly."""
+
+    def tally(t: Tally) -> dict[str, float]:
+        return {name: getattr(t, name) for name in _TALLY_FIELDS}
+
+    return {
+        "frames": card.frames,
+        "failed_frames": list(card.failed_frames),
+        "total": tally(card.total),
+        "by_class": {k: tally(v) for k, v in card.by_class.items()},
+        "by_model": {k: tally(v) for k, v in card.by_model.items()},
+        "relabels": [[a, b, n] for (a, b), n in card.relabels.items()],
+    }
+
+
+def scorecard_from_state(state: Mapping[str, Any]) -> Scorecard:
+    """Inverse of :func:`scorecard_state`."""
+    return Scorecard(
+        frames=int(state["frames"]),
+        failed_frames=list(state.get("failed_frames", [])),
+        total=Tally(**state["total"]),
+        by_class={k: Tally(**v) for k, v in state.get("by_class", {}).items()},
+        by_model={k: Tally(**v) for k, v in state.get("by_model", {}).items()},
+        relabels=Counter({(a, b): int(n) for a, b, n in state.get("relabels", [])}),
+    )
+
+
+def merge_scorecards(cards: Iterable[Scorecard]) -> Scorecard:
+    """One scorecard over the frames of several (e.g. one per dataset shard)."""
+    total = Scorecard()
+    for card in cards:
+        total.frames += card.frames
+        total.failed_frames.extend(card.failed_frames)
+        _merge_tally(total.total, card.total)
+        for name, t in card.by_class.items():
+            _merge_tally(total.by_class.setdefault(name, Tally()), t)
+        for name, t in card.by_model.items():
+            _merge_tally(total.by_model.setdefault(name, Tally()), t)
+        total.relabels.update(card.relabels)
+    return total

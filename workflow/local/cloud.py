@@ -41,6 +41,9 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import Rule
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3 import (
+    ResourceEvalS3,
+)
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from workflow.adapters import aws as aws_adapters
@@ -123,6 +126,7 @@ class LocalCloud:
         self._env_backup: dict[str, str | None] = {}
         self._mock: Any = None
         self._lock = threading.Lock()
+        self._event_threads: list[threading.Thread] = []
 
     # --- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -354,6 +358,16 @@ class LocalCloud:
             with dynamodb_lock:
                 return handle_dynamodb(resp)
 
+        def list_objects_v2_items(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+            # moto 5.2.5's listObjectsV2 ItemReader yields only the first page (1,000 keys) and fails on
+            # an empty prefix; Step Functions pages through every object and yields none for an empty one.
+            client = ResourceEvalS3._get_s3_client(resource_runtime_part, state_credentials)
+            params = dict(env.stack.pop())
+            items: list[Any] = []
+            for page in client.get_paginator("list_objects_v2").paginate(**params):
+                items.extend(page.get("Contents", []))
+            env.stack.append(items)
+
         original_send = Rule.send_to_targets
 
         def send_to_targets(rule: Rule, event: Any, transform_input: bool = True) -> None:
@@ -362,7 +376,9 @@ class LocalCloud:
                 for target in lambdas:
                     name = target["Arn"].rsplit(":", 1)[-1]
                     # EventBridge invokes Lambda asynchronously.
-                    threading.Thread(target=cloud._invoke, args=(name, dict(event)), daemon=True).start()
+                    thread = threading.Thread(target=cloud._invoke, args=(name, dict(event)), daemon=True)
+                    cloud._event_threads.append(thread)
+                    thread.start()
             others = [t for t in rule.targets if ":lambda:" not in t["Arn"]]
             if others:
                 saved = rule.targets
@@ -387,6 +403,7 @@ class LocalCloud:
             mock.patch.object(Rule, "send_to_targets", send_to_targets),
             mock.patch.object(StepFunctionResponse, "send_task_failure", send_task_failure),
             mock.patch.object(DynamoHandler, "call_action", serialised_dynamodb),
+            mock.patch.object(ResourceEvalS3, "_handle_list_objects_v2", staticmethod(list_objects_v2_items)),
         ]
         for patcher in self._patches:
             patcher.start()
@@ -430,12 +447,41 @@ class LocalCloud:
         while True:
             described = self.sfn.describe_execution(executionArn=execution_arn)
             if described["status"] != "RUNNING":
+                if described["status"] != "SUCCEEDED":
+                    self.emit_status_change(described)
                 return dict(described)
             if on_poll:
                 on_poll()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} still running after {timeout}s")
             time.sleep(poll)
+
+    def emit_status_change(self, described: dict[str, Any]) -> None:
+        """Put the "Execution Status Change" event Step Functions emits when an execution ends (moto
+        emits none) on the default bus, and wait for the rules' Lambda targets to handle it."""
+        detail = {
+            "executionArn": described["executionArn"],
+            "stateMachineArn": described["stateMachineArn"],
+            "name": described["name"],
+            "status": described["status"],
+            "input": described.get("input"),
+            "error": described.get("error"),
+            "cause": described.get("cause"),
+            "redriveCount": 0,
+        }
+        self._event_threads.clear()
+        self.events.put_events(
+            Entries=[
+                {
+                    "Source": "aws.states",
+                    "DetailType": "Step Functions Execution Status Change",
+                    "Detail": json.dumps(detail),
+                    "Resources": [described["executionArn"]],
+                }
+            ]
+        )
+        for thread in list(self._event_threads):
+            thread.join(timeout=120)
 
     def state_transitions(self, execution_arn: str) -> int:
         """State transitions of an execution (what Standard workflows are billed for)."""

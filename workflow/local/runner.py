@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workflow.domain.coco import merge_coco
 from workflow.domain.frames import IMAGE_SUFFIXES, S3Uri
 from workflow.domain.groundtruth import OBJECT_DETECTION
 from workflow.local.cloud import LocalCloud
@@ -73,31 +74,30 @@ def download_prefix(uri: str, dest: Path) -> Path:
 
 
 class _Progress:
-    """Counts frames whose batch has finished, from the label files the run writes."""
+    """Counts frames whose batch has finished, from the records the run writes (pages, counts)."""
 
     def __init__(self, cloud: LocalCloud, run_id: str, callback: Callable[[int, int], None] | None) -> None:
         self.cloud, self.run_id, self.callback = cloud, run_id, callback
-        self.total: int | None = None
-        self.sizes: dict[str, int] = {}
-        self.done: set[str] = set()
+        self.pages: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+
+    def _new(self, sub: str, seen: dict[str, int], field: str) -> None:
+        bucket = self.cloud.data_bucket
+        pages = self.cloud.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=f"runs/{self.run_id}/{sub}/"
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                if obj["Key"] not in seen:
+                    body = self.cloud.s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+                    seen[obj["Key"]] = int(json.loads(body).get(field, 0))
 
     def __call__(self) -> None:
         if self.callback is None:
             return
-        bucket = self.cloud.data_bucket
-        prefix = f"runs/{self.run_id}/"
-        if self.total is None:
-            try:
-                batches = json.loads(
-                    self.cloud.s3.get_object(Bucket=bucket, Key=prefix + "batches.json")["Body"].read()
-                )
-            except self.cloud.s3.exceptions.NoSuchKey:
-                return
-            self.sizes = {b["batch_id"]: len(b["frames"]) for b in batches}
-            self.total = sum(self.sizes.values())
-        listed = self.cloud.s3.list_objects_v2(Bucket=bucket, Prefix=prefix + "labels/").get("Contents", [])
-        self.done = {o["Key"].rsplit("/", 1)[-1].removesuffix(".json") for o in listed}
-        self.callback(sum(self.sizes.get(b, 0) for b in self.done), self.total)
+        self._new("pages", self.pages, "frames")
+        self._new("counts", self.done, "frames")
+        self.callback(sum(self.done.values()), max(sum(self.pages.values()), sum(self.done.values())))
 
 
 def run_local(
@@ -216,12 +216,9 @@ def _also_export_input(
 
 _EXPORTS = {
     "report.json": "report.json",
-    "dataset/output.manifest": "output.manifest",
-    "dataset/coco.json": "coco.json",
     "dataset/stats.json": "stats.json",
     "dataset/scorecard.json": "scorecard.json",
-    "dataset/segmentation.manifest": "segmentation.manifest",
-    "prelabels.coco.json": "prelabels.coco.json",
+    "dataset/index.json": "index.json",
     "review/input-000.manifest": "input.manifest",
     "review/label-categories.json": "label-categories.json",
     "review/worker-template.liquid.html": "worker-template.liquid.html",
@@ -232,17 +229,47 @@ _EXPORTS = {
 def _export(cloud: LocalCloud, run_id: str, out_dir: Path, folder: Path) -> None:
     """Copy the run's outputs out of local S3 (local S3 is gone when the run ends).
 
-    Manifests keep the S3 URIs the workflow wrote, as in AWS; ``frames-map.json`` says which local
-    folder each URI prefix stands for (frames, and the segmentation label maps copied to
-    ``segmentation/``).
+    The dataset's shards are joined into one file each (a local run is small): ``output.manifest``,
+    ``coco.json``, ``prelabels.coco.json``, ``segmentation.manifest`` and ``frames.jsonl`` (one
+    report line per frame: labeled, failed or skipped, with the reason). Manifests keep the S3 URIs
+    the workflow wrote, as in AWS; ``frames-map.json`` says which local folder each URI prefix
+    stands for (frames, and the segmentation label maps copied to ``segmentation/``).
     """
     run_prefix = f"runs/{run_id}/"
-    for key, name in _EXPORTS.items():
+
+    def get(key: str) -> bytes | None:
         try:
-            body = cloud.s3.get_object(Bucket=cloud.data_bucket, Key=run_prefix + key)["Body"].read()
+            return bytes(cloud.s3.get_object(Bucket=cloud.data_bucket, Key=key)["Body"].read())
         except cloud.s3.exceptions.NoSuchKey:
-            continue
-        (out_dir / name).write_bytes(body)
+            return None
+
+    def body(uri: str) -> bytes:
+        loc = S3Uri.parse(uri)
+        return bytes(cloud.s3.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
+
+    for key, name in _EXPORTS.items():
+        data = get(run_prefix + key)
+        if data is not None:
+            (out_dir / name).write_bytes(data)
+    index_data = get(run_prefix + "dataset/index.json")
+    if index_data is not None:
+        index = json.loads(index_data)
+        shards = index["shards"]
+        for field_name, name in (
+            ("output_manifest", "output.manifest"),
+            ("segmentation_manifest", "segmentation.manifest"),
+        ):
+            parts = [body(s[field_name]) for s in shards if s.get(field_name)]
+            if parts or field_name == "output_manifest":
+                (out_dir / name).write_bytes(b"".join(parts))
+        for field_name, name in (("coco", "coco.json"), ("prelabels_coco", "prelabels.coco.json")):
+            merged = merge_coco((json.loads(body(s[field_name])) for s in shards), f"run {run_id}")
+            (out_dir / name).write_text(json.dumps(merged))
+        lines = [body(s["frames"]) for s in shards]
+        for uri in index.get("skipped", []):
+            skipped = json.loads(body(uri))
+            lines.append("".join(json.dumps({**x, "status": "skipped"}) + "\n" for x in skipped).encode())
+        (out_dir / "frames.jsonl").write_bytes(b"".join(lines))
     pages = cloud.s3.get_paginator("list_objects_v2").paginate(
         Bucket=cloud.data_bucket, Prefix=run_prefix + "segmentation/"
     )

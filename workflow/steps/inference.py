@@ -8,12 +8,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from workflow.adapters.callbacks import TaskCallbacks
+from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
 from workflow.adapters.tokens import PendingInference, TokenStore
 from workflow.domain.errors import AutolabelError
 from workflow.domain.frames import S3Uri, inference_id
 from workflow.domain.notifications import AsyncInferenceNotification
-from workflow.domain.run import Batch, BatchInference, RunContext
+from workflow.domain.run import BatchInference, RunContext
 
 _THROTTLED = {"ThrottlingException", "ServiceUnavailable", "InternalFailure"}
 
@@ -31,9 +32,26 @@ def _image_request(model: Any, frame: str) -> dict[str, str]:
 
 
 def invoke_models(
-    token: str, batch: Batch, run: RunContext, s3: S3Store, tokens: TokenStore, runtime: Any
+    token: str,
+    batch_key: str,
+    run: RunContext,
+    s3: S3Store,
+    tokens: TokenStore,
+    runtime: Any,
+    callbacks: TaskCallbacks,
 ) -> dict[str, Any]:
-    """Start every model's inference of the batch; the token is parked before the first request."""
+    """Start every model's inference of the batch; the token is parked before the first request.
+
+    A batch an earlier attempt (or a resumed run) finished is not inferred again: the task is
+    resumed at once with ``done`` and MergeBatch keeps the records already written.
+    """
+    store = RunStore(s3, run.bucket, run.run_prefix)
+    name = batch_key.rsplit("/", 1)[-1].removesuffix(".json")
+    if store.batch_done(name) is not None:
+        done = BatchInference(batch_id=name, inferences=[], done=True)
+        callbacks.succeed(token, done.model_dump(mode="json"))
+        return {"batch_key": "", "inferences": 0, "done": True}
+    batch = store.get_batch(name)
     requests: list[tuple[PendingInference, dict[str, Any]]] = []
     for model in run.models:
         if model.batch_requests:

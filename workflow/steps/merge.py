@@ -7,19 +7,22 @@ per-class thresholds; what is dropped is counted), fuses the models' labels of e
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
 
+from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
 from workflow.domain.detections import Detections
-from workflow.domain.frames import S3Uri
 from workflow.domain.fusion import ModelOutput, fuse
+from workflow.domain.parsers import ModelOutputError, from_local
 from workflow.domain.profile import LabelingProfile
+from workflow.domain.records import EXAMPLES, BatchLabels, FrameFailure, LabeledFrame, batch_failures
 from workflow.domain.routing import RouteDecision, route_frame
-from workflow.domain.run import Batch, BatchInference, BatchResult, FrameFailure, InferenceRecord, RunContext
+from workflow.domain.run import Batch, BatchInference, BatchResult, InferenceRecord, RunContext
+from workflow.settings import Settings
+from workflow.steps.manifest import batch_segmentation, review_lines
 from workflow.steps.prepare import run_profile
 
 
@@ -38,13 +41,23 @@ def _read_outputs(
         return {frame: from_jumpstart(payload, width, height, frame, record.model)}, []
     found: dict[str, Detections] = {}
     failures: list[FrameFailure] = []
-    for item in payload.get("results", [payload]):
+    items = payload.get("results", [payload]) if isinstance(payload, dict) else payload
+    if not isinstance(items, list):
+        items = []
+    wanted = set(record.frames)
+    for item in items:
+        frame = str(item.get("frame", "")) if isinstance(item, dict) else ""
+        if frame not in wanted:
+            continue  # an answer about no frame of this request: the frame is failed below, not guessed
         if "error" in item:
-            error = item["error"]
+            error = item["error"] if isinstance(item["error"], dict) else {"reason": str(item["error"])}
             reason = ": ".join(str(error[k]) for k in ("type", "reason") if error.get(k)) or "unknown error"
-            failures.append(FrameFailure(frame=item["frame"], reason=f"{record.model}: {reason}"))
-        else:
-            found[item["frame"]] = Detections.from_dict(item)
+            failures.append(FrameFailure(frame=frame, reason=f"{record.model}: {reason}"))
+            continue
+        try:
+            found[frame] = from_local(item, frame)
+        except ModelOutputError as exc:
+            failures.append(FrameFailure(frame=frame, reason=f"{record.model}: {exc.reason}"))
     return found, failures
 
 
@@ -94,10 +107,11 @@ def _to_adjustment(route: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def merge_batch(batch: Batch, run: RunContext, inference: BatchInference, s3: S3Store) -> BatchResult:
-    """Map every model's detections into the taxonomy, fuse them per frame, route each frame; write to S3."""
+def labeled_frames(
+    batch: Batch, run: RunContext, inference: BatchInference, profile: LabelingProfile, s3: S3Store
+) -> BatchLabels:
+    """Every frame of the batch fused and routed, or failed with the reasons of every model."""
     formats = {m.name: m.response_format for m in run.models}
-    profile = run_profile(run, s3)
     per_frame: dict[str, list[ModelOutput]] = defaultdict(list)
     problems: dict[str, list[str]] = defaultdict(list)
     dropped: Counter[str] = Counter()
@@ -113,52 +127,63 @@ def merge_batch(batch: Batch, run: RunContext, inference: BatchInference, s3: S3
             output, lost = model_output(dets, record.model, profile)
             per_frame[frame].append(output)
             dropped.update(lost)
-    labeled = []
-    failed = []
+    labeled: list[LabeledFrame] = []
+    failed: list[FrameFailure] = []
     run_models = [m.name for m in run.models]
     for frame in batch.frames:
         if per_frame.get(frame):
             labels = fuse_frame(per_frame[frame], run_models, profile)
+            route = labels.pop("route")
             if frame in batch.adjust:
-                labels["route"] = _to_adjustment(labels["route"])
-            labeled.append(labels)
+                route = _to_adjustment(route)
+            models = labels.pop("models")
+            labeled.append(
+                LabeledFrame(
+                    frame=frame, labels=labels, models=models, route=RouteDecision.model_validate(route)
+                )
+            )
         else:
             reasons = problems.get(frame) or ["no model returned a result for this frame"]
-            failed.append(FrameFailure(frame=frame, reason="; ".join(reasons)).model_dump())
-    key = run.key("labels", f"{batch.batch_id}.json")
-    s3.put_json(
-        S3Uri(run.bucket, key),
-        {
-            "batch_id": batch.batch_id,
-            "frames": labeled,
-            "failed": failed,
-            "dropped_classes": {
-                k.split(":", 1)[1]: n for k, n in dropped.items() if k.startswith("unmapped:")
-            },
-            "dropped": dict(sorted(dropped.items())),
-        },
+            failed.append(FrameFailure(frame=frame, reason="; ".join(reasons)))
+    return BatchLabels(
+        batch_id=batch.batch_id, frames=labeled, failed=failed, dropped=dict(sorted(dropped.items()))
     )
-    return BatchResult(batch_id=batch.batch_id, labels_key=key, labeled=len(labeled), failed=len(failed))
 
 
-def record_batch_failure(batch: Batch, run: RunContext, error: dict[str, Any], s3: S3Store) -> BatchResult:
+def merge_batch(
+    batch_key: str, run: RunContext, inference: BatchInference, settings: Settings, s3: S3Store
+) -> BatchResult:
+    """Map every model's detections into the taxonomy, fuse them per frame, route each frame, and
+    write the batch's records: labels, review lines per stream, segmentation label maps, counts."""
+    store = RunStore(s3, run.bucket, run.run_prefix)
+    batch_name = batch_id_of(batch_key)
+    done = store.batch_done(batch_name)
+    if done is not None:  # a retried or resumed batch: its records are written already
+        return BatchResult(batch_id=batch_name, labeled=done.labeled, failed=done.failed)
+    batch = store.get_batch(batch_name)
+    profile = run_profile(run, s3)
+    labels = labeled_frames(batch, run, inference, profile, s3)
+    lines, errors = batch_segmentation(run, profile, settings, s3, [f.detections() for f in labels.frames])
+    labels = labels.model_copy(update={"segmentation": lines, "segmentation_errors": errors[:EXAMPLES]})
+    counts = store.put_labels(
+        labels, len(batch.frames), review_lines(batch.batch_id, labels.frames, run, profile, settings)
+    )
+    return BatchResult(batch_id=batch.batch_id, labeled=counts.labeled, failed=counts.failed)
+
+
+def batch_id_of(batch_key: str) -> str:
+    """The batch id of a ``.../batches/<batch_id>.json`` key (the LabelBatches Map's item)."""
+    return batch_key.rsplit("/", 1)[-1].removesuffix(".json")
+
+
+def record_batch_failure(batch_key: str, run: RunContext, error: dict[str, Any], s3: S3Store) -> BatchResult:
     """Every frame of a batch whose branch failed, with the reason, so nothing vanishes."""
-    error_name = str(error.get("Error", "States.TaskFailed"))
-    cause = str(error.get("Cause", ""))
-    reasons: dict[str, str] = {}
-    try:
-        detail = json.loads(cause)
-        for item in detail.get("failures", []):
-            reasons[item["frame"]] = item["reason"]
-        message = detail.get("errorMessage") or detail.get("message") or cause
-    except (ValueError, AttributeError, TypeError):
-        message = cause
-    failed = [
-        FrameFailure(
-            frame=f, reason=reasons.get(f) or f"{error_name}: {message}"[:1000], stage="batch"
-        ).model_dump()
-        for f in batch.frames
-    ]
-    key = run.key("labels", f"{batch.batch_id}.json")
-    s3.put_json(S3Uri(run.bucket, key), {"batch_id": batch.batch_id, "frames": [], "failed": failed})
-    return BatchResult(batch_id=batch.batch_id, labels_key=key, labeled=0, failed=len(failed))
+    store = RunStore(s3, run.bucket, run.run_prefix)
+    batch_name = batch_id_of(batch_key)
+    done = store.batch_done(batch_name)
+    if done is not None:
+        return BatchResult(batch_id=batch_name, labeled=done.labeled, failed=done.failed)
+    batch = store.get_batch(batch_name)
+    failed = batch_failures(batch.frames, error)
+    store.put_labels(BatchLabels(batch_id=batch.batch_id, failed=failed), len(batch.frames), {})
+    return BatchResult(batch_id=batch.batch_id, labeled=0, failed=len(failed))

@@ -1,17 +1,18 @@
-"""Publish: the reviewed dataset and a report that accounts for every input frame.
+"""PublishShard and FinishRun: the reviewed dataset, in shards, and a report of every input frame.
 
-The output manifest holds one line per labeled frame: the Ground Truth output line for frames
-people adjusted, and the pre-label line (``human-annotated: "no"``) for frames routing
-auto-accepted or people verified as correct. The report tells how many frames and objects went
-each way and what the review costs with and without routing.
+PublishShard handles one shard of at most ``SHARD_FRAMES`` frames (consecutive batches): it reads
+each batch's labels once, and the reviewed lines the jobs' outputs gave its batches, and writes the
+shard's output manifest lines (the Ground Truth output line for frames people adjusted; the
+pre-label line, ``human-annotated: "no"``, for frames routing auto-accepted; the pre-label line plus
+the verdict for frames people verified), its COCO file and machine pre-labels, its segmentation
+manifest, its per-frame report lines and its counters; then it settles its frames in the ledger.
+A frame routed to people whose review did not finish (failed, stopped, timed out) is failed with
+that reason, not published as machine-labeled, so the next run sends it to people again.
 
-After a review, ``scorecard.json`` (and the report's ``scorecard``) tells what people did to the
-pre-labels of the frames they adjusted, per class and per model (``workflow.domain.scorecard``):
-each pre-label as shown to them (reviewed classes, whole pixels) is kept, moved or deleted, and
-boxes they drew are added; frames judged in verification jobs are not counted. When BuildManifest
-wrote machine segmentation labels, ``segmentation.manifest`` holds them for the frames of the
-dataset (frames that failed in review are left out); they are machine masks, not reconciled with
-the box review, and no segmentation labeling job is started.
+FinishRun adds the shards' and listing pages' counters up into ``report.json``, ``stats.json``,
+``scorecard.json`` and ``dataset/index.json`` (which lists every shard's files). A scorecard tells
+what people did to the pre-labels of the frames they adjusted, per class and per model
+(``workflow.domain.scorecard``); frames judged in verification jobs are not counted.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from workflow.adapters.ledger import FrameLedger
+from workflow.adapters.run_store import RunStore, bounded_map
 from workflow.adapters.s3 import S3Store
 from workflow.domain.coco import CocoBuilder
 from workflow.domain.detections import Detections
-from workflow.domain.frames import S3Uri
 from workflow.domain.groundtruth import (
     ReviewedFrame,
     boxes_from_detections,
@@ -36,41 +37,34 @@ from workflow.domain.groundtruth import (
 )
 from workflow.domain.prices import cost_estimate
 from workflow.domain.profile import LabelingProfile
-from workflow.domain.routing import RouteDecision, route_counts, verification_verdict
-from workflow.domain.run import ManifestResult, ReviewResult, RunContext
+from workflow.domain.records import (
+    EXAMPLES,
+    BatchLabels,
+    FrameFailure,
+    LabeledFrame,
+    ShardCounts,
+    ShardPlan,
+    add_counts,
+    short_reason,
+)
+from workflow.domain.routing import verification_verdict
+from workflow.domain.run import ReviewResult, RunContext
 from workflow.domain.scorecard import (
     UNKNOWN_MODEL,
     PreLabel,
     Scorecard,
     build_scorecard,
+    merge_scorecards,
     prelabels_from_detections,
+    scorecard_from_state,
+    scorecard_state,
 )
 from workflow.domain.taxonomy import Taxonomy
 from workflow.settings import Settings
-from workflow.steps.labels import batch_files, labeled_frames
-from workflow.steps.manifest import RoutedFrame, review_workers, routed_frames
+from workflow.steps.manifest import BATCH_FIELD, review_workers
 from workflow.steps.prepare import run_profile
 
-
-def _reviewed_lines(reviews: list[ReviewResult], s3: S3Store) -> list[tuple[ReviewResult, dict[str, Any]]]:
-    lines: list[tuple[ReviewResult, dict[str, Any]]] = []
-    for review in reviews:
-        if review.output_manifest_uri:
-            lines.extend((review, line) for line in s3.get_lines(review.output_manifest_uri))
-    return lines
-
-
-def _adjustment_stats(reviewed: list[ReviewedFrame], prelabels: dict[str, Detections]) -> dict[str, Any]:
-    status = Counter(r.adjustment_status or "unknown" for r in reviewed if not r.failed)
-    before = sum(len(prelabels[r.source_ref]) for r in reviewed if r.source_ref in prelabels)
-    after = sum(len(r.boxes) for r in reviewed if not r.failed)
-    return {
-        "frames_adjusted": status.get("adjusted", 0),
-        "frames_unadjusted": status.get("unadjusted", 0),
-        "frames_failed_in_review": sum(1 for r in reviewed if r.failed),
-        "objects_before_review": before,
-        "objects_after_review": after,
-    }
+SETTLE_THREADS = 16
 
 
 def _combined(
@@ -94,19 +88,28 @@ def _combined(
     return parse_output_line(out, attribute), out
 
 
+def _worker_comments(meta: Any) -> list[str]:
+    """The comments of a verification line's ``worker-feedback`` (objects with ``comment``, or strings)."""
+    feedback = meta.get("worker-feedback", []) if isinstance(meta, dict) else []
+    comments = [f.get("comment", "") if isinstance(f, dict) else str(f) for f in feedback or []]
+    return [c for c in comments if c]
+
+
 class _Review:
-    """What people said about the frames routed to them."""
+    """What people said about the frames of one batch."""
 
     def __init__(self) -> None:
         self.adjusted: dict[str, tuple[ReviewedFrame, dict[str, Any]]] = {}
         self.verified: dict[str, dict[str, Any]] = {}  # frame -> the verdict ("correct") and its metadata
-        self.failures: list[dict[str, str]] = []
+        self.failures: dict[str, FrameFailure] = {}
 
     @classmethod
-    def read(cls, reviews: list[ReviewResult], s3: S3Store, profile: LabelingProfile) -> _Review:
+    def read(
+        cls, lines: list[tuple[ReviewResult, dict[str, Any]]], attribute: str, profile: LabelingProfile
+    ) -> _Review:
         review = cls()
         by_frame: dict[str, list[tuple[ReviewedFrame, dict[str, Any]]]] = defaultdict(list)
-        for job, line in _reviewed_lines(reviews, s3):
+        for job, line in lines:
             frame_uri = str(line.get("source-ref"))
             verdict = verification_verdict(line, job.label_attribute)
             if verdict is not None:
@@ -121,202 +124,255 @@ class _Review:
                     comments = _worker_comments(line.get(f"{job.label_attribute}-metadata", {}))
                     if comments:
                         reason += f"; reviewers said: {' | '.join(comments)}"
-                    review.failures.append({"frame": frame_uri, "reason": reason, "next_route": "adjust"})
+                    review.failures[frame_uri] = FrameFailure(
+                        frame=frame_uri, reason=reason, stage="review", next_route="adjust"
+                    )
                 continue
             by_frame[frame_uri].append((parse_output_line(line, job.label_attribute), line))
-        attribute = reviews[0].label_attribute
         for frame_uri, parsed in by_frame.items():
             frame, line = _combined([p for p, _ in parsed], parsed[0][1], attribute, profile)
             if frame.failed:
-                review.failures.append({"frame": frame_uri, "reason": f"review: {frame.failure_reason}"})
+                review.failures[frame_uri] = FrameFailure(
+                    frame=frame_uri, reason=f"review: {frame.failure_reason}", stage="review"
+                )
             else:
                 review.adjusted[frame_uri] = (frame, line)
         return review
 
 
-def _routing_report(
-    frames: list[RoutedFrame], profile: LabelingProfile, labeled_by: dict[str, str], workers: int
-) -> dict[str, Any]:
-    """Frames and objects per route, and the review cost (``workers`` per frame) with and without routing."""
-    decisions = [f.decision for f in frames]
-    objects: Counter[str] = Counter()
-    for f in frames:
-        objects[f.decision.route] += len(f.detections)
-        objects["audit"] += len(f.detections) if f.decision.audit else 0
-    to_adjust = sum(1 for d in decisions if d.job_task == "adjust")
-    to_verify = sum(1 for d in decisions if d.job_task == "verify")
-    review = profile.review
-    return {
-        "enabled": profile.routing.enabled,
-        "frames": route_counts(decisions),
-        "objects": {k: objects.get(k, 0) for k in ("auto", "verify", "adjust", "audit")},
-        "frames_to_people": to_adjust + to_verify,
-        "labeled_by": dict(sorted(Counter(labeled_by.values()).items())),
-        "review_cost": cost_estimate(to_adjust, to_verify, len(frames), review.workforce, workers),
-    }
+class _Shard:
+    """One shard of the published dataset as it is built."""
 
-
-class _Dataset:
-    """The published dataset as it is built: manifest lines, COCO, objects per class, who labeled what."""
-
-    def __init__(self, run: RunContext, taxonomy: Taxonomy, attribute: str) -> None:
+    def __init__(self, run: RunContext, taxonomy: Taxonomy, attribute: str, index: int) -> None:
         self.run, self.taxonomy, self.attribute = run, taxonomy, attribute
-        self.coco = CocoBuilder(taxonomy, description=f"dataset of run {run.run_id}")
+        self.coco = CocoBuilder(taxonomy, description=f"dataset of run {run.run_id}, shard {index}")
+        self.prelabels = CocoBuilder(
+            taxonomy, description=f"machine pre-labels of run {run.run_id}, shard {index}"
+        )
         self.lines: list[dict[str, Any]] = []
+        self.segmentation: list[dict[str, Any]] = []
+        self.segmentation_errors: list[str] = []
+        self.report: list[dict[str, Any]] = []
+        self.failed: list[FrameFailure] = []
         self.counts: Counter[str] = Counter()
-        self.labeled_by: dict[str, str] = {}
+        self.labeled_by: Counter[str] = Counter()
+        self.review: Counter[str] = Counter()
+        self.adjusted: dict[str, tuple[ReviewedFrame, dict[str, Any]]] = {}
+        self.prelabeled: dict[str, Detections] = {}
 
-    def machine(self, dets: Detections, how: str) -> None:
+    def _published(self, frame: LabeledFrame, how: str, objects: int) -> None:
+        self.labeled_by[how] += 1
+        entry: dict[str, Any] = {
+            "frame": frame.frame,
+            "status": "labeled",
+            "objects": objects,
+            "route": frame.route.route,
+            "labeled_by": how,
+        }
+        if frame.route.audit:
+            entry["audit"] = True
+        self.report.append(entry)
+
+    def machine(self, frame: LabeledFrame, dets: Detections, how: str) -> None:
         """A frame published with its fused pre-labels (``human-annotated: "no"``)."""
         job = f"{self.run.run_id}-prelabel"
         self.lines.append(input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job))
         self.coco.add_detections(dets)
         self.counts.update(dets.class_names)
-        self.labeled_by[dets.frame] = how
+        self._published(frame, how, len(dets))
 
-    def verified(self, dets: Detections, verdict: dict[str, Any]) -> None:
+    def verified(self, frame: LabeledFrame, dets: Detections, verdict: dict[str, Any]) -> None:
         """A frame people verified: its pre-label line plus the verdict, as Ground Truth writes it."""
         job = f"{self.run.run_id}-prelabel"
         self.lines.append(input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job) | verdict)
         self.coco.add_detections(dets)
         self.counts.update(dets.class_names)
-        self.labeled_by[dets.frame] = "people (verified)"
+        self.review["frames_verified"] += 1
+        self._published(frame, "people (verified)", len(dets))
 
-    def reviewed(self, frame: ReviewedFrame, line: dict[str, Any]) -> None:
+    def reviewed(
+        self, frame: LabeledFrame, dets: Detections, people: tuple[ReviewedFrame, dict[str, Any]]
+    ) -> None:
         """A frame published as people adjusted it."""
-        self.lines.append(line)
-        self.coco.add_reviewed(frame)
-        self.counts.update(b.class_name for b in frame.boxes)
-        self.labeled_by[frame.source_ref] = "people (adjusted)"
+        reviewed, line = people
+        self.lines.append({k: v for k, v in line.items() if k != BATCH_FIELD})
+        self.coco.add_reviewed(reviewed)
+        self.counts.update(b.class_name for b in reviewed.boxes)
+        status = reviewed.adjustment_status or "unknown"
+        self.review[f"frames_{status}"] += 1
+        self.review["objects_before_review"] += len(dets)
+        self.review["objects_after_review"] += len(reviewed.boxes)
+        if frame.route.audit:
+            self.review["audit_frames"] += 1
+            self.review["audit_adjusted"] += int(status == "adjusted")
+        self.adjusted[frame.frame] = people
+        self.prelabeled[frame.frame] = dets
+        self._published(frame, "people (adjusted)", len(reviewed.boxes))
+
+    def fail(self, failure: FrameFailure) -> None:
+        self.failed.append(failure)
+        self.report.append({"frame": failure.frame, "status": "failed", "reason": failure.reason})
 
 
-def _worker_comments(meta: Any) -> list[str]:
-    """The comments of a verification line's ``worker-feedback`` (objects with ``comment``, or strings)."""
-    feedback = meta.get("worker-feedback", []) if isinstance(meta, dict) else []
-    comments = [f.get("comment", "") if isinstance(f, dict) else str(f) for f in feedback or []]
-    return [c for c in comments if c]
+def _batch_inputs(
+    store: RunStore, batch_id: str, parts: list[int], jobs: dict[int, ReviewResult]
+) -> tuple[BatchLabels, list[tuple[ReviewResult, dict[str, Any]]]]:
+    labels = store.get_labels(batch_id) or BatchLabels(batch_id=batch_id)
+    lines = [(jobs[p], line) for p, line in store.reviewed(batch_id, [p for p in parts if p in jobs])]
+    return labels, lines
 
 
-def _with_people(frames: list[RoutedFrame], people: _Review, dataset: _Dataset) -> list[dict[str, str]]:
-    """Each frame from where it went (job output, verification, auto-accept); returns review failures."""
-    failures = list(people.failures)
-    failed_frames = {f["frame"] for f in failures}
-    for routed in frames:
-        uri = routed.detections.frame
-        if uri in people.adjusted:
-            dataset.reviewed(*people.adjusted[uri])
-        elif uri in people.verified:
-            dataset.verified(routed.detections, people.verified[uri])
-        elif not routed.decision.to_people:
-            dataset.machine(routed.detections, "machine (auto-accepted)")
-        elif uri not in failed_frames:
-            failures.append({"frame": uri, "reason": "review: the frame is missing from the job output"})
-    return failures
+def _review_outcome(state: dict[str, Any]) -> tuple[dict[int, ReviewResult], str | None]:
+    """The finished jobs by part, and why review did not finish (None when it did or was not asked)."""
+    reviews = [ReviewResult.model_validate(r) for r in state.get("reviews") or []]
+    error = state.get("review_error")
+    reason = None
+    if error:
+        cause = str(error.get("Cause") or "")
+        reason = f"review did not finish: {error.get('Error', 'error')}" + (
+            f": {cause[:300]}" if cause else ""
+        )
+    return {r.part: r for r in reviews if r.part is not None}, reason
 
 
-def _dropped(run: RunContext, s3: S3Store) -> dict[str, int]:
-    """Detections the class maps and thresholds dropped, per reason and class, over the run."""
-    dropped: Counter[str] = Counter()
-    for batch in batch_files(run, s3):
-        dropped.update(batch.get("dropped", {}))
-    return dict(sorted(dropped.items()))
-
-
-def _report_frames(
-    labeled: list[Detections],
-    routes: dict[str, RouteDecision],
-    labeled_by: dict[str, str],
-    failed: list[dict[str, str]],
-    skipped: list[dict[str, str]],
-) -> list[dict[str, Any]]:
-    return (
-        [
-            {
-                "frame": d.frame,
-                "status": "labeled",
-                "objects": len(d),
-                "route": routes[d.frame].route,
-                **({"audit": True} if routes[d.frame].audit else {}),
-                "labeled_by": labeled_by.get(d.frame, "machine"),
-            }
-            for d in labeled
-        ]
-        + [{"frame": f["frame"], "status": "failed", "reason": f["reason"]} for f in failed]
-        + [{"frame": s["frame"], "status": "skipped", "reason": s["reason"]} for s in skipped]
-    )
-
-
-def _review_status(
-    run: RunContext, profile: LabelingProfile, review_error: Any, labeled: int
-) -> dict[str, Any]:
-    """The review section when no labeling job reported back."""
-    if run.review == "skip":
-        return {"status": "skipped"}
-    if review_error:
-        return {"status": "failed", "error": review_error}
-    return {"status": "auto-accepted" if profile.routing.enabled and labeled else "none"}
-
-
-def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: FrameLedger) -> dict[str, Any]:
-    """Write dataset/ (output manifest, COCO, stats) and report.json; settle the frames in the ledger."""
+def publish_shard(
+    shard: ShardPlan, state: dict[str, Any], settings: Settings, s3: S3Store, ledger: FrameLedger
+) -> ShardCounts:
+    """Publish one shard: its frames' final labels, COCO, segmentation lines, report lines; settle them."""
     run = RunContext.model_validate(state["run"])
     profile = run_profile(run, s3)
-    _, failed = labeled_frames(run, s3)
-    frames = routed_frames(run, s3)
-    labeled = [f.detections for f in frames]
-    skipped = s3.get_json(S3Uri(run.bucket, run.key("skipped.json")))
-    reviews = [ReviewResult.model_validate(r) for r in state.get("reviews") or []]
-    review_error = state.get("review_error")
+    store = RunStore(s3, run.bucket, run.run_prefix)
+    jobs, review_failed = _review_outcome(state)
+    out = _Shard(run, profile.taxonomy, settings.prelabel_attribute, shard.index)
+    dropped: Counter[str] = Counter()
+    routes: Counter[str] = Counter()
+    route_objects: Counter[str] = Counter()
+    frames = 0
+    parts = shard.review_parts or [[] for _ in shard.batches]
+    pairs = list(zip(shard.batches, parts, strict=True))
+    for labels, lines in bounded_map(lambda bp: _batch_inputs(store, bp[0], bp[1], jobs), pairs):
+        people = _Review.read(lines, settings.prelabel_attribute, profile)
+        add_counts(dropped, labels.dropped)
+        frames += len(labels.frames) + len(labels.failed)
+        for failure in labels.failed:
+            out.fail(failure)
+        failed_in_review = set()
+        for frame in labels.frames:
+            dets = frame.detections()
+            out.prelabels.add_detections(dets)
+            routes[frame.route.route] += 1
+            routes["audit"] += int(frame.route.audit)
+            route_objects[frame.route.route] += len(dets)
+            if frame.frame in people.adjusted:
+                out.reviewed(frame, dets, people.adjusted[frame.frame])
+            elif frame.frame in people.verified:
+                out.verified(frame, dets, people.verified[frame.frame])
+            elif run.review == "skip":
+                out.machine(frame, dets, "machine")
+            elif not frame.route.to_people:
+                out.machine(frame, dets, "machine (auto-accepted)")
+            else:
+                failed_in_review.add(frame.frame)
+                default = FrameFailure(
+                    frame=frame.frame,
+                    reason=review_failed or "review: the frame is missing from the job output",
+                    stage="review",
+                )
+                out.fail(people.failures.get(frame.frame) or default)
+        out.segmentation += [s for s in labels.segmentation if s.get("source-ref") not in failed_in_review]
+        out.segmentation_errors += labels.segmentation_errors
+    card = scorecard(out.adjusted, out.prelabeled, profile.taxonomy) if out.adjusted else None
+    outputs = _write_shard(store, shard.index, out)
+    _settle(ledger, run.run_id, out)
+    counts = ShardCounts(
+        index=shard.index,
+        frames=frames,
+        labeled=sum(out.labeled_by.values()),
+        failed=len(out.failed),
+        objects_per_class=dict(out.counts),
+        labeled_by=dict(out.labeled_by),
+        failure_reasons=dict(Counter(short_reason(f.reason) for f in out.failed)),
+        failure_examples=out.failed[:EXAMPLES],
+        dropped=dict(dropped),
+        routes=dict(routes),
+        objects_per_route=dict(route_objects),
+        review=dict(out.review),
+        segmentation_frames=len(out.segmentation),
+        segmentation_errors=out.segmentation_errors[:EXAMPLES],
+        scorecard=None if card is None else scorecard_state(card),
+        outputs=outputs,
+    )
+    store.put_shard_counts(counts)
+    return counts
 
-    dataset = _Dataset(run, profile.taxonomy, settings.prelabel_attribute)
-    review_failures: list[dict[str, str]] = []
-    card: Scorecard | None = None
-    if reviews and not review_error:
-        people = _Review.read(reviews, s3, profile)
-        review_failures = _with_people(frames, people, dataset)
-        card = scorecard(people.adjusted, {d.frame: d for d in labeled}, profile.taxonomy)
-        reviewed = [f for f, _ in people.adjusted.values()] + _failed(review_failures)
-        review = {
-            "status": "reviewed",
-            "jobs": [r.job_name for r in reviews],
-            **_adjustment_stats(reviewed, {d.frame: d for d in labeled}),
-            "frames_verified": len(people.verified),
-            "audit": _audit(frames, people),
-        }
-    else:
-        for dets in labeled:
-            dataset.machine(dets, "machine")
-        review = _review_status(run, profile, review_error, len(labeled))
 
-    routing = _routing_report(frames, profile, dataset.labeled_by, review_workers(profile, settings))
-    base = S3Uri(run.bucket, run.key("dataset"))
+def _write_shard(store: RunStore, index: int, out: _Shard) -> dict[str, str]:
+    name = f"{index:05d}"
+    s3 = store.s3
     outputs = {
-        "output_manifest": s3.put_lines(base.join("output.manifest"), dataset.lines),
-        "coco": s3.put_json(base.join("coco.json"), dataset.coco.to_dict()),
+        "output_manifest": s3.put_lines(store.uri(f"dataset/output-{name}.manifest"), out.lines),
+        "coco": s3.put_json(store.uri(f"dataset/coco-{name}.json"), out.coco.to_dict()),
+        "prelabels_coco": s3.put_json(store.uri(f"prelabels/coco-{name}.json"), out.prelabels.to_dict()),
+        "frames": s3.put_lines(store.uri(f"report/frames-{name}.jsonl"), out.report),
     }
-    if card is not None:
-        outputs["scorecard"] = s3.put_json(base.join("scorecard.json"), card.to_dict())
+    if out.segmentation:
+        outputs["segmentation_manifest"] = s3.put_lines(
+            store.uri(f"dataset/segmentation-{name}.manifest"), out.segmentation
+        )
+    return outputs
+
+
+def _settle(ledger: FrameLedger, run_id: str, out: _Shard) -> None:
+    settle = [(e["frame"], "labeled", "") for e in out.report if e["status"] == "labeled"]
+    settle += [(f.frame, "failed", f.next_route) for f in out.failed]
+    with ThreadPoolExecutor(max_workers=SETTLE_THREADS) as pool:
+        list(pool.map(lambda fs: ledger.settle(fs[0], run_id, fs[1], fs[2]), settle))
+
+
+def finish_run(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: FrameLedger) -> dict[str, Any]:
+    """Add the shards' and pages' counters up into the run's report, stats, scorecard and index."""
+    run = RunContext.model_validate(state["run"])
+    profile = run_profile(run, s3)
+    store = RunStore(s3, run.bucket, run.run_prefix)
+    pages = list(store.pages())
+    shards = sorted(store.shard_counts(), key=lambda c: c.index)
+    total = _totals(shards)
+    found = sum(p.frames + p.skipped for p in pages)
+    skipped = sum(p.skipped for p in pages)
+    skipped_reasons: Counter[str] = Counter()
+    for page in pages:
+        add_counts(skipped_reasons, page.skipped_reasons)
+    labeled, failed = total["labeled"], total["failed"]
+    jobs, review_failed = _review_outcome(state)
+    card = merge_scorecards(scorecard_from_state(s.scorecard) for s in shards if s.scorecard)
+    review = _review_section(run, profile, jobs, review_failed, total, labeled)
+    routing = _routing_report(total, profile, review_workers(profile, settings))
     stats = {
-        "objects_per_class": dict(sorted(dataset.counts.items())),
-        "dropped_detections": _dropped(run, s3),
+        "objects_per_class": dict(sorted(total["objects_per_class"].items())),
+        "dropped_detections": dict(sorted(total["dropped"].items())),
         "review": review,
         "routing": routing,
     }
-    outputs["stats"] = s3.put_json(base.join("stats.json"), stats)
-
-    # A frame Ground Truth could not label keeps no label in the dataset: it counts as failed.
-    failed_in_review = {f["frame"] for f in review_failures}
-    labeled = [d for d in labeled if d.frame not in failed_in_review]
-    failed = failed + review_failures
-    segmentation = _publish_segmentation(state, s3, base, failed_in_review)
-    if segmentation["manifest"]:
-        outputs["segmentation_manifest"] = segmentation["manifest"]
+    index = {
+        "run_id": run.run_id,
+        "shards": [{"index": s.index, "frames": s.frames, "labeled": s.labeled, **s.outputs} for s in shards],
+        "skipped": [str(store.uri(f"skipped/{p.source_index:04d}-{p.page:06d}.json")) for p in pages],
+    }
+    outputs = {
+        "index": s3.put_json(store.uri("dataset/index.json"), index),
+        "stats": s3.put_json(store.uri("dataset/stats.json"), stats),
+    }
+    if card.frames:
+        outputs["scorecard"] = s3.put_json(store.uri("dataset/scorecard.json"), card.to_dict())
+    outputs["report"] = str(store.uri("report.json"))
     summary = {
         "run_id": run.run_id,
-        "frames_found": len(labeled) + len(failed) + len(skipped),
-        "labeled": len(labeled),
-        "failed": len(failed),
-        "skipped": len(skipped),
+        "status": "SUCCEEDED",
+        "frames_found": found,
+        "labeled": labeled,
+        "failed": failed,
+        "skipped": skipped,
+        "lost": found - labeled - failed - skipped,
         "objects_per_class": stats["objects_per_class"],
         "review": review.get("status"),
         "routing": {
@@ -327,37 +383,113 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
         },
         "outputs": outputs,
     }
-    report_uri = S3Uri(run.bucket, run.key("report.json"))
-    outputs["report"] = str(report_uri)
-    routes = {f.detections.frame: f.decision for f in frames}
     report = {
         **summary,
         **stats,
         "profile": run.profile_name,
-        "scorecard": None if card is None else card.to_dict(),
-        "segmentation": segmentation,
-        "frames": _report_frames(labeled, routes, dataset.labeled_by, failed, skipped),
+        "sources": {"count": run.source_count, "pages": len(pages), "listed": sum(p.listed for p in pages)},
+        "failures": _reasons(total["failure_reasons"], [e for s in shards for e in s.failure_examples]),
+        "skips": dict(skipped_reasons.most_common()),
+        "scorecard": card.to_dict() if card.frames else None,
+        "segmentation": _segmentation_section(shards, settings),
+        "frame_reports": [s.outputs["frames"] for s in shards],
     }
-    s3.put_json(report_uri, report)
-    settle = [(d.frame, "labeled", "") for d in labeled] + [
-        (f["frame"], "failed", f.get("next_route", "")) for f in failed
-    ]
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(lambda fs: ledger.settle(fs[0], run.run_id, fs[1], fs[2]), settle))
+    s3.put_json(store.uri("report.json"), report)
+    ledger.mark_run(run.run_id, "succeeded")
     return summary
 
 
-def _audit(frames: list[RoutedFrame], people: _Review) -> dict[str, int]:
-    """Audited auto-accepted frames people reviewed, and how many they had to change."""
-    audited = [
-        f.detections.frame for f in frames if f.decision.audit and f.detections.frame in people.adjusted
-    ]
-    changed = sum(1 for uri in audited if people.adjusted[uri][0].adjustment_status == "adjusted")
-    return {"frames": len(audited), "adjusted": changed}
+def _totals(shards: list[ShardCounts]) -> dict[str, Any]:
+    total: dict[str, Any] = {"labeled": 0, "failed": 0}
+    counters = (
+        "objects_per_class",
+        "labeled_by",
+        "failure_reasons",
+        "dropped",
+        "routes",
+        "objects_per_route",
+        "review",
+    )
+    for name in counters:
+        total[name] = Counter()
+    for shard in shards:
+        total["labeled"] += shard.labeled
+        total["failed"] += shard.failed
+        for name in counters:
+            add_counts(total[name], getattr(shard, name))
+    return total
 
 
-def _failed(failures: list[dict[str, str]]) -> list[ReviewedFrame]:
-    return [ReviewedFrame(source_ref=f["frame"], failure_reason=f["reason"]) for f in failures]
+def _reasons(reasons: Counter[str], examples: list[FrameFailure]) -> list[dict[str, Any]]:
+    """Failures grouped by reason, most frequent first, each with a few example frames."""
+    out = []
+    for reason, count in reasons.most_common():
+        frames = [e.frame for e in examples if short_reason(e.reason) == reason][:EXAMPLES]
+        out.append({"reason": reason, "frames": count, "examples": frames})
+    return out
+
+
+def _review_section(
+    run: RunContext,
+    profile: LabelingProfile,
+    jobs: dict[int, ReviewResult],
+    review_failed: str | None,
+    total: dict[str, Any],
+    labeled: int,
+) -> dict[str, Any]:
+    if run.review == "skip":
+        return {"status": "skipped"}
+    if review_failed:
+        return {"status": "failed", "error": review_failed}
+    if not jobs:
+        return {"status": "auto-accepted" if profile.routing.enabled and labeled else "none"}
+    review = total["review"]
+    return {
+        "status": "reviewed",
+        "jobs": [jobs[p].job_name for p in sorted(jobs)],
+        "frames_adjusted": review.get("frames_adjusted", 0),
+        "frames_unadjusted": review.get("frames_unadjusted", 0),
+        "frames_failed_in_review": sum(
+            n for r, n in total["failure_reasons"].items() if r.startswith(("review:", "verification:"))
+        ),
+        "objects_before_review": review.get("objects_before_review", 0),
+        "objects_after_review": review.get("objects_after_review", 0),
+        "frames_verified": review.get("frames_verified", 0),
+        "audit": {"frames": review.get("audit_frames", 0), "adjusted": review.get("audit_adjusted", 0)},
+    }
+
+
+def _routing_report(total: dict[str, Any], profile: LabelingProfile, workers: int) -> dict[str, Any]:
+    """Frames and objects per route, and the review cost (``workers`` per frame) with and without routing."""
+    routes, objects = total["routes"], total["objects_per_route"]
+    frames = {k: routes.get(k, 0) for k in ("auto", "verify", "adjust", "audit")}
+    to_verify = frames["verify"]
+    to_adjust = frames["adjust"] + frames["audit"]
+    labeled = frames["auto"] + frames["verify"] + frames["adjust"]
+    return {
+        "enabled": profile.routing.enabled,
+        "frames": frames,
+        "objects": {k: objects.get(k, 0) for k in ("auto", "verify", "adjust")},
+        "frames_to_people": to_adjust + to_verify,
+        "labeled_by": dict(sorted(total["labeled_by"].items())),
+        "review_cost": cost_estimate(to_adjust, to_verify, labeled, profile.review.workforce, workers),
+    }
+
+
+def _segmentation_section(shards: list[ShardCounts], settings: Settings) -> dict[str, Any]:
+    frames = sum(s.segmentation_frames for s in shards)
+    section: dict[str, Any] = {
+        "frames": frames,
+        "manifests": [
+            s.outputs["segmentation_manifest"] for s in shards if "segmentation_manifest" in s.outputs
+        ],
+        "attribute": f"{settings.prelabel_attribute}-seg-ref",
+        "labeling_job": "none started: an input for segmentation adjustment jobs",
+    }
+    errors = [e for s in shards for e in s.segmentation_errors]
+    if errors:
+        section["errors"] = errors[:EXAMPLES]
+    return section
 
 
 def shown_prelabels(detections: Detections, taxonomy: Taxonomy) -> list[PreLabel]:
@@ -389,29 +521,3 @@ def scorecard(
         (frame, shown_prelabels(prelabels[uri], taxonomy), frame_models(prelabels[uri]))
         for uri, (frame, _) in adjusted.items()
     )
-
-
-def _publish_segmentation(
-    state: dict[str, Any], s3: S3Store, base: S3Uri, failed: set[str]
-) -> dict[str, Any]:
-    """Copy BuildManifest's segmentation manifest(s) into ``segmentation.manifest``, for the frames of
-    the dataset; return the report's ``segmentation`` section."""
-    manifest = (state.get("review_input") or {}).get("manifest")
-    written = ManifestResult.model_validate(manifest).segmentation if manifest else None
-    if written is None:
-        return {"frames": 0, "manifest": None}
-    lines = [
-        line
-        for uri in written.manifest_uris
-        for line in s3.get_lines(uri)
-        if line.get("source-ref") not in failed
-    ]
-    section: dict[str, Any] = {
-        "frames": len(lines),
-        "manifest": s3.put_lines(base.join("segmentation.manifest"), lines) if lines else None,
-        "attribute": written.attribute,
-        "labeling_job": "none started: an input for segmentation adjustment jobs",
-    }
-    if written.frames_not_written:
-        section |= {"frames_not_written": written.frames_not_written, "reason": written.reason}
-    return section

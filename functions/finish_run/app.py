@@ -1,4 +1,4 @@
-"""Publish: the reviewed dataset, statistics and a report of every input frame."""
+"""FinishRun: the run's report, statistics, scorecard and dataset index, from the shards' counters."""
 
 from typing import Any
 
@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.steps.publish import publish
+from workflow.steps.publish import finish_run
 
 
 @logger.inject_lambda_context
@@ -14,8 +14,7 @@ from workflow.steps.publish import publish
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     a = aws()
-    summary = publish(event["state"], a.settings, a.s3, a.ledger)
-    metrics.add_metric(name="FramesLabeled", unit=MetricUnit.Count, value=summary["labeled"])
-    metrics.add_metric(name="FramesFailed", unit=MetricUnit.Count, value=summary["failed"])
+    summary = finish_run(event["state"], a.settings, a.s3, a.ledger)
+    metrics.add_metric(name="FramesSkipped", unit=MetricUnit.Count, value=summary["skipped"])
     logger.info("run published", extra={k: summary[k] for k in ("run_id", "labeled", "failed", "skipped")})
     return summary

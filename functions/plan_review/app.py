@@ -1,4 +1,4 @@
-"""BuildManifest: Ground Truth input manifest(s), label categories, worker template, COCO pre-labels."""
+"""PlanReview: the run's labeling jobs and dataset shards, from the batches' counts."""
 
 from typing import Any
 
@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
 from workflow.domain.run import RunContext
-from workflow.steps.manifest import build_manifest
+from workflow.steps.manifest import plan_review
 
 
 @logger.inject_lambda_context
@@ -15,6 +15,7 @@ from workflow.steps.manifest import build_manifest
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     a = aws()
-    result = build_manifest(RunContext.model_validate(event["run"]), a.settings, a.s3)
+    result = plan_review(RunContext.model_validate(event["run"]), a.settings, a.s3)
     metrics.add_metric(name="FramesToReview", unit=MetricUnit.Count, value=result.frames_to_review)
+    logger.info("run planned", extra={"parts": len(result.parts), "shards": result.shard_count})
     return result.model_dump(mode="json")

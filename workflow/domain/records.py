@@ -1,0 +1,287 @@
+"""The records a run stores between its steps, and the plan that cuts its fan-in.
+
+Every stored object of a run has one type here and one owner (``workflow.adapters.run_store``).
+The fan-out writes small per-page and per-batch records; the fan-in reads them in bounded pieces:
+
+- ``ListPage`` (one listing page of one source, at most ``PAGE_SIZE`` keys) writes the page's
+  batches and a :class:`PageCounts` (what it listed, claimed and skipped, and why);
+- ``MergeBatch`` writes the batch's :class:`BatchLabels` (every frame's fused labels and route,
+  every failure), the batch's review lines per :data:`stream <review_stream>` and a small
+  :class:`BatchCounts`; ``RecordBatchFailure`` writes the same records for a failed batch;
+- ``PlanReview`` reads only the counts and cuts :class:`ReviewPart` (one labeling job, at most
+  100,000 frames) and :class:`ShardPlan` (one dataset shard, at most ``SHARD_FRAMES`` frames);
+- ``PublishShard`` reads each batch's labels once and writes a :class:`ShardCounts`;
+  ``FinishRun`` adds the shard and page counts up into the run's summary.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflow.domain.detections import Detections
+from workflow.domain.routing import RouteDecision
+
+# One S3 listing page: the most keys one ListPage invocation lists, filters and claims.
+PAGE_SIZE = 1000
+# The most frames one dataset shard (COCO file, output manifest part, report part) holds.
+SHARD_FRAMES = 10_000
+# Ground Truth's limit of data objects per labeling job.
+MAX_FRAMES_PER_JOB = 100_000
+# Failure and skip reasons kept verbatim per batch/page; beyond that, counted per reason only.
+EXAMPLES = 5
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def batch_id(source: int, page: int, index: int) -> str:
+    """The id of the ``index``-th batch of listing page ``page`` of source ``source``.
+
+    Ids sort in listing order, so a listing of the batches prefix returns them in frame order.
+    """
+    return f"s{source:04d}-p{page:06d}-b{index:03d}"
+
+
+def review_stream(task: Literal["adjust", "verify"], group: int = 0) -> str:
+    """The name of a review stream: the frames of one job type and one label-category group."""
+    return "verify" if task == "verify" else f"adjust-g{group}"
+
+
+class FrameFailure(_Record):
+    """One frame that could not be labeled, and why."""
+
+    frame: str
+    reason: str
+    stage: str = "inference"
+    next_route: str = ""  # what the next run that claims the frame should do with it (e.g. adjust)
+
+
+class SkippedFrame(_Record):
+    """One object a run did not label, and why (not a frame, too large, another run's...)."""
+
+    frame: str
+    reason: str
+
+
+class BatchItem(_Record):
+    """One batch of frames as ListPage writes it (``batches/<batch_id>.json``)."""
+
+    batch_id: str
+    frames: list[str]
+    adjust: list[str] = Field(
+        default_factory=list, description="frames an earlier run asked to send to adjustment (e.g. rejected)"
+    )
+
+
+class PageCounts(_Record):
+    """What one listing page held (``pages/<source>-<page>.json``)."""
+
+    source: str
+    source_index: int
+    page: int
+    listed: int = Field(ge=0, description="objects the listing returned")
+    frames: int = Field(ge=0, description="frames claimed for this run and put in batches")
+    batches: int = Field(ge=0)
+    skipped: int = Field(ge=0)
+    skipped_reasons: dict[str, int] = Field(default_factory=dict)
+    ignored: int = Field(0, ge=0, description="folder markers and the workflow's own objects")
+
+
+class LabeledFrame(_Record):
+    """One frame's fused labels (taxonomy names), the models that answered and its review route."""
+
+    frame: str
+    labels: dict[str, Any] = Field(description="Detections.to_dict()")
+    models: list[str] = Field(default_factory=list)
+    route: RouteDecision
+
+    def detections(self) -> Detections:
+        return Detections.from_dict(self.labels)
+
+
+class BatchLabels(_Record):
+    """Everything MergeBatch (or RecordBatchFailure) found for one batch (``labels/<batch_id>.json``)."""
+
+    batch_id: str
+    frames: list[LabeledFrame] = Field(default_factory=list)
+    failed: list[FrameFailure] = Field(default_factory=list)
+    dropped: dict[str, int] = Field(
+        default_factory=dict,
+        description="detections dropped, per 'unmapped:<class>' / 'below threshold:<class>'",
+    )
+    segmentation: list[dict[str, Any]] = Field(
+        default_factory=list, description="semantic-segmentation manifest lines of the batch's label maps"
+    )
+    segmentation_errors: list[str] = Field(default_factory=list)
+
+
+class BatchCounts(_Record):
+    """The counters of one batch (``counts/<batch_id>.json``): all the planner reads."""
+
+    batch_id: str
+    frames: int = Field(ge=0)
+    labeled: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    streams: dict[str, int] = Field(default_factory=dict, description="review stream -> frames")
+    routes: dict[str, int] = Field(default_factory=dict)
+    objects: dict[str, int] = Field(default_factory=dict, description="objects per route, and 'audit'")
+    audit: int = 0
+    failure_reasons: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def to_people(self) -> int:
+        """Frames routed to people: verify, adjust, and the audited auto-accepted frames."""
+        return self.routes.get("verify", 0) + self.routes.get("adjust", 0) + self.audit
+
+    @classmethod
+    def of(cls, labels: BatchLabels, frames: int, streams: Mapping[str, int]) -> BatchCounts:
+        routes: Counter[str] = Counter(f.route.route for f in labels.frames)
+        objects: Counter[str] = Counter()
+        for f in labels.frames:
+            n = len(f.labels.get("detections", []))
+            objects[f.route.route] += n
+            objects["audit"] += n if f.route.audit else 0
+        return cls(
+            batch_id=labels.batch_id,
+            frames=frames,
+            labeled=len(labels.frames),
+            failed=len(labels.failed),
+            streams={k: v for k, v in streams.items() if v},
+            routes=dict(routes),
+            objects=dict(objects),
+            audit=sum(1 for f in labels.frames if f.route.audit),
+            failure_reasons=dict(Counter(short_reason(f.reason) for f in labels.failed)),
+        )
+
+
+def short_reason(reason: str, limit: int = 160) -> str:
+    """A failure reason as a grouping key: its first line, cut to ``limit`` characters."""
+    first = reason.strip().splitlines()[0] if reason.strip() else "unknown"
+    return first if len(first) <= limit else first[: limit - 1] + "…"
+
+
+class ReviewPart(_Record):
+    """One labeling job: the frames of one review stream in a run of consecutive batches."""
+
+    index: int
+    stream: str
+    task: Literal["adjust", "verify"]
+    group: int = 0
+    frames: int = Field(ge=1, le=MAX_FRAMES_PER_JOB)
+    batches: list[str] = Field(min_length=1)
+    sizes: list[int] = Field(default_factory=list, description="lines of each batch in this job")
+
+
+class ShardPlan(_Record):
+    """One shard of the published dataset: consecutive batches of at most SHARD_FRAMES frames."""
+
+    index: int
+    frames: int = Field(ge=0)
+    batches: list[str] = Field(min_length=1)
+    review_parts: list[list[int]] = Field(
+        default_factory=list, description="per batch, the labeling jobs (parts) that reviewed its frames"
+    )
+
+
+def cut_parts(counts: Iterable[BatchCounts], limit: int = MAX_FRAMES_PER_JOB) -> list[ReviewPart]:
+    """Labeling jobs of at most ``limit`` frames per review stream, in batch order.
+
+    A batch's lines of one stream never split across two jobs (a batch holds at most 500 frames).
+    """
+    open_parts: dict[str, list[tuple[str, int]]] = {}
+    closed: list[tuple[str, list[tuple[str, int]]]] = []
+    for batch in counts:
+        for stream, n in sorted(batch.streams.items()):
+            members = open_parts.setdefault(stream, [])
+            if members and sum(m for _, m in members) + n > limit:
+                closed.append((stream, members))
+                members = open_parts[stream] = []
+            members.append((batch.batch_id, n))
+    closed.extend((s, m) for s, m in sorted(open_parts.items()) if m)
+    closed.sort(key=lambda item: (_stream_order(item[0]), item[1][0][0]))
+    return [
+        ReviewPart(
+            index=i,
+            stream=stream,
+            task="verify" if stream == "verify" else "adjust",
+            group=0 if stream == "verify" else int(stream.removeprefix("adjust-g")),
+            frames=sum(n for _, n in members),
+            batches=[b for b, _ in members],
+            sizes=[n for _, n in members],
+        )
+        for i, (stream, members) in enumerate(closed)
+    ]
+
+
+def _stream_order(stream: str) -> tuple[int, int]:
+    return (1, 0) if stream == "verify" else (0, int(stream.removeprefix("adjust-g")))
+
+
+def cut_shards(counts: Iterable[BatchCounts], limit: int = SHARD_FRAMES) -> list[ShardPlan]:
+    """Dataset shards of consecutive batches, at most ``limit`` frames each (one batch may exceed it)."""
+    shards: list[ShardPlan] = []
+    batches: list[str] = []
+    frames = 0
+    for batch in counts:
+        if batches and frames + batch.frames > limit:
+            shards.append(ShardPlan(index=len(shards), frames=frames, batches=batches))
+            batches, frames = [], 0
+        batches.append(batch.batch_id)
+        frames += batch.frames
+    if batches:
+        shards.append(ShardPlan(index=len(shards), frames=frames, batches=batches))
+    return shards
+
+
+class ShardCounts(_Record):
+    """The counters of one published shard (``dataset/shards/<index>.counts.json``)."""
+
+    index: int
+    frames: int = 0  # frames of the shard's batches
+    labeled: int = 0
+    failed: int = 0
+    objects_per_class: dict[str, int] = Field(default_factory=dict)
+    labeled_by: dict[str, int] = Field(default_factory=dict)
+    failure_reasons: dict[str, int] = Field(default_factory=dict)
+    failure_examples: list[FrameFailure] = Field(default_factory=list)
+    dropped: dict[str, int] = Field(default_factory=dict)
+    routes: dict[str, int] = Field(default_factory=dict)
+    objects_per_route: dict[str, int] = Field(default_factory=dict)
+    review: dict[str, int] = Field(
+        default_factory=dict, description="adjusted/unadjusted/verified/... frames"
+    )
+    segmentation_frames: int = 0
+    segmentation_errors: list[str] = Field(default_factory=list)
+    scorecard: dict[str, Any] | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+def add_counts(total: Counter[str], part: Mapping[str, int]) -> None:
+    """Add one record's counter into a running total."""
+    total.update({k: int(v) for k, v in part.items()})
+
+
+def batch_failures(frames: list[str], error: dict[str, Any]) -> list[FrameFailure]:
+    """The failure of each frame from a branch's error (``Error`` and ``Cause``, as a Catch gives them)."""
+    error_name = str(error.get("Error", "States.TaskFailed"))
+    cause = str(error.get("Cause", ""))
+    reasons: dict[str, str] = {}
+    try:
+        detail = json.loads(cause)
+        for item in detail.get("failures", []):
+            reasons[item["frame"]] = item["reason"]
+        message = detail.get("errorMessage") or detail.get("message") or cause
+    except (ValueError, AttributeError, TypeError):
+        message = cause
+    if error_name == "States.Timeout" and not message:
+        message = "no model answered within the run's batch_timeout_seconds"
+    return [
+        FrameFailure(frame=f, reason=reasons.get(f) or f"{error_name}: {message}"[:1000], stage="batch")
+        for f in frames
+    ]
