@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from workflow.domain.groundtruth import parse_output_line
+from published import joined
 from workflow.local.cloud import LocalCloud
 from workflow.local.endpoint import Predictor
 
@@ -97,7 +98,7 @@ def test_run_waits_for_the_review_and_publishes_the_adjusted_labels(
     # Then the execution resumes and succeeds with the reviewed labels
     described = cloud.wait(arn, timeout=120)
     assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
-    summary = json.loads(described["output"])
+    _, summary = joined(cloud.s3, json.loads(described["output"]))
     assert summary["review"] == "reviewed" and summary["labeled"] == 2
     # And the statistics count one adjusted frame, one unadjusted, and one object fewer
     before = {line["source-ref"]: len(line[PRELABEL]["annotations"]) for line in input_lines}

@@ -29,6 +29,7 @@ from workflow.domain.prices import PRICES_AS_OF
 from workflow.domain.profile import load_profile
 from workflow.domain.routing import RouteDecision, is_audited
 from workflow.domain.segmentation import read_label_map
+from published import joined
 from workflow.local.cloud import LocalCloud
 from workflow.local.endpoint import Predictor
 
@@ -79,8 +80,22 @@ class Outcome:
         found = {}
         for obj in listed["Contents"]:
             batch = json.loads(self.read(f"s3://{self.cloud.data_bucket}/{obj['Key']}"))
-            found |= {f["frame"]: f for f in batch["frames"]}
+            found |= {
+                f["frame"]: f["labels"] | {"models": f["models"], "route": f["route"]}
+                for f in batch["frames"]
+            }
         return found
+
+    def segmentation_lines(self) -> list[dict[str, Any]]:
+        """The segmentation manifest lines MergeBatch wrote into the batches' records."""
+        listed = self.cloud.s3.list_objects_v2(
+            Bucket=self.cloud.data_bucket, Prefix=f"runs/{self.summary['run_id']}/labels/"
+        )
+        return [
+            line
+            for obj in listed["Contents"]
+            for line in json.loads(self.read(f"s3://{self.cloud.data_bucket}/{obj['Key']}"))["segmentation"]
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +131,9 @@ def outcome(
     )
     described = cloud.wait(arn, timeout=180)
     assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
-    summary = json.loads(described["output"])
+    report, summary = joined(cloud.s3, json.loads(described["output"]))
     result = Outcome(cloud, summary, {}, {n: f"s3://{LOGS}/two/{n}" for n in files})
-    result.report = json.loads(result.read(summary["outputs"]["report"]))
+    result.report = report
     return result
 
 
@@ -235,9 +250,9 @@ def test_frames_with_drawn_masks_get_a_segmentation_label_map_and_manifest_line(
     with_masks = {uri for uri, d in labels.items() if d.masks is not None and drawn(d)}
     assert {outcome.frames["000008.png"], outcome.frames["016.jpg"]} <= with_masks
     taxonomy = load_profile(PROFILE).taxonomy
-    # When BuildManifest has written the segmentation manifest
+    # When MergeBatch has written the segmentation manifest lines of its batches
     run_id, bucket = outcome.summary["run_id"], outcome.cloud.data_bucket
-    lines = outcome.lines(f"s3://{bucket}/runs/{run_id}/segmentation/input-000.manifest")
+    lines = outcome.segmentation_lines()
     # Then it has one line per frame with drawn masks, in Ground Truth's semantic-segmentation form
     assert sorted(line["source-ref"] for line in lines) == sorted(with_masks)
     for line in lines:
@@ -267,15 +282,14 @@ def test_frames_with_drawn_masks_get_a_segmentation_label_map_and_manifest_line(
 
 
 def test_publish_copies_the_segmentation_manifest_and_reports_it(outcome: Outcome) -> None:
-    # Given the segmentation manifest BuildManifest wrote (no frame failed in review)
+    # Given the segmentation lines MergeBatch wrote (no frame failed in review)
     run_id, bucket = outcome.summary["run_id"], outcome.cloud.data_bucket
-    written = outcome.lines(f"s3://{bucket}/runs/{run_id}/segmentation/input-000.manifest")
-    # Then the dataset holds the same lines, and the report lists them
-    published = outcome.summary["outputs"]["segmentation_manifest"]
-    assert published == f"s3://{bucket}/runs/{run_id}/dataset/segmentation.manifest"
-    assert outcome.lines(published) == written
+    written = outcome.segmentation_lines()
+    # Then the dataset's shard holds the same lines, and the report lists it
     section = outcome.report["segmentation"]
-    assert section["frames"] == len(written) == 2 and section["manifest"] == published
+    assert section["manifests"] == [f"s3://{bucket}/runs/{run_id}/dataset/segmentation-00000.manifest"]
+    assert outcome.lines(section["manifests"][0]) == written
+    assert section["frames"] == len(written) == 2
     assert section["attribute"] == "prelabel-seg-ref" and section["labeling_job"].startswith("none started")
 
 
@@ -318,8 +332,7 @@ def test_a_run_without_review_publishes_the_masks_in_coco(outcome: Outcome) -> N
     )
     described = outcome.cloud.wait(arn, timeout=120)
     assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
-    summary = json.loads(described["output"])
-    report = json.loads(outcome.read(summary["outputs"]["report"]))
+    report, summary = joined(outcome.cloud.s3, json.loads(described["output"]))
     # Then the published COCO carries each machine box's mask as RLE
     coco = json.loads(outcome.read(summary["outputs"]["coco"]))
     dets = Detections.from_dict(outcome.labels()[outcome.frames["000008.png"]])
@@ -356,6 +369,5 @@ def test_autolabel_run_with_the_profile_serves_its_models_locally(
     # And the output folder holds the review's scorecard and the segmentation manifest
     assert json.loads((out / "scorecard.json").read_text()) == report["scorecard"]
     segmentation = [json.loads(line) for line in (out / "segmentation.manifest").read_text().splitlines()]
-    assert [line["source-ref"] for line in segmentation] == [
-        f for f in (x["frame"] for x in report["frames"]) if f.endswith("000008.png")
-    ]
+    frames = [json.loads(line)["frame"] for line in (out / "frames.jsonl").read_text().splitlines()]
+    assert [line["source-ref"] for line in segmentation] == [f for f in frames if f.endswith("000008.png")]

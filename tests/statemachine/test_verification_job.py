@@ -26,6 +26,7 @@ from workflow.domain.routing import (
     verification_categories,
     verification_verdict,
 )
+from published import joined
 from workflow.local.cloud import LocalCloud
 from workflow.local.endpoint import Predictor
 
@@ -100,7 +101,7 @@ def test_auto_review_verifies_the_frames_routed_to_verification(
     described = cloud.wait(arn, timeout=120)
     # Then it succeeds and labels every frame, one per route
     assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
-    summary = json.loads(described["output"])
+    report, summary = joined(cloud.s3, json.loads(described["output"]))
     assert (summary["labeled"], summary["failed"], summary["review"]) == (3, 0, "reviewed")
     assert routes_of_the_run(cloud, summary["run_id"]) == ROUTES
     # And the verify frame went to a Ground Truth verification job with the verdicts as categories,
@@ -117,7 +118,6 @@ def test_auto_review_verifies_the_frames_routed_to_verification(
     assert output[REVIEWED] == "0" and output[f"{REVIEWED}-metadata"]["type"] == VERIFICATION_TYPE
     assert verification_verdict(output, REVIEWED) == (True, VERDICT_CORRECT)
     # And the published dataset marks the frame verified by people, with its machine boxes
-    report = json.loads(read(cloud, summary["outputs"]["report"]))
     by = {f["frame"].rsplit("/", 1)[-1]: f["labeled_by"] for f in report["frames"]}
     assert by == {
         "000000.png": "machine (auto-accepted)",
@@ -172,9 +172,8 @@ def test_a_person_rejecting_a_verification_fails_that_frame_only(
     verdicts = [verification_verdict(line, REVIEWED) for lines in answered.values() for line in lines]
     assert (False, VERDICT_INCORRECT) in verdicts
     # And the rejected frame is failed with the verdict as its reason, and left out of the dataset
-    summary = json.loads(described["output"])
+    report, summary = joined(cloud.s3, json.loads(described["output"]))
     assert (summary["labeled"], summary["failed"]) == (2, 1)
-    report = json.loads(read(cloud, summary["outputs"]["report"]))
     (failed,) = [f for f in report["frames"] if f["status"] == "failed"]
     assert failed["frame"] == f"s3://{LOGS}/verify-wait/000007.png"
     assert failed["reason"] == (
