@@ -29,7 +29,7 @@ def joined(s3: Any, summary: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     index = json.loads(_get(s3, summary["outputs"]["index"]))
     frames: list[dict[str, Any]] = []
     for shard in index["shards"]:
-        frames += _lines(_get(s3, shard["frames"]))
+        frames += _lines(_get(s3, shard["frame_report"]))
     for uri in index["skipped"]:
         frames += [{**s, "status": "skipped"} for s in json.loads(_get(s3, uri))]
     report["frames"] = frames

@@ -265,7 +265,7 @@ def _export(cloud: LocalCloud, run_id: str, out_dir: Path, folder: Path) -> None
         for field_name, name in (("coco", "coco.json"), ("prelabels_coco", "prelabels.coco.json")):
             merged = merge_coco((json.loads(body(s[field_name])) for s in shards), f"run {run_id}")
             (out_dir / name).write_text(json.dumps(merged))
-        lines = [body(s["frames"]) for s in shards]
+        lines = [body(s["frame_report"]) for s in shards]
         for uri in index.get("skipped", []):
             skipped = json.loads(body(uri))
             lines.append("".join(json.dumps({**x, "status": "skipped"}) + "\n" for x in skipped).encode())

@@ -313,7 +313,7 @@ def _write_shard(store: RunStore, index: int, out: _Shard) -> dict[str, str]:
         "output_manifest": s3.put_lines(store.uri(f"dataset/output-{name}.manifest"), out.lines),
         "coco": s3.put_json(store.uri(f"dataset/coco-{name}.json"), out.coco.to_dict()),
         "prelabels_coco": s3.put_json(store.uri(f"prelabels/coco-{name}.json"), out.prelabels.to_dict()),
-        "frames": s3.put_lines(store.uri(f"report/frames-{name}.jsonl"), out.report),
+        "frame_report": s3.put_lines(store.uri(f"report/frames-{name}.jsonl"), out.report),
     }
     if out.segmentation:
         outputs["segmentation_manifest"] = s3.put_lines(
@@ -392,7 +392,7 @@ def finish_run(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: F
         "skips": dict(skipped_reasons.most_common()),
         "scorecard": card.to_dict() if card.frames else None,
         "segmentation": _segmentation_section(shards, settings),
-        "frame_reports": [s.outputs["frames"] for s in shards],
+        "frame_reports": [s.outputs["frame_report"] for s in shards],
     }
     s3.put_json(store.uri("report.json"), report)
     ledger.mark_run(run.run_id, "succeeded")
