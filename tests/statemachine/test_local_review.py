@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from published import joined
 
 from workflow.domain.groundtruth import parse_output_line
-from published import joined
 from workflow.local.cloud import LocalCloud
 from workflow.local.endpoint import Predictor
 

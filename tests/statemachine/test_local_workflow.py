@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
+from published import joined
 from pycocotools.coco import COCO
 
 from workflow.adapters.ledger import FrameLedger
@@ -27,8 +28,6 @@ from workflow.adapters.tokens import PendingInference, TokenStore
 from workflow.domain.detections import Detections
 from workflow.domain.groundtruth import parse_output_line
 from workflow.domain.merge import iou_matrix
-
-from published import joined
 from workflow.local.cloud import LocalCloud, LocalContext
 from workflow.local.endpoint import Predictor
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from published import joined
 from pycocotools import mask as mask_utils
 
 from workflow.domain.detections import Detections
@@ -29,7 +30,6 @@ from workflow.domain.prices import PRICES_AS_OF
 from workflow.domain.profile import load_profile
 from workflow.domain.routing import RouteDecision, is_audited
 from workflow.domain.segmentation import read_label_map
-from published import joined
 from workflow.local.cloud import LocalCloud
 from workflow.local.endpoint import Predictor
 

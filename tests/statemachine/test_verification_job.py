@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from published import joined
 
 from workflow.domain.groundtruth import dumps_manifest, loads_manifest, parse_output_line
 from workflow.domain.profile import default_profile
@@ -26,7 +27,6 @@ from workflow.domain.routing import (
     verification_categories,
     verification_verdict,
 )
-from published import joined
 from workflow.local.cloud import LocalCloud
 from workflow.local.endpoint import Predictor
 
