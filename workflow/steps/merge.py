@@ -44,7 +44,9 @@ def _read_outputs(
             reason = ": ".join(str(error[k]) for k in ("type", "reason") if error.get(k)) or "unknown error"
             failures.append(FrameFailure(frame=item["frame"], reason=f"{record.model}: {reason}"))
         else:
-            found[item["frame"]] = Detections.from_dict(item)
+            # A one-image answer does not know its frame (the endpoint is not told): the request does.
+            frame = item.get("frame") or (record.frames[0] if len(record.frames) == 1 else "")
+            found[frame] = Detections.from_dict({**item, "frame": frame})
     return found, failures
 
 
