@@ -392,7 +392,9 @@ class LocalAsyncEndpoint:
                     made = self._factory()
                 except Exception as exc:
                     raise RequestFailed("ModelError", f"the model could not be loaded: {exc}") from exc
-                self._server = made if isinstance(made, ArchiveServer) else in_process_server(made, self._read_frame)
+                self._server = (
+                    made if isinstance(made, ArchiveServer) else in_process_server(made, self._read_frame)
+                )
             return self._server
 
     def _get_object(self, uri: str) -> bytes:

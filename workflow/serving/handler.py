@@ -76,7 +76,9 @@ class S3FrameReader:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             raise FrameUnreadable(
-                uri, f"could not read {uri}: {error.get('Message', exc)}", str(error.get("Code", "ClientError"))
+                uri,
+                f"could not read {uri}: {error.get('Message', exc)}",
+                str(error.get("Code", "ClientError")),
             ) from exc
         except BotoCoreError as exc:  # no credentials, no network...
             raise FrameUnreadable(uri, f"could not read {uri}: {exc}", type(exc).__name__) from exc

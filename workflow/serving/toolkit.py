@@ -18,7 +18,13 @@ from types import ModuleType
 from typing import Any
 
 from workflow.domain.errors import ConfigurationError
-from workflow.serving.protocol import RESPONSE_CONTENT_TYPE, FrameReader, Predictor, RequestFailed, describe_error
+from workflow.serving.protocol import (
+    RESPONSE_CONTENT_TYPE,
+    FrameReader,
+    Predictor,
+    RequestFailed,
+    describe_error,
+)
 
 CODE_DIR = "code"
 DEFAULT_PROGRAM = "inference.py"
