@@ -1,0 +1,122 @@
+"""`autolabel endpoint package` and `upload`: the archive goes to the stack's bucket and the printed
+overrides deploy it on the SageMaker PyTorch framework image of the region and instance type."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import tarfile
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from workflow.cli.main import main
+from workflow.jumpstart.resolve import jumpstart_python, sdk_importable
+from workflow.serving.deploy import stack_bucket
+from workflow.tools.lint_template import load_template
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+REGION = "eu-west-1"
+
+needs_sdk = pytest.mark.skipif(
+    not sdk_importable() and jumpstart_python() is None,
+    reason="the sagemaker SDK is not installed: run `make jumpstart-sdk` (.venv-jumpstart)",
+)
+
+
+def overrides_of(printed: str) -> dict[str, str]:
+    pairs = [item.split("=", 1) for item in shlex.split(printed.strip().splitlines()[-1])]
+    return dict(pairs)
+
+
+@needs_sdk
+def test_upload_puts_the_archive_in_the_stack_bucket_and_prints_the_deploy_overrides(
+    archive, tmp_path, capsys, monkeypatch
+):
+    # Given a built archive and the stack's data bucket
+    path, built = archive
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        bucket = "autolabel-databucket-1x2y3z"
+        boto3.client("s3", region_name=REGION).create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
+        # When it is uploaded for a GPU instance type
+        code = main(
+            ["endpoint", "upload", str(path), "--bucket", bucket, "--region", REGION,
+             "--instance-type", "ml.g4dn.xlarge"]
+        )  # fmt: skip
+        printed = capsys.readouterr().out
+        overrides = overrides_of(printed)
+        key = overrides["ModelDataUrl"].removeprefix(f"s3://{bucket}/")
+        stored = boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key=key)["Body"].read()
+    # Then the archive is stored, byte for byte, under models/<endpoint>/<sha>/ in that bucket
+    assert code == 0
+    assert stored == path.read_bytes()
+    assert key == f"models/autolabel-nanodet-coco/{built['archive_sha256'][:12]}/model.tar.gz"
+    # And the overrides name this project's format, the entry script and the region's GPU PyTorch image
+    assert overrides["EndpointName"] == "autolabel-nanodet-coco"
+    assert overrides["ModelName"] == "nanodet-coco" and overrides["ModelResponseFormat"] == "autolabel"
+    assert overrides["EndpointEntryScript"] == "inference.py"
+    assert overrides["EndpointInstanceType"] == "ml.g4dn.xlarge"
+    assert overrides["ModelImageUri"] == (
+        f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.5.1-gpu-py311"
+    )
+    # And every override is a parameter of the template
+    assert set(overrides) <= set(load_template(TEMPLATE)["Parameters"])
+
+
+def test_package_writes_the_archive_with_the_flags_settings(tmp_path, capsys):
+    # Given inference flags on the command line
+    out = tmp_path / "tiled.tar.gz"
+    # When the default model is packaged with them (no region: nothing to resolve yet)
+    code = main(
+        ["endpoint", "package", "nanodet-coco", "--out", str(out), "--tiling", "--score-threshold", "0.4"]
+    )
+    # Then the archive's settings are those flags, and the next step is named
+    assert code == 0
+    with tarfile.open(out, "r:gz") as tar:
+        member = tar.extractfile("serving.json")
+        assert member is not None
+        settings = json.loads(member.read())["settings"]
+    assert settings["tiling"] is True and settings["score_threshold"] == 0.4
+    assert "autolabel endpoint upload" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("instance_type", ["ml.c7g.xlarge", "c5.xlarge"])
+def test_package_refuses_instance_types_its_wheels_cannot_run_on(instance_type, tmp_path, capsys):
+    # Given a Graviton (arm64) instance type, or a name that is no SageMaker instance type
+    out = tmp_path / "model.tar.gz"
+    # When a package is asked for it
+    code = main(["endpoint", "package", "nanodet-coco", "--out", str(out), "--instance-type", instance_type])
+    # Then it refuses before building anything, saying why
+    assert code == 2 and not out.exists()
+    assert instance_type in capsys.readouterr().err
+
+
+def test_the_stack_bucket_is_read_from_the_stack_outputs():
+    # Given CloudFormation's answer for a deployed stack (shape checked against botocore's model)
+    client = boto3.client("cloudformation", region_name=REGION)
+    outputs = [
+        {"OutputKey": "StateMachineArn", "OutputValue": "arn:aws:states:eu-west-1:1:stateMachine:a"},
+        {"OutputKey": "DataBucketName", "OutputValue": "autolabel-databucket-1x2y3z"},
+    ]
+    stack = {
+        "StackName": "autolabel",
+        "CreationTime": "2026-12-01T00:00:00Z",
+        "StackStatus": "CREATE_COMPLETE",
+    }
+    with Stubber(client) as stub:
+        stub.add_response(
+            "describe_stacks", {"Stacks": [{**stack, "Outputs": outputs}]}, {"StackName": "autolabel"}
+        )
+        stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "other"})
+        # When its data bucket is looked up, and that of a stack without the output
+        found = stack_bucket(client, "autolabel")
+        with pytest.raises(ValueError, match="no DataBucketName output"):
+            stack_bucket(client, "other")
+    # Then the output's value is the bucket
+    assert found == "autolabel-databucket-1x2y3z"
