@@ -302,3 +302,36 @@ def test_the_archive_alone_answers_as_the_local_endpoint_does(
     assert {"workflow.serving.handler", "onnxruntime", "boto3", "numpy"} <= origins.keys()
     # And its answers match the local endpoint's, field for field
     assert_same_answers(report["answers"], local_answers)
+
+
+def test_the_byo_container_server_answers_as_the_local_endpoint_does(unpacked, moto_frames, local_answers):
+    # Given the bring-your-own container's server over the unpacked archive, on a free local port
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    from workflow.serving.byo import make_server
+    from workflow.serving.toolkit import ArchiveServer
+
+    http = make_server(ArchiveServer.from_model_dir(unpacked), host="127.0.0.1", port=0)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{http.server_address[1]}"
+    _, requests = moto_frames
+    found: dict[str, Any] = {}
+    try:
+        # When SageMaker's health check and each request reach it as SageMaker sends them
+        with urlopen(f"{url}/ping", timeout=120) as ping:
+            assert ping.status == 200
+        for name, content_type, body in requests:
+            request = Request(f"{url}/invocations", data=body, headers={"Content-Type": content_type})
+            try:
+                with urlopen(request, timeout=300) as response:
+                    found[name] = {"ok": json.loads(response.read())}
+            except HTTPError as exc:
+                error = json.loads(exc.read())["error"]
+                found[name] = {"failed": [error["type"], error["reason"]], "status": exc.code}
+    finally:
+        http.shutdown()
+        http.server_close()
+    # Then bad requests are client errors (400), and every answer matches the local endpoint's
+    assert found["corrupt single image"].pop("status") == found["unusable batch"].pop("status") == 400
+    assert_same_answers(found, local_answers)
