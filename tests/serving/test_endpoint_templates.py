@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from workflow.domain.profile import load_profile
+from workflow.serving.deploy import STACK_OUTPUTS, STACK_PARAMETERS
 from workflow.tools.lint_template import cfn_lint_findings, load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,10 +107,16 @@ def test_the_companion_takes_the_overrides_upload_prints_and_the_stacks_outputs(
         "EndpointName", "ModelName", "ModelResponseFormat", "ModelImageUri", "ModelDataUrl",
         "EndpointEntryScript", "EndpointInstanceType",
     }  # fmt: skip
-    from_outputs = {"DataBucketName", "InferenceSuccessTopicArn", "InferenceErrorTopicArn"}
+    from_outputs = set(STACK_OUTPUTS)
     # Then the overrides `autolabel endpoint upload` prints fit both, and the rest are the stack's outputs
     assert model_parameters <= set(main["Parameters"]) and model_parameters <= set(companion["Parameters"])
     assert from_outputs <= set(main["Outputs"]) and from_outputs <= set(companion["Parameters"])
+    assert set(STACK_PARAMETERS) <= set(main["Parameters"]) and set(STACK_PARAMETERS) <= set(
+        companion["Parameters"]
+    )
+    # And nothing else is required (every other parameter has a default)
+    required = {k for k, v in companion["Parameters"].items() if "Default" not in v}
+    assert required <= model_parameters | from_outputs
     assert (
         companion["Parameters"]["EndpointName"]["AllowedPattern"]
         == main["Parameters"]["EndpointName"]["AllowedPattern"]

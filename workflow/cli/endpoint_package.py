@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from workflow.inference.settings import InferenceSettings
 from workflow.jumpstart.resolve import JumpStartResolveError, JumpStartUnavailable, format_overrides
 
 ACTIONS = ("package", "upload")
@@ -38,6 +39,12 @@ def add_arguments(actions: Any) -> None:
     package.add_argument(
         "--model-data-url", help="where the archive will be uploaded (s3://...), for the printed overrides"
     )
+    package.add_argument(
+        "--profile",
+        type=Path,
+        help="package MODEL as this labeling profile names it: its local_model, local_inference settings "
+        "(flags override them) and endpoint",
+    )
     add_inference_arguments(package)
     upload = actions.add_parser(
         "upload",
@@ -52,6 +59,11 @@ def add_arguments(actions: Any) -> None:
         "--bucket", help="or any bucket in the stack's region (the endpoint role must read it)"
     )
     _add_deploy_arguments(upload)
+    upload.add_argument(
+        "--model-endpoint-stack",
+        action="store_true",
+        help="also print the stack's outputs that templates/model-endpoint.yaml takes (needs --stack)",
+    )
 
 
 def _add_deploy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +98,8 @@ def _package(args: argparse.Namespace) -> int:
     from workflow.cli.detect import settings_from_args
     from workflow.serving.package import build_archive
 
-    config = build_archive(args.model, settings_from_args(args), args.out)
+    model, settings, deploy = _model_and_settings(args, settings_from_args(args))
+    config = build_archive(model, settings, args.out, deploy=deploy)
     size_mb = config["archive_bytes"] / 1e6
     print(
         f"wrote {args.out} ({size_mb:.1f} MB): {config['model']} {config['version']}, "
@@ -104,14 +117,48 @@ def _package(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_and_settings(
+    args: argparse.Namespace, settings: InferenceSettings
+) -> tuple[str, InferenceSettings, dict[str, str] | None]:
+    """The model source, settings and deploy names: from the flags, or the profile's model entry."""
+    if args.profile is None:
+        return args.model, settings, None
+    from workflow.domain.errors import ConfigurationError
+    from workflow.domain.profile import load_profile
+
+    profile = load_profile(args.profile)
+    entry = next((m for m in profile.models if m.name == args.model), None)
+    if entry is None:
+        names = ", ".join(m.name for m in profile.models) or "none"
+        raise ConfigurationError(f"profile {args.profile} has no model {args.model!r} (it has: {names})")
+    if entry.response != "autolabel":
+        raise ConfigurationError(
+            f"profile model {entry.name} answers in the {entry.response} format: its endpoint is not this "
+            "project's archive (for a JumpStart model, use `autolabel endpoint resolve`)"
+        )
+    flags = settings.model_dump(include=settings.model_fields_set)
+    merged = settings.model_validate({**entry.local_inference, **flags})
+    deploy = {"endpoint_name": entry.endpoint_name, "model_name": entry.name}
+    return entry.local_model or entry.name, merged, deploy
+
+
 def _upload(args: argparse.Namespace) -> int:
     import boto3
 
-    from workflow.serving.deploy import archive_key, endpoint_name_of, stack_bucket, upload_archive
+    from workflow.serving.deploy import (
+        archive_key,
+        endpoint_name_of,
+        stack_bucket,
+        stack_values,
+        upload_archive,
+    )
     from workflow.serving.package import archive_digest, read_archive_config
 
     if not args.archive.is_file():
         raise FileNotFoundError(f"{args.archive} does not exist: build it with `autolabel endpoint package`")
+    if args.model_endpoint_stack and not args.stack:
+        print("autolabel endpoint upload: --model-endpoint-stack needs --stack", file=sys.stderr)
+        return 2
     config = {**read_archive_config(args.archive), "archive_sha256": archive_digest(args.archive)}
     session = boto3.Session(region_name=args.region)
     bucket = args.bucket or stack_bucket(session.client("cloudformation"), args.stack)
@@ -122,11 +169,14 @@ def _upload(args: argparse.Namespace) -> int:
     if not args.region:
         print("autolabel endpoint upload: no region configured: pass --region", file=sys.stderr)
         return 2
-    _print_overrides(config, args, url)
+    extra = stack_values(session.client("cloudformation"), args.stack) if args.model_endpoint_stack else {}
+    _print_overrides(config, args, url, extra)
     return 0
 
 
-def _print_overrides(config: dict[str, Any], args: argparse.Namespace, model_data_url: str) -> None:
+def _print_overrides(
+    config: dict[str, Any], args: argparse.Namespace, model_data_url: str, extra: dict[str, str] | None = None
+) -> None:
     from workflow.serving.container import resolve_image_uri
     from workflow.serving.deploy import parameter_overrides
 
@@ -138,7 +188,7 @@ def _print_overrides(config: dict[str, Any], args: argparse.Namespace, model_dat
         instance_type=args.instance_type,
         endpoint_name=args.endpoint_name,
     )
-    print(format_overrides(overrides))
+    print(format_overrides({**overrides, **(extra or {})}))
 
 
 def _platform(config: dict[str, Any]) -> str:

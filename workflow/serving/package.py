@@ -170,8 +170,12 @@ def build_archive(
     *,
     container: Container = PYTORCH_CONTAINER,
     wheels: Path | None = None,
+    deploy: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Write ``out`` (model.tar.gz) for ``model``; returns the archive's serving.json plus size and sha256."""
+    """Write ``out`` (model.tar.gz) for ``model``; returns the archive's serving.json plus size and sha256.
+
+    ``deploy`` (e.g. the endpoint and model name a profile gives it) is recorded for ``upload``.
+    """
     wheels = wheels or download_wheels(container)
     with tempfile.TemporaryDirectory(prefix="autolabel-package-") as tmp:
         staged = stage_model_dir(model, settings, Path(tmp), container)
@@ -180,6 +184,8 @@ def build_archive(
         pins = json.loads((wheels / COMPLETE_MARKER).read_text())["pins"]
         (code / "requirements.txt").write_text(requirements_text(pins), encoding="utf-8")
         config = {**staged.config, "requirements": pins, "wheels": sorted(os.listdir(code / WHEELS_DIR))}
+        if deploy:
+            config["deploy"] = dict(deploy)
         (staged.path / SERVING_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         out.parent.mkdir(parents=True, exist_ok=True)
         _pack(staged.path, out)
