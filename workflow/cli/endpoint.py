@@ -1,6 +1,11 @@
-"""``autolabel endpoint resolve MODEL_ID``: the deploy parameters of a SageMaker JumpStart model.
+"""``autolabel endpoint ...``: the deploy parameters of the stack's model endpoint.
 
-Prints the ``sam deploy --parameter-overrides`` that make the stack host the model (image URI, model
+- ``resolve MODEL_ID``: a SageMaker JumpStart model;
+- ``package MODEL --out model.tar.gz``: this project's model archive (any known or ONNX model), served
+  by a SageMaker PyTorch framework container through ``code/inference.py``, as the local endpoint runs it;
+- ``upload model.tar.gz --stack NAME``: puts the archive in the stack's bucket.
+
+Each prints the ``sam deploy --parameter-overrides`` that make the stack host the model (image URI, model
 data, entry script, instance type, response format) for one region and instance type. The sagemaker SDK
 runs in this interpreter when installed, otherwise in ``.venv-jumpstart`` (``make jumpstart-sdk``).
 """
@@ -11,6 +16,7 @@ import argparse
 import json
 import sys
 
+from workflow.cli import endpoint_package
 from workflow.jumpstart.resolve import (
     LATEST,
     JumpStartArtifacts,
@@ -41,10 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     resolve.add_argument(
         "--json", action="store_true", help="print the resolved artefacts and overrides as JSON"
     )
+    endpoint_package.add_arguments(actions)
 
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the model and print its overrides; 1 when the SDK is missing or rejects the request."""
+    if args.endpoint_action in endpoint_package.ACTIONS:
+        return endpoint_package.run(args)
     try:
         artifacts = resolve_model(args.model_id, args.region, args.instance_type, args.model_version)
     except (JumpStartUnavailable, JumpStartResolveError) as exc:

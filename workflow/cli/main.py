@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("workflow.cli.serve", "run the local asynchronous inference endpoint"),
     "cost": ("workflow.cli.cost", "estimate what a run of N frames costs in AWS"),
     "scorecard": ("workflow.cli.scorecard", "how reviewers changed the pre-labels, per class and per model"),
-    "endpoint": ("workflow.cli.endpoint", "resolve a JumpStart model id into sam deploy parameter overrides"),
+    "endpoint": ("workflow.cli.endpoint", "package, upload or resolve a model endpoint for sam deploy"),
 }
 
 

@@ -97,8 +97,8 @@ def demo_frames() -> Path:
 def _models(args: argparse.Namespace, profile: LabelingProfile | None = None) -> list:  # type: ignore[type-arg]
     """Local endpoints: the --model names, else the profile's models, else the default model."""
     from workflow.cli.detect import settings_from_args
-    from workflow.inference.runner import load_detector
     from workflow.local.runner import LocalModel
+    from workflow.serving.package import staged_server  # the model archive's code path, as deployed
 
     settings = settings_from_args(args)
     if not args.models and profile is not None and profile.models:
@@ -113,14 +113,14 @@ def _models(args: argparse.Namespace, profile: LabelingProfile | None = None) ->
                 LocalModel(
                     name=m.name,
                     endpoint=m.endpoint_name,
-                    factory=lambda src=source, st=merged: load_detector(src, st),
+                    factory=lambda src=source, st=merged: staged_server(src, st),
                 )
             )
         return models
     models = []
     for name in args.models or ["nanodet-coco"]:
         label = Path(name).stem if name.endswith(".onnx") else name
-        models.append(LocalModel(name=label, factory=lambda n=name: load_detector(n, settings)))
+        models.append(LocalModel(name=label, factory=lambda n=name: staged_server(n, settings)))
     return models
 
 

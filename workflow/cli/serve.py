@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
 import boto3
 
-from workflow.local.endpoint import AsyncEndpointConfig, LocalAsyncEndpoint, Predictor
+from workflow.local.endpoint import AsyncEndpointConfig, LocalAsyncEndpoint
 from workflow.local.endpoint_http import AsyncInvocationServer
+from workflow.serving.toolkit import ArchiveServer
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,13 @@ def build_service(args: argparse.Namespace) -> tuple[LocalAsyncEndpoint, AsyncIn
     def client(service: str) -> Any:
         return boto3.client(service, region_name=args.region, endpoint_url=args.aws_endpoint_url)
 
-    def load_model() -> Predictor:
-        from workflow.inference.runner import load_detector
+    def load_model() -> ArchiveServer:
+        from workflow.serving.package import staged_server
 
-        return load_detector(args.model)
+        return staged_server(args.model)  # code/inference.py of the model archive, as SageMaker runs it
 
+    if args.aws_endpoint_url:  # the model's own S3 client (model_fn) reads batch frames there too
+        os.environ["AWS_ENDPOINT_URL_S3"] = args.aws_endpoint_url
     config = endpoint_config(args, client)
     endpoint = LocalAsyncEndpoint(args.endpoint_name, client("s3"), client("sns"), config, load_model)
     return endpoint, AsyncInvocationServer({args.endpoint_name: endpoint}, args.host, args.port)

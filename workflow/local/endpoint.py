@@ -31,7 +31,6 @@ from workflow.local.endpoint_container import (
     Predictor,
     RequestFailed,
     describe_error,
-    serve_request,
 )
 from workflow.local.endpoint_validation import (
     AsyncRequest,
@@ -39,6 +38,7 @@ from workflow.local.endpoint_validation import (
     validate_request,
     validation_error,
 )
+from workflow.serving.toolkit import ArchiveServer, in_process_server
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ SUCCESS_TOPIC = "SUCCESS_NOTIFICATION_TOPIC"
 ERROR_TOPIC = "ERROR_NOTIFICATION_TOPIC"
 MAX_RESPONSE_IN_NOTIFICATION = 128 * 1024
 RESPONSE_CONTENT_TYPE = "application/json"
+# What an endpoint's factory may return: a served model archive (workflow.serving.toolkit), or a bare
+# predictor, which is then served in process through the same toolkit functions.
+Model = Predictor | ArchiveServer
 
 __all__ = [
     "AsyncEndpointConfig",
@@ -186,15 +189,20 @@ class LocalAsyncEndpoint:
         s3_client: Any,
         sns_client: Any,
         config: AsyncEndpointConfig,
-        predictor_factory: Callable[[], Predictor],
+        predictor_factory: Callable[[], Model],
     ) -> None:
-        """Start ``config.max_concurrent_invocations`` workers; the model loads on first use."""
+        """Start ``config.max_concurrent_invocations`` workers; the model loads on first use.
+
+        The factory returns an :class:`ArchiveServer` (an unpacked model archive's
+        ``code/inference.py``, as SageMaker runs it) or a predictor, served through the same
+        inference-toolkit functions (:mod:`workflow.serving.handler`).
+        """
         self.name = name
         self.config = config
         self._s3 = s3_client
         self._sns = sns_client
         self._factory = predictor_factory
-        self._predictor: Predictor | None = None
+        self._server: ArchiveServer | None = None
         self._predictor_lock = threading.Lock()
         self._queue: SimpleQueue[_Invocation | None] = SimpleQueue()
         self._state = threading.Condition()
@@ -216,7 +224,7 @@ class LocalAsyncEndpoint:
         sagemaker_client: Any,
         s3_client: Any,
         sns_client: Any,
-        predictor_factory: Callable[[], Predictor],
+        predictor_factory: Callable[[], Model],
     ) -> LocalAsyncEndpoint:
         """Serve the endpoint ``name`` as created in (moto's) SageMaker control plane."""
         endpoint = sagemaker_client.describe_endpoint(EndpointName=name)
@@ -330,21 +338,14 @@ class LocalAsyncEndpoint:
                     f"waited {waited:.0f}s in the queue (RequestTTLSeconds={request.ttl_seconds})",
                 )
             payload = self._read_input(request)
-            result = serve_request(
-                payload,
-                request.content_type,
-                request.accept,
-                request.input_location or "",
-                self._get_predictor(),
-                self._read_frame,
-            )
+            answer, _ = self._get_server().invoke(payload, request.content_type, request.accept)
+            body = answer.decode()
             ran = (datetime.now(UTC) - started).total_seconds()
             if ran > request.invocation_timeout_seconds:
                 raise RequestFailed(
                     "InvocationTimeout",
                     f"ran {ran:.0f}s (InvocationTimeoutSeconds={request.invocation_timeout_seconds})",
                 )
-            body = json.dumps(result, separators=(",", ":"))
             self._put(invocation.output_location, body)
         except Exception as exc:
             kind, reason = (exc.kind, exc.reason) if isinstance(exc, RequestFailed) else describe_error(exc)
@@ -384,14 +385,17 @@ class LocalAsyncEndpoint:
     def _region(self) -> str:
         return str(self._sns.meta.region_name)
 
-    def _get_predictor(self) -> Predictor:
+    def _get_server(self) -> ArchiveServer:
         with self._predictor_lock:
-            if self._predictor is None:
+            if self._server is None:
                 try:
-                    self._predictor = self._factory()
+                    made = self._factory()
                 except Exception as exc:
                     raise RequestFailed("ModelError", f"the model could not be loaded: {exc}") from exc
-            return self._predictor
+                self._server = (
+                    made if isinstance(made, ArchiveServer) else in_process_server(made, self._read_frame)
+                )
+            return self._server
 
     def _get_object(self, uri: str) -> bytes:
         location = S3Uri.parse(uri)

@@ -47,6 +47,8 @@ def _read_outputs(
     wanted = set(record.frames)
     for item in items:
         frame = str(item.get("frame", "")) if isinstance(item, dict) else ""
+        if not frame and len(record.frames) == 1:
+            frame = record.frames[0]  # a one-image answer does not know its frame (the endpoint is not told)
         if frame not in wanted:
             continue  # an answer about no frame of this request: the frame is failed below, not guessed
         if "error" in item:
@@ -55,7 +57,7 @@ def _read_outputs(
             failures.append(FrameFailure(frame=frame, reason=f"{record.model}: {reason}"))
             continue
         try:
-            found[frame] = from_local(item, frame)
+            found[frame] = from_local({**item, "frame": frame}, frame)
         except ModelOutputError as exc:
             failures.append(FrameFailure(frame=frame, reason=f"{record.model}: {exc.reason}"))
     return found, failures
