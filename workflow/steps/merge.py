@@ -46,7 +46,9 @@ def _read_outputs(
         items = []
     wanted = set(record.frames)
     for item in items:
-        frame = str(item.get("frame", "")) if isinstance(item, dict) else ""
+        if not isinstance(item, dict):
+            continue
+        frame = str(item.get("frame", ""))
         if not frame and len(record.frames) == 1:
             frame = record.frames[0]  # a one-image answer does not know its frame (the endpoint is not told)
         if frame not in wanted:
