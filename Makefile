@@ -95,21 +95,36 @@ clean:
 # Test it by hand: make build-WorkflowLayer ARTIFACTS_DIR=/tmp/layer
 MAKEFILE_DIR := $(dir $(abspath $(firstword $(MAKEFILE_LIST))))
 LAYER_PACKAGES := pydantic pydantic_core annotated-types typing-inspection typing_extensions \
-	aws_lambda_powertools aws-xray-sdk wrapt jmespath numpy pillow pycocotools PyYAML
-LAYER_PINS = $(shell grep -iE '^($(subst $(eval) ,|,$(strip $(LAYER_PACKAGES))))==' $(MAKEFILE_DIR)requirements.lock)
+	aws_lambda_powertools aws-xray-sdk wrapt jmespath PyYAML
+SCIENCE_PACKAGES := numpy pillow pycocotools
+# The handlers' code only: local mode, the CLI, inference, serving and model tools stay out of Lambda.
+LAYER_MODULES := __init__.py settings.py domain adapters steps
+pins_of = $(shell grep -iE '^($(subst $(eval) ,|,$(strip $(1))))==' $(MAKEFILE_DIR)requirements.lock)
+LAYER_PINS = $(call pins_of,$(LAYER_PACKAGES))
+SCIENCE_PINS = $(call pins_of,$(SCIENCE_PACKAGES))
 # Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): any manylinux wheel up to 2_34 fits.
 LAYER_PLATFORMS := --platform manylinux2014_aarch64 $(foreach v,17 24 26 27 28 31 34,--platform manylinux_2_$(v)_aarch64)
 LAYER_PIP = $(if $(wildcard $(MAKEFILE_DIR)$(PY)),$(MAKEFILE_DIR)$(PY),$(PYTHON)) -m pip
 
-.PHONY: build-WorkflowLayer
+.PHONY: build-WorkflowLayer build-ScienceLayer
 build-WorkflowLayer:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (SAM sets it)"; exit 2; }
 	@test $(words $(LAYER_PINS)) -eq $(words $(LAYER_PACKAGES)) || \
 		{ echo "requirements.lock lacks a pin of: $(LAYER_PACKAGES)"; exit 2; }
 	rm -rf "$(ARTIFACTS_DIR)/python"
-	mkdir -p "$(ARTIFACTS_DIR)/python"
-	cp -R "$(MAKEFILE_DIR)workflow" "$(ARTIFACTS_DIR)/python/"
+	mkdir -p "$(ARTIFACTS_DIR)/python/workflow"
+	cd "$(MAKEFILE_DIR)workflow" && cp -R $(LAYER_MODULES) "$(ARTIFACTS_DIR)/python/workflow/"
 	find "$(ARTIFACTS_DIR)/python/workflow" -name __pycache__ -prune -exec rm -rf {} +
 	set -o pipefail; $(LAYER_PIP) install --quiet --no-deps --only-binary=:all: --implementation cp \
 		--python-version 3.12 $(LAYER_PLATFORMS) --target "$(ARTIFACTS_DIR)/python" $(LAYER_PINS) $(QUIET_PIP)
+	@du -sh "$(ARTIFACTS_DIR)/python" | sed 's/^/>> layer size unzipped: /'
+
+build-ScienceLayer:
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (SAM sets it)"; exit 2; }
+	@test $(words $(SCIENCE_PINS)) -eq $(words $(SCIENCE_PACKAGES)) || \
+		{ echo "requirements.lock lacks a pin of: $(SCIENCE_PACKAGES)"; exit 2; }
+	rm -rf "$(ARTIFACTS_DIR)/python"
+	mkdir -p "$(ARTIFACTS_DIR)/python"
+	set -o pipefail; $(LAYER_PIP) install --quiet --no-deps --only-binary=:all: --implementation cp \
+		--python-version 3.12 $(LAYER_PLATFORMS) --target "$(ARTIFACTS_DIR)/python" $(SCIENCE_PINS) $(QUIET_PIP)
 	@du -sh "$(ARTIFACTS_DIR)/python" | sed 's/^/>> layer size unzipped: /'

@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
 from workflow.domain.run import ManifestPart, RunContext
-from workflow.steps.manifest import assemble_manifest
+from workflow.steps.plan import assemble_manifest
 
 
 @logger.inject_lambda_context

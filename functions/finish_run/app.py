@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.steps.publish import finish_run
+from workflow.steps.finish import finish_run
 
 
 @logger.inject_lambda_context

@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
 from workflow.domain.run import RunContext
-from workflow.steps.manifest import plan_review
+from workflow.steps.plan import plan_review
 
 
 @logger.inject_lambda_context

@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
 from workflow.domain.run import RunContext
-from workflow.steps.merge import record_batch_failure
+from workflow.steps.batch_failure import record_batch_failure
 
 
 @logger.inject_lambda_context

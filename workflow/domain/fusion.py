@@ -26,16 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from workflow.domain.boxes import box_iou
 from workflow.domain.detections import Detections, Provenance, Rle, Support
-
-FusionMethod = Literal["wbf", "nms", "best_model"]
-FUSION_METHODS: tuple[FusionMethod, ...] = ("wbf", "nms", "best_model")
+from workflow.domain.vocabulary import FUSION_METHODS as FUSION_METHODS
+from workflow.domain.vocabulary import FusionMethod
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,15 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflow.domain.detections import Detections, Provenance
 from workflow.domain.errors import AutolabelError
 from workflow.domain.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from workflow.domain.detections import Detections, Provenance
 
 CREATION_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 LABEL_CATEGORY_DOCUMENT_VERSION = "2018-11-28"
@@ -98,6 +99,10 @@ class ReviewedFrame(BaseModel):
 
     def to_detections(self, provenance: Provenance | None = None) -> Detections:
         """The boxes as :class:`Detections`; a box without a confidence scores 1.0 (a person drew it)."""
+        import numpy as np
+
+        from workflow.domain.detections import Detections, Provenance
+
         if self.image_size is None:
             raise ManifestFormatError(f"{self.source_ref}: failed object, no label ({self.failure_reason})")
         prov = provenance or Provenance(model="groundtruth", version=self.job_name or "")
@@ -165,6 +170,7 @@ def boxes_from_detections(detections: Detections, label_categories: Sequence[str
 
     ``class_id`` is the index of the class in ``label_categories`` (the job's label categories).
     """
+
     index = {name: i for i, name in enumerate(label_categories)}
     w, h = detections.image_width, detections.image_height
     boxes = []
@@ -210,6 +216,8 @@ def input_manifest_line(
     ``source_ref`` must be the ORIGINAL frame. Detections must use taxonomy names; classes the
     taxonomy marks as not reviewed are left out, since they are no label category of the job.
     """
+    import numpy as np
+
     validate_label_attribute_name(attribute, "bounding-box")
     categories = taxonomy.reviewed_names
     keep = np.array([n in categories for n in detections.class_names], dtype=np.bool_)

@@ -21,11 +21,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from workflow.domain.errors import ConfigurationError
-from workflow.domain.fusion import FusionMethod
 from workflow.domain.groundtruth import MAX_BOUNDING_BOX_CATEGORIES
 from workflow.domain.prices import DEFAULT_WORKERS_PER_FRAME, Workforce
 from workflow.domain.routing import RoutingPolicy
 from workflow.domain.taxonomy import COCO_TO_ADAS, DEFAULT_ADAS_TAXONOMY, ClassMap, Taxonomy
+from workflow.domain.vocabulary import FusionMethod
 
 PROFILE_VERSION: Literal[1] = 1
 ProfileResponseFormat = Literal["autolabel", "jumpstart"]

@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflow.domain.detections import Detections
 from workflow.domain.routing import RouteDecision
+
+if TYPE_CHECKING:
+    from workflow.domain.detections import Detections
 
 # One S3 listing page: the most keys one ListPage invocation lists, filters and claims.
 PAGE_SIZE = 1000
@@ -32,6 +34,8 @@ PAGE_SIZE = 1000
 SHARD_FRAMES = 10_000
 # Ground Truth's limit of data objects per labeling job.
 MAX_FRAMES_PER_JOB = 100_000
+# The input-line field that names a frame's batch (Ground Truth copies input fields into its output).
+BATCH_FIELD = "autolabel-batch"
 # Failure and skip reasons kept verbatim per batch/page; beyond that, counted per reason only.
 EXAMPLES = 5
 
@@ -46,6 +50,11 @@ def batch_id(source: int, page: int, index: int) -> str:
     Ids sort in listing order, so a listing of the batches prefix returns them in frame order.
     """
     return f"s{source:04d}-p{page:06d}-b{index:03d}"
+
+
+def batch_id_of(batch_key: str) -> str:
+    """The batch id of a ``.../batches/<batch_id>.json`` key (the LabelBatches Map's item)."""
+    return batch_key.rsplit("/", 1)[-1].removesuffix(".json")
 
 
 def review_stream(task: Literal["adjust", "verify"], group: int = 0) -> str:
@@ -102,6 +111,8 @@ class LabeledFrame(_Record):
     route: RouteDecision
 
     def detections(self) -> Detections:
+        from workflow.domain.detections import Detections
+
         return Detections.from_dict(self.labels)
 
 
@@ -195,14 +206,17 @@ def cut_parts(counts: Iterable[BatchCounts], limit: int = MAX_FRAMES_PER_JOB) ->
     A batch's lines of one stream never split across two jobs (a batch holds at most 500 frames).
     """
     open_parts: dict[str, list[tuple[str, int]]] = {}
+    open_frames: dict[str, int] = {}
     closed: list[tuple[str, list[tuple[str, int]]]] = []
     for batch in counts:
         for stream, n in sorted(batch.streams.items()):
             members = open_parts.setdefault(stream, [])
-            if members and sum(m for _, m in members) + n > limit:
+            if members and open_frames[stream] + n > limit:
                 closed.append((stream, members))
                 members = open_parts[stream] = []
+                open_frames[stream] = 0
             members.append((batch.batch_id, n))
+            open_frames[stream] = open_frames.get(stream, 0) + n
     closed.extend((s, m) for s, m in sorted(open_parts.items()) if m)
     closed.sort(key=lambda item: (_stream_order(item[0]), item[1][0][0]))
     return [

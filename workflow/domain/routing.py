@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from workflow.domain.detections import Detections
+if TYPE_CHECKING:
+    from workflow.domain.detections import Detections
 
 Route = Literal["auto", "verify", "adjust"]
 ROUTES: tuple[Route, ...] = ("auto", "verify", "adjust")

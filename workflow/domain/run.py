@@ -187,3 +187,16 @@ class ReviewResult(_Payload):
     output_manifest_uri: str | None = None
     label_attribute: str
     part: int | None = Field(None, description="the manifest part the job reviewed (set by CollectReview)")
+
+
+def review_outcome(state: dict[str, Any]) -> tuple[dict[int, ReviewResult], str | None]:
+    """The finished jobs by part, and why review did not finish (None when it did or was not asked)."""
+    reviews = [ReviewResult.model_validate(r) for r in state.get("reviews") or []]
+    error = state.get("review_error")
+    reason = None
+    if error:
+        cause = str(error.get("Cause") or "")
+        reason = f"review did not finish: {error.get('Error', 'error')}" + (
+            f": {cause[:300]}" if cause else ""
+        )
+    return {r.part: r for r in reviews if r.part is not None}, reason

@@ -21,14 +21,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from workflow.domain.boxes import box_iou
-from workflow.domain.detections import Detections
 from workflow.domain.errors import AutolabelError
 from workflow.domain.groundtruth import ReviewedBox, ReviewedFrame, parse_output_line
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from workflow.domain.detections import Detections
 
 KEEP_IOU = 0.9
 MATCH_IOU = 0.5
@@ -70,6 +71,8 @@ class FrameOutcome:
 
 
 def _greedy(iou: np.ndarray, allowed: np.ndarray, min_iou: float) -> list[Match]:
+    import numpy as np
+
     pairs = [(float(iou[i, j]), int(i), int(j)) for i, j in np.argwhere(allowed & (iou >= min_iou))]
     pairs.sort(key=lambda p: (-p[0], p[1], p[2]))
     used_pre: set[int] = set()
@@ -90,6 +93,10 @@ def compare_frame(
     match_iou: float = MATCH_IOU,
 ) -> FrameOutcome:
     """Match one frame's pre-labels to its reviewed boxes (greedy by IoU within class)."""
+    import numpy as np
+
+    from workflow.domain.boxes import box_iou
+
     pre = np.array([p.box for p in prelabels], np.float32).reshape(-1, 4)
     rev = np.array([b.xyxy for b in reviewed], np.float32).reshape(-1, 4)
     iou = box_iou(pre, rev).astype(np.float64)

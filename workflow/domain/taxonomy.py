@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from workflow.domain.detections import Detections
+if TYPE_CHECKING:
+    from workflow.domain.detections import Detections
 
 _HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -111,6 +112,10 @@ class ClassMap(BaseModel):
 
         The returned ``class_ids`` are taxonomy ids (positions), no longer the model's own ids.
         """
+        import numpy as np  # here, not at import: handlers that only read profiles stay light
+
+        from workflow.domain.detections import Detections
+
         targets = [self.mapping.get(name) for name in detections.class_names]
         keep = np.array([t is not None for t in targets], dtype=np.bool_)
         dropped = Counter(n for n, t in zip(detections.class_names, targets, strict=True) if t is None)

@@ -12,8 +12,8 @@ from typing import Any
 
 from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
+from workflow.domain.records import BATCH_FIELD
 from workflow.domain.run import ManifestPart, ReviewResult, RunContext
-from workflow.steps.manifest import BATCH_FIELD
 
 
 def collect_review(run: RunContext, part: ManifestPart, review: ReviewResult, s3: S3Store) -> ReviewResult:

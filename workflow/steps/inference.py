@@ -14,6 +14,7 @@ from workflow.adapters.tokens import PendingInference, TokenStore
 from workflow.domain.errors import AutolabelError
 from workflow.domain.frames import S3Uri, inference_id
 from workflow.domain.notifications import AsyncInferenceNotification
+from workflow.domain.records import batch_id_of
 from workflow.domain.run import BatchInference, RunContext
 
 _THROTTLED = {"ThrottlingException", "ServiceUnavailable", "InternalFailure"}
@@ -46,7 +47,7 @@ def invoke_models(
     resumed at once with ``done`` and MergeBatch keeps the records already written.
     """
     store = RunStore(s3, run.bucket, run.run_prefix)
-    name = batch_key.rsplit("/", 1)[-1].removesuffix(".json")
+    name = batch_id_of(batch_key)
     if store.batch_done(name) is not None:
         done = BatchInference(batch_id=name, inferences=[], done=True)
         callbacks.succeed(token, done.model_dump(mode="json"))

@@ -18,7 +18,7 @@ from workflow.domain.detections import Detections
 from workflow.domain.fusion import ModelOutput, fuse
 from workflow.domain.parsers import ModelOutputError, from_local
 from workflow.domain.profile import LabelingProfile
-from workflow.domain.records import EXAMPLES, BatchLabels, FrameFailure, LabeledFrame, batch_failures
+from workflow.domain.records import EXAMPLES, BatchLabels, FrameFailure, LabeledFrame, batch_id_of
 from workflow.domain.routing import RouteDecision, route_frame
 from workflow.domain.run import Batch, BatchInference, BatchResult, InferenceRecord, RunContext
 from workflow.settings import Settings
@@ -173,21 +173,3 @@ def merge_batch(
         labels, len(batch.frames), review_lines(batch.batch_id, labels.frames, run, profile, settings)
     )
     return BatchResult(batch_id=batch.batch_id, labeled=counts.labeled, failed=counts.failed)
-
-
-def batch_id_of(batch_key: str) -> str:
-    """The batch id of a ``.../batches/<batch_id>.json`` key (the LabelBatches Map's item)."""
-    return batch_key.rsplit("/", 1)[-1].removesuffix(".json")
-
-
-def record_batch_failure(batch_key: str, run: RunContext, error: dict[str, Any], s3: S3Store) -> BatchResult:
-    """Every frame of a batch whose branch failed, with the reason, so nothing vanishes."""
-    store = RunStore(s3, run.bucket, run.run_prefix)
-    batch_name = batch_id_of(batch_key)
-    done = store.batch_done(batch_name)
-    if done is not None:
-        return BatchResult(batch_id=batch_name, labeled=done.labeled, failed=done.failed)
-    batch = store.get_batch(batch_name)
-    failed = batch_failures(batch.frames, error)
-    store.put_labels(BatchLabels(batch_id=batch.batch_id, failed=failed), len(batch.frames), {})
-    return BatchResult(batch_id=batch.batch_id, labeled=0, failed=len(failed))
