@@ -124,7 +124,9 @@ def format_estimate(result: Estimate) -> str:
         "start + idle before scale-in per model and run",
         f"  review: {REVIEW_SECONDS_PER_FRAME:g} s per frame + {REVIEW_SECONDS_PER_OBJECT:g} s per box "
         f"x {s.objects_per_frame:g} boxes = {result.review_hours:,.0f} worker-hours",
-        "  not included: S3 storage and transfer, CloudWatch logs and metrics, X-Ray traces, retries",
+        "  not included: S3 storage and transfer, CloudWatch logs and metrics, X-Ray traces, retries,",
+        "  segmentation label maps (frames with masks), failed batches and runs (RecordBatchFailure,"
+        " ReportFailedRun)",
     ]
     return "\n".join(lines)
 
