@@ -7,26 +7,37 @@ Pricing", "AWS Lambda Pricing", "Amazon SNS Pricing", "Amazon S3 Pricing", "Amaz
 project's machines cannot reach aws.amazon.com); free tiers are left out. Update the table and its date
 before budgeting with it.
 
-Usage is counted, not guessed, where the design fixes it: state transitions by walking the ASL
-(parent states once, the Distributed Map's item states once per batch, the review Map's once per
-manifest part), Lambda invocations from the same walk plus one callback per notification,
-memory sizes from template.yaml. Where only a measurement in AWS could tell (Lambda durations, the
-endpoint's frames per second, a reviewer's seconds per box) the numbers are assumptions named below.
+Usage is counted, not guessed, where the design fixes it. State transitions come from walking the
+ASL: each Distributed Map's children are as many as its ItemReader reads (sources, the batch objects
+under ``batches/``, dataset shards: all cut as ListPage and PlanReview cut them, see
+``workflow.domain.records``), each child start is one billed transition, and the ListPage loop runs
+once per listing page of its source. Lambda invocations come from the same walk plus one callback
+per notification; memory sizes from template.yaml; S3 requests and DynamoDB writes from what each
+step reads and writes (see :func:`s3_requests` and :func:`dynamodb_usage`). Where only a
+measurement in AWS could tell (Lambda durations, the endpoint's frames per second, a reviewer's
+seconds per box) the numbers are assumptions named below.
+
+Each line item is one of three kinds: ``orchestration`` (Step Functions, Lambda, SNS, the
+workflow's own S3 requests, DynamoDB), ``inference`` (endpoint instances and the endpoint's S3
+reads and writes) and ``review`` (Ground Truth, its S3 traffic, workers).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from workflow.domain.prices import PRICES_AS_OF as PRICES_AS_OF
 from workflow.domain.prices import task_price
+from workflow.domain.records import MAX_FRAMES_PER_JOB, PAGE_SIZE, SHARD_FRAMES
 
 PRICES_REGION = "us-east-1"
 Workforce = Literal["private", "public"]
+Kind = Literal["orchestration", "inference", "review"]
 
 
 @dataclass(frozen=True)
@@ -61,39 +72,61 @@ class Prices:
 
 PRICES = Prices()
 
-# Assumed milliseconds per invocation: (fixed, per unit), units named in _lambda_units. Not measured in AWS.
+# Assumed milliseconds per invocation: (fixed, per unit), units named in LAMBDA_UNITS. Not measured in AWS.
 LAMBDA_MS: dict[str, tuple[float, float]] = {
-    "PrepareRunFunction": (500, 1.0),  # per frame: listing + one conditional ledger write, 16 in flight
-    "InvokeModelsFunction": (200, 40),  # per request sent (S3 put, token item, InvokeEndpointAsync)
+    "PrepareRunFunction": (400, 0),  # profile, sources, request: 3 PUTs and the run record
+    "ListPageFunction": (300, 1.0),  # one LIST; per frame a conditional ledger write (16 in flight)
+    "InvokeModelsFunction": (250, 40),  # per request sent (S3 put, token item, InvokeEndpointAsync)
     "InferenceCallbackFunction": (150, 0),
-    "MergeBatchFunction": (200, 15),  # per frame and model (read output, map classes, merge)
+    "MergeBatchFunction": (300, 15),  # per frame and model (read output, map classes, merge)
     "RecordBatchFailureFunction": (150, 0),
-    "BuildManifestFunction": (1000, 0.5),  # per frame
+    "PlanReviewFunction": (1000, 1.5),  # per batch: one GET of its counts (16 in flight)
+    "AssembleManifestFunction": (500, 3),  # per batch: one GET of its review lines, streamed up
     "StartLabelingJobFunction": (400, 0),
     "LabelingCallbackFunction": (300, 0),
-    "PublishFunction": (1000, 1.0),  # per frame: dataset writers + one ledger update, 16 in flight
+    "CollectReviewFunction": (500, 30),  # per batch: one PUT of its reviewed lines, one after another
+    "PublishShardFunction": (1000, 2.0),  # per frame: dataset writers + one ledger settle, 16 in flight
+    "FinishRunFunction": (1000, 2.0),  # per page or shard record read (16 in flight)
 }
 LAMBDA_UNITS = {
-    "PrepareRunFunction": "frame",
+    "ListPageFunction": "frame",
     "InvokeModelsFunction": "request",
     "MergeBatchFunction": "frame per model",
-    "BuildManifestFunction": "frame",
-    "PublishFunction": "frame",
+    "PlanReviewFunction": "batch",
+    "AssembleManifestFunction": "batch",
+    "CollectReviewFunction": "batch",
+    "PublishShardFunction": "frame",
+    "FinishRunFunction": "record",
 }
 ENDPOINT_IDLE_HOURS_PER_RUN = 20 / 60  # per model: ~5 min to start from zero + ~15 min before scale-in
 REVIEW_SECONDS_PER_FRAME = 5.0  # a reviewer looks at the frame
 REVIEW_SECONDS_PER_OBJECT = 3.0  # and checks or adjusts each pre-labeled box
-GT_OBJECTS_PER_JOB = 100_000
 _TOKEN_ITEM_WCU = 2  # the batch item holds a task token (up to 1 KB) and the inference ids
+# An input-manifest line as AssembleManifest writes it (measured with input_manifest_line: 403 bytes
+# without boxes, 1,353 with 10), and the part size of a multipart upload (workflow.adapters.s3).
+_LINE_BYTES, _LINE_BYTES_PER_OBJECT = 400, 95
+_UPLOAD_PART_BYTES = 8 * 2**20
+_LIST_PAGE = 1000  # keys per ListObjectsV2 response
+# Step Functions' hard quota of events in one execution's history; the events each state adds
+# (a Task: Entered, Scheduled, Started, Succeeded, Exited, plus Submitted when it waits for a token).
+HISTORY_EVENTS_LIMIT = 25_000
+_EVENTS = {"Task": 5, "Pass": 2, "Choice": 2, "Map": 4, "Succeed": 1, "Fail": 1, "Wait": 2, "Parallel": 2}
 
 
 @dataclass(frozen=True)
 class RunShape:
-    """What the estimate is for."""
+    """What the estimate is for.
+
+    ``frames`` are spread evenly over ``sources`` (prefixes); ListPage lists ``page_size`` keys an
+    invocation and cuts each page into batches; PlanReview packs consecutive batches into labeling
+    jobs of at most ``job_frames`` and dataset shards of at most ``shard_frames`` frames. The last
+    three default to the workflow's constants (tests set them small).
+    """
 
     frames: int
     batch_size: int = 8
     models: int = 1
+    sources: int = 1
     instance_type: str = "ml.c5.xlarge"
     throughput_fps: float = 10.0  # frames per second one endpoint instance sustains
     review: Literal["human", "skip"] = "human"
@@ -103,18 +136,88 @@ class RunShape:
     worker_hourly_usd: float = 0.0  # private workforce: their wage (0 = report hours only)
     batch_requests: bool = True  # False: one request per frame (JumpStart endpoints)
     instance_usd_per_hour: float | None = None  # overrides the table
+    page_size: int = PAGE_SIZE
+    shard_frames: int = SHARD_FRAMES
+    job_frames: int = MAX_FRAMES_PER_JOB
+
+    # --- listing: sources, pages, batches -------------------------------------------------------
+    def source_groups(self) -> list[tuple[int, int]]:
+        """(sources, frames each): the frames spread over the sources, the first ones one more."""
+        each, extra = divmod(self.frames, self.sources)
+        groups = [(extra, each + 1), (self.sources - extra, each)]
+        return [(n, f) for n, f in groups if n]
+
+    def pages_of(self, frames: int) -> int:
+        """Listing pages of a source of ``frames`` keys (an empty source still lists one page)."""
+        return max(1, math.ceil(frames / self.page_size))
+
+    def _page_batches(self, frames: int) -> list[tuple[int, int]]:
+        """(batch frames, count) of one page of ``frames`` keys."""
+        full, rest = divmod(frames, self.batch_size)
+        return [(s, n) for s, n in ((self.batch_size, full), (rest, 1 if rest else 0)) if n]
+
+    def batch_runs(self) -> Iterator[tuple[int, int]]:
+        """(batch frames, count) runs of every batch in batch-id order (source, page, position)."""
+        for count, frames in self.source_groups():
+            full, rest = divmod(frames, self.page_size)
+            for _ in range(count):
+                for _ in range(full):
+                    yield from self._page_batches(self.page_size)
+                if rest:
+                    yield from self._page_batches(rest)
 
     @property
+    def pages(self) -> int:
+        return sum(n * self.pages_of(f) for n, f in self.source_groups())
+
+    @cached_property
     def batches(self) -> int:
-        return math.ceil(self.frames / self.batch_size)
+        return sum(n for _, n in self.batch_runs())
+
+    @property
+    def max_batch(self) -> int:
+        return min(self.batch_size, self.frames)
+
+    # --- the plan: labeling jobs and shards ------------------------------------------------------
+    @cached_property
+    def parts(self) -> list[tuple[int, int]]:
+        """(frames, batches) of each labeling job (all frames go to one adjustment stream)."""
+        return _pack(self.batch_runs(), self.job_frames) if self.review == "human" else []
+
+    @cached_property
+    def shards(self) -> list[tuple[int, int]]:
+        """(frames, batches) of each dataset shard."""
+        return _pack(self.batch_runs(), self.shard_frames)
 
     @property
     def review_parts(self) -> int:
-        return math.ceil(self.frames / GT_OBJECTS_PER_JOB) if self.review == "human" else 0
+        return len(self.parts)
+
+    @property
+    def frames_to_review(self) -> int:
+        return self.frames if self.review == "human" else 0
 
     @property
     def inferences(self) -> int:
         return self.models * (self.batches if self.batch_requests else self.frames)
+
+
+def _pack(runs: Iterable[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
+    """Consecutive batches packed as PlanReview cuts them (``cut_parts``, ``cut_shards``): a bin
+    closes when the next batch would take it past ``limit``; a bin always takes one batch."""
+    bins: list[tuple[int, int]] = []
+    frames = batches = 0
+    for size, count in runs:
+        while count:
+            if batches and frames + size > limit:
+                bins.append((frames, batches))
+                frames = batches = 0
+            room = max(1, limit // size) if not batches else (limit - frames) // size
+            take = min(count, room)
+            frames, batches, count = frames + take * size, batches + take, count - take
+    if batches:
+        bins.append((frames, batches))
+    return bins
 
 
 @dataclass(frozen=True)
@@ -122,6 +225,7 @@ class LineItem:
     service: str
     usage: str
     usd: float
+    kind: Kind = "orchestration"
 
 
 @dataclass
@@ -132,10 +236,16 @@ class Estimate:
     lambda_invocations: dict[str, int]
     warnings: list[str] = field(default_factory=list)
     review_hours: float = 0.0
+    child_executions: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_usd(self) -> float:
         return sum(item.usd for item in self.items)
+
+    @property
+    def orchestration_usd(self) -> float:
+        """Everything but the endpoint (instances, its S3 traffic) and review."""
+        return sum(item.usd for item in self.items if item.kind == "orchestration")
 
     @property
     def usd_per_1000_frames(self) -> float:
@@ -152,6 +262,17 @@ def _path_value(doc: Any, path: str) -> Any:
     return value
 
 
+class _Pages:
+    """A listing loop's ``more`` flag over one source: true until its last page has been listed."""
+
+    def __init__(self, pages: int) -> None:
+        self.left = pages
+
+    def more(self) -> bool:
+        self.left -= 1
+        return self.left > 0
+
+
 def _rule_matches(rule: dict[str, Any], doc: dict[str, Any]) -> bool:
     if "And" in rule:
         return all(_rule_matches(r, doc) for r in rule["And"])
@@ -160,6 +281,8 @@ def _rule_matches(rule: dict[str, Any], doc: dict[str, Any]) -> bool:
     if "Not" in rule:
         return not _rule_matches(rule["Not"], doc)
     value = _path_value(doc, rule["Variable"])
+    if isinstance(value, _Pages):
+        value = value.more()
     tests: dict[str, Callable[[Any, Any], bool]] = {
         "StringEquals": lambda v, x: v == x,
         "BooleanEquals": lambda v, x: v is x,
@@ -174,40 +297,104 @@ def _rule_matches(rule: dict[str, Any], doc: dict[str, Any]) -> bool:
     raise ValueError(f"Choice rule {rule} uses an operator the cost model does not evaluate")
 
 
-def _walk(machine: dict[str, Any], doc: dict[str, Any], items: int, counts: Counter[str]) -> None:
-    """Count the state entries of one pass through ``machine`` on its success path."""
-    name: str | None = machine["StartAt"]
-    while name is not None:
-        state = machine["States"][name]
-        counts[name] += items
-        if state["Type"] == "Map":
-            processor = state.get("ItemProcessor") or state["Iterator"]
-            per_run = (
-                doc["run"]["batch_count"]
-                if "ItemReader" in state
-                else len(_path_value(doc, state["ItemsPath"]))
-            )
-            _walk(processor, doc, items * per_run, counts)
-        if state["Type"] == "Choice":
-            name = next((r["Next"] for r in state["Choices"] if _rule_matches(r, doc)), state.get("Default"))
-            continue
-        name = None if state.get("End") or state["Type"] in ("Succeed", "Fail") else state["Next"]
+# What each Distributed Map's ItemReader reads, by the path of its Key/Prefix, and how many items.
+_ITEM_READERS: dict[str, Callable[[RunShape], list[tuple[int, dict[str, Any]]]]] = {
+    # sources.json: one child per source; each lists its pages in a loop (ListPage, MorePages)
+    "$.run.sources_key": lambda s: [
+        (n, {"cursor": {"more": _Pages(s.pages_of(f))}}) for n, f in s.source_groups()
+    ],
+    "$.run.batches_prefix": lambda s: [(s.batches, {})],  # one object per batch
+    "$.review_input.manifest.shards_key": lambda s: [(len(s.shards), {})],  # plan/shards.json
+}
+
+
+@dataclass
+class _Walk:
+    """State entries and child executions of one run, and the largest child history per Map."""
+
+    shape: RunShape
+    entries: Counter[str] = field(default_factory=Counter)
+    children: Counter[str] = field(default_factory=Counter)
+    child_events: dict[str, int] = field(default_factory=dict)
+
+    def machine(self, machine: dict[str, Any], doc: dict[str, Any], items: int, into: Counter[str]) -> None:
+        """Count the state entries of ``items`` passes through ``machine`` on its success path."""
+        name: str | None = machine["StartAt"]
+        while name is not None:
+            state = machine["States"][name]
+            into[name] += items
+            if state["Type"] == "Map":
+                self.map(name, state, doc, items, into)
+            if state["Type"] == "Choice":
+                name = next(
+                    (r["Next"] for r in state["Choices"] if _rule_matches(r, doc)), state.get("Default")
+                )
+                continue
+            name = None if state.get("End") or state["Type"] in ("Succeed", "Fail") else state["Next"]
+
+    def map(
+        self, name: str, state: dict[str, Any], doc: dict[str, Any], items: int, into: Counter[str]
+    ) -> None:
+        processor = state.get("ItemProcessor") or state["Iterator"]
+        distributed = processor.get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED"
+        if "ItemReader" in state:
+            params = state["ItemReader"].get("Parameters", {})
+            path = params.get("Key.$") or params.get("Prefix.$")
+            if path not in _ITEM_READERS:
+                raise ValueError(f"Map {name} reads items from {path}: the cost model does not know how many")
+            groups = _ITEM_READERS[path](self.shape)
+        else:
+            groups = [(len(_path_value(doc, state["ItemsPath"]) or []), {})]
+        for count, extra in groups:
+            if not count:
+                continue
+            child_doc = {**doc, **extra}
+            one: Counter[str] = Counter()
+            self.machine(processor, child_doc, 1, one)
+            for state_name, n in one.items():
+                into[state_name] += n * count * items
+            if distributed:
+                self.children[name] += count * items
+                events = 2 + sum(n * _state_events(processor, s) for s, n in one.items())
+                self.child_events[name] = max(self.child_events.get(name, 0), events)
+
+
+def _state_events(machine: dict[str, Any], name: str) -> int:
+    state = _find_state(machine, name)
+    events = _EVENTS.get(state["Type"], 2)
+    if str(state.get("Resource", "")).endswith(".waitForTaskToken"):
+        events += 1
+    return events
+
+
+def _find_state(machine: dict[str, Any], name: str) -> dict[str, Any]:
+    for m in _machines(machine):
+        if name in m["States"]:
+            return dict(m["States"][name])
+    raise KeyError(name)
+
+
+def _walk(definition: dict[str, Any], shape: RunShape) -> _Walk:
+    doc = {
+        "run": {"review": shape.review},
+        "review_input": {
+            "manifest": {"frames_to_review": shape.frames_to_review, "parts": [{}] * shape.review_parts}
+        },
+    }
+    walk = _Walk(shape)
+    walk.machine(definition, doc, 1, walk.entries)
+    return walk
 
 
 def state_entries(definition: dict[str, Any], shape: RunShape) -> Counter[str]:
-    """How often each state of the ASL is entered in one successful run of this shape."""
-    doc = {
-        "run": {"batch_count": shape.batches, "review": shape.review},
-        "review_input": {
-            "manifest": {
-                "frames_to_review": shape.frames if shape.review == "human" else 0,
-                "parts": [{}] * max(shape.review_parts, 0),
-            }
-        },
-    }
-    counts: Counter[str] = Counter()
-    _walk(definition, doc, 1, counts)
-    return counts
+    """How often each state of the ASL is entered in one successful run of this shape (every
+    execution: the parent and each Distributed Map child)."""
+    return _walk(definition, shape).entries
+
+
+def child_executions(definition: dict[str, Any], shape: RunShape) -> dict[str, int]:
+    """Child executions per Distributed Map (each start is billed as one state transition)."""
+    return dict(_walk(definition, shape).children)
 
 
 def lambda_invocations(definition: dict[str, Any], shape: RunShape) -> dict[str, int]:
@@ -247,16 +434,22 @@ def function_settings(template: dict[str, Any]) -> dict[str, tuple[int, int]]:
 
 
 # --- usage per service ------------------------------------------------------------------------------
-def _lambda_units(function: str, shape: RunShape) -> float:
-    """The per-invocation unit count that LAMBDA_MS's second number multiplies."""
-    requests_per_batch = shape.models * (1 if shape.batch_requests else shape.batch_size)
-    return {
-        "PrepareRunFunction": shape.frames,
-        "InvokeModelsFunction": requests_per_batch,
-        "MergeBatchFunction": shape.batch_size * shape.models,
-        "BuildManifestFunction": shape.frames,
-        "PublishFunction": shape.frames,
-    }.get(function, 0)
+def lambda_units(function: str, shape: RunShape) -> tuple[float, float]:
+    """(units over the run, most units in one invocation) that LAMBDA_MS's second number multiplies."""
+    per_request = 1 if shape.batch_requests else shape.max_batch
+    largest_source = max(f for _, f in shape.source_groups())
+    reviewed = sum(b for _, b in shape.parts)
+    units = {
+        "ListPageFunction": (shape.frames, min(shape.page_size, largest_source)),
+        "InvokeModelsFunction": (shape.inferences, shape.models * per_request),
+        "MergeBatchFunction": (shape.frames * shape.models, shape.max_batch * shape.models),
+        "PlanReviewFunction": (shape.batches, shape.batches),
+        "AssembleManifestFunction": (reviewed, max((b for _, b in shape.parts), default=0)),
+        "CollectReviewFunction": (reviewed, max((b for _, b in shape.parts), default=0)),
+        "PublishShardFunction": (shape.frames, max(f for f, _ in shape.shards)),
+        "FinishRunFunction": (shape.pages + len(shape.shards), shape.pages + len(shape.shards)),
+    }
+    return units.get(function, (0, 0))
 
 
 def _lambda(
@@ -265,47 +458,112 @@ def _lambda(
     gb_seconds = 0.0
     warnings = []
     for function, count in invocations.items():
+        if not count:
+            continue
         memory_mb, timeout_s = settings[function]
         fixed, per_unit = LAMBDA_MS[function]
-        seconds = (fixed + per_unit * _lambda_units(function, shape)) / 1000
-        if seconds > timeout_s:
+        total_units, most = lambda_units(function, shape)
+        longest = (fixed + per_unit * most) / 1000
+        if longest > timeout_s:
+            unit = LAMBDA_UNITS[function]
             warnings.append(
-                f"{function} is estimated at ~{seconds:,.0f} s for this run, past its {timeout_s} s "
-                "timeout: split the frames over several runs"
+                f"{function} is estimated at ~{longest:,.0f} s for its largest invocation "
+                f"({most:,.0f} x {unit}), past its {timeout_s} s timeout: split the run"
             )
-        gb_seconds += count * seconds * memory_mb / 1024
+        gb_seconds += (count * fixed + per_unit * total_units) / 1000 * memory_mb / 1024
     requests = sum(invocations.values())
     usd = gb_seconds * prices.lambda_gb_second_arm + requests * prices.lambda_request
     return LineItem("Lambda (arm64)", f"{requests:,} invocations, {gb_seconds:,.0f} GB-s", usd), warnings
 
 
-def s3_requests(shape: RunShape) -> tuple[int, int]:
-    """(PUT/COPY/POST/LIST, GET) requests of one run, the endpoint's and Ground Truth's included."""
-    b, m, parts, k = shape.batches, shape.models, shape.review_parts, shape.review_workers
-    lists = math.ceil(shape.frames / 1000) + 2 * math.ceil(b / 1000)  # sources, then labels/ twice
-    puts = 3 + lists  # PrepareRun: batches.json, skipped.json, request.json
-    puts += (m * b if shape.batch_requests else 0) + shape.inferences  # request files, endpoint outputs
-    puts += b + parts + 3 + 4  # labels per batch; manifest parts, categories, template, COCO; Publish
-    gets = 1 + (shape.inferences if shape.batch_requests else 0) + m * shape.frames  # ItemReader, endpoint
-    gets += shape.inferences + 2 * b + 1 + parts  # MergeBatch, BuildManifest + Publish, outputs
-    if shape.review == "human":
+def _lists(keys: int) -> int:
+    """ListObjectsV2 requests to list ``keys`` objects (one even when there are none)."""
+    return max(1, math.ceil(keys / _LIST_PAGE))
+
+
+def _upload(size: float) -> int:
+    """PUT-class requests of a streamed upload: one PUT, or create + parts + complete."""
+    return 1 if size < _UPLOAD_PART_BYTES else 2 + math.ceil(size / _UPLOAD_PART_BYTES)
+
+
+def s3_requests(shape: RunShape) -> dict[str, tuple[int, int]]:
+    """(PUT/COPY/POST/LIST, GET) requests of one run, by who makes them: ``workflow`` (the Lambda
+    functions), ``step functions`` (ItemReader, ResultWriter), ``endpoint`` and ``ground truth``."""
+    b, m, pages, shards = shape.batches, shape.models, shape.pages, len(shape.shards)
+    human = shape.review == "human"
+    parts = shape.review_parts
+    reviewed_batches = sum(n for _, n in shape.parts)
+    # PrepareRun: profile, sources, request.
+    puts, gets = 3, 0
+    # ListPage, per page: one LIST; its batches; its skipped and page-count records.
+    puts += pages + b + 2 * pages
+    # InvokeModels, per batch: counts (a 404 unless done), the batch; a request file per model.
+    gets += 2 * b
+    puts += m * b if shape.batch_requests else 0
+    # MergeBatch, per batch: counts (404), batch, profile, every output (JumpStart: each frame's
+    # header for its size); labels, counts, and the review lines of the adjustment stream.
+    gets += 3 * b + shape.inferences + (0 if shape.batch_requests else m * shape.frames)
+    puts += (3 if human else 2) * b
+    # PlanReview: profile, LIST + GET every counts object, LIST the batches; label categories,
+    # worker template, one plan per job, the shard plan.
+    gets += 1 + b
+    puts += 2 * _lists(b) + 2 + parts + 1
+    # AssembleManifest, per job: its plan, the review lines of each of its batches; the manifest.
+    line_bytes = _LINE_BYTES + _LINE_BYTES_PER_OBJECT * shape.objects_per_frame
+    gets += parts + reviewed_batches
+    puts += sum(_upload(frames * line_bytes) for frames, _ in shape.parts)
+    # CollectReview, per job: its plan, the job's output manifest; reviewed lines per batch.
+    gets += 2 * parts
+    puts += reviewed_batches
+    # PublishShard, per shard: profile, each batch's labels and reviewed lines; output manifest,
+    # COCO, machine pre-labels, frame report, shard counts.
+    gets += shards + b + (b if human else 0)
+    puts += 5 * shards
+    # FinishRun: profile, LIST + GET the page and shard counts; index, stats, scorecard, report.
+    gets += 1 + pages + shards
+    puts += _lists(pages) + _lists(shards) + (4 if human else 3)
+    workflow = (puts, gets)
+    # Step Functions: ItemReaders (sources.json, LIST batches/, shards.json) and each Distributed
+    # Map's ResultWriter (manifest.json and one results file).
+    sfn = (_lists(b) + 3 * 2, 2)
+    # The endpoint reads each request (and each frame), and writes one output per inference.
+    endpoint = (shape.inferences, (shape.inferences if shape.batch_requests else 0) + m * shape.frames)
+    found = {"workflow": workflow, "step functions": sfn, "endpoint": endpoint}
+    if human:
         # Ground Truth: each worker's browser reads the frame; responses and consolidations are written.
-        gets += shape.frames * k + 3 * parts
-        puts += shape.frames * (k + 1) + parts
-    return puts, gets
+        k = shape.review_workers
+        found["ground truth"] = (shape.frames * (k + 1) + parts, shape.frames * k + 3 * parts)
+    return found
 
 
-def dynamodb_units(shape: RunShape) -> tuple[float, float]:
-    """(write, read) request units: frame ledger, task tokens (transactional writes count twice)."""
-    inferences, b = shape.inferences, shape.batches
-    writes = 2.0 * shape.frames  # ledger claim + settle
-    writes += inferences + _TOKEN_ITEM_WCU * b  # park: one item per inference + the batch item
-    writes += inferences * 2 * (1 + _TOKEN_ITEM_WCU)  # each notification: a 2-item transaction
-    writes += 2 * _TOKEN_ITEM_WCU * b  # claim and release the batch
-    writes += 2 * _TOKEN_ITEM_WCU * shape.review_parts  # park and claim each labeling job
-    reads = inferences * (0.5 + 1)  # notification: inference item, consistent batch item
-    reads += inferences  # the resumed batch reads its inference items
-    return writes, reads
+@dataclass(frozen=True)
+class DynamoUsage:
+    """Requests and request units of one run (the frame ledger and the task-token table)."""
+
+    write_requests: int
+    read_requests: int
+    write_units: float
+    read_units: float
+
+
+def dynamodb_usage(shape: RunShape) -> DynamoUsage:
+    """Ledger: a conditional claim (ListPage) and settle (PublishShard) per frame, the run record
+    written twice (running, succeeded). Tokens: a parked item per inference and per batch, a
+    2-item transaction per notification (transactional writes count twice), the batch claimed and
+    released, each labeling job parked and claimed; reads of the inference and batch items."""
+    inferences, b, parts = shape.inferences, shape.batches, shape.review_parts
+    ledger = 2 * shape.frames + 2
+    writes = ledger + inferences + b + inferences + 2 * b + 2 * parts
+    units = float(ledger)
+    units += inferences + _TOKEN_ITEM_WCU * b  # park: one item per inference + the batch item
+    units += inferences * 2 * (1 + _TOKEN_ITEM_WCU)  # each notification: a 2-item transaction
+    units += 2 * _TOKEN_ITEM_WCU * b  # claim and release the batch
+    units += 2 * _TOKEN_ITEM_WCU * parts  # park and claim each labeling job
+    # Each notification reads its inference item and the batch item (consistent); the resumed
+    # batch reads its inference items (consistent).
+    reads = 3 * inferences
+    read_units = inferences * (0.5 + 1) + inferences
+    return DynamoUsage(writes, reads, units, read_units)
 
 
 def _ground_truth_fee(objects: int, prices: Prices) -> float:
@@ -322,18 +580,28 @@ def _review(shape: RunShape, prices: Prices) -> tuple[list[LineItem], float]:
     reviews = shape.frames * shape.review_workers
     hours = reviews * (REVIEW_SECONDS_PER_FRAME + REVIEW_SECONDS_PER_OBJECT * shape.objects_per_frame) / 3600
     items = [
-        LineItem("Ground Truth", f"{shape.frames:,} labeled objects", _ground_truth_fee(shape.frames, prices))
+        LineItem(
+            "Ground Truth",
+            f"{shape.frames:,} labeled objects",
+            _ground_truth_fee(shape.frames, prices),
+            "review",
+        )
     ]
     if shape.workforce == "public":
         per_task = task_price("adjust", "public").usd_per_object_per_worker
         items.append(
-            LineItem("Mechanical Turk workers", f"{reviews:,} tasks x ${per_task}", reviews * per_task)
+            LineItem(
+                "Mechanical Turk workers", f"{reviews:,} tasks x ${per_task}", reviews * per_task, "review"
+            )
         )
     else:
         rate = f"at ${shape.worker_hourly_usd:g}/h" if shape.worker_hourly_usd else "(wage not priced)"
         items.append(
             LineItem(
-                "Private workforce", f"{hours:,.0f} worker-hours {rate}", hours * shape.worker_hourly_usd
+                "Private workforce",
+                f"{hours:,.0f} worker-hours {rate}",
+                hours * shape.worker_hourly_usd,
+                "review",
             )
         )
     return items, hours
@@ -352,6 +620,30 @@ def _instance_price(shape: RunShape, prices: Prices) -> float:
         ) from None
 
 
+def _bounds(walk: _Walk, shape: RunShape) -> list[str]:
+    """Where the run passes a Step Functions quota: one child execution's history."""
+    warnings = []
+    for name, events in sorted(walk.child_events.items()):
+        if events > HISTORY_EVENTS_LIMIT:
+            largest = max(f for _, f in shape.source_groups())
+            detail = (
+                f" (a source of {largest:,} frames lists {shape.pages_of(largest):,} pages in one child)"
+                if name == "ListSources"
+                else ""
+            )
+            warnings.append(
+                f"{name}: one child execution records ~{events:,} history events{detail}, past Step "
+                f"Functions' {HISTORY_EVENTS_LIMIT:,}-event limit: split it over more prefixes (--sources)"
+            )
+    return warnings
+
+
+def _s3_item(service: str, puts: int, gets: int, prices: Prices, kind: Kind) -> LineItem:
+    return LineItem(
+        service, f"{puts:,} PUT/LIST, {gets:,} GET", puts * prices.s3_put + gets * prices.s3_get, kind
+    )
+
+
 def estimate(
     definition: dict[str, Any],
     settings: dict[str, tuple[int, int]],
@@ -362,36 +654,45 @@ def estimate(
 
     ``settings`` maps each function to (memory MB, timeout s), as :func:`function_settings` reads them.
     """
-    if shape.frames < 1 or shape.batch_size < 1 or shape.models < 1 or shape.throughput_fps <= 0:
-        raise ValueError("frames, batch size, models and throughput must be positive")
-    transitions = sum(state_entries(definition, shape).values())
+    positive = (shape.frames, shape.batch_size, shape.models, shape.sources, shape.page_size)
+    if min(positive) < 1 or shape.throughput_fps <= 0 or min(shape.shard_frames, shape.job_frames) < 1:
+        raise ValueError("frames, batch size, models, sources and throughput must be positive")
+    walk = _walk(definition, shape)
+    transitions = sum(walk.entries.values()) + sum(walk.children.values())
     invocations = lambda_invocations(definition, shape)
     lambda_item, warnings = _lambda(invocations, settings, shape, prices)
+    warnings += _bounds(walk, shape)
     hours = shape.models * (shape.frames / shape.throughput_fps / 3600 + ENDPOINT_IDLE_HOURS_PER_RUN)
-    puts, gets = s3_requests(shape)
-    writes, reads = dynamodb_units(shape)
+    s3 = s3_requests(shape)
+    wf_puts, wf_gets = (sum(x) for x in zip(s3["workflow"], s3["step functions"], strict=True))
+    dynamo = dynamodb_usage(shape)
     review_items, review_hours = _review(shape, prices)
+    children = sum(walk.children.values())
     items = [
         LineItem(
             "Step Functions (Standard)",
-            f"{transitions:,} state transitions",
+            f"{transitions:,} state transitions ({children:,} child runs)",
             transitions * prices.state_transition,
         ),
         lambda_item,
         LineItem("SNS", f"{shape.inferences:,} notifications", shape.inferences * prices.sns_publish),
-        LineItem(
-            "S3 requests", f"{puts:,} PUT/LIST, {gets:,} GET", puts * prices.s3_put + gets * prices.s3_get
-        ),
+        _s3_item("S3 requests (workflow)", wf_puts, wf_gets, prices, "orchestration"),
         LineItem(
             "DynamoDB (on-demand)",
-            f"{writes:,.0f} WRU, {reads:,.0f} RRU",
-            writes * prices.dynamodb_write + reads * prices.dynamodb_read,
+            f"{dynamo.write_units:,.0f} WRU, {dynamo.read_units:,.0f} RRU",
+            dynamo.write_units * prices.dynamodb_write + dynamo.read_units * prices.dynamodb_read,
         ),
         LineItem(
             f"SageMaker endpoint ({shape.instance_type})",
             f"{hours:,.1f} instance-hours at {shape.throughput_fps:g} frames/s",
             hours * _instance_price(shape, prices),
+            "inference",
         ),
-        *review_items,
+        _s3_item("S3 requests (endpoint)", *s3["endpoint"], prices, "inference"),
     ]
-    return Estimate(shape, items, transitions, invocations, warnings, review_hours)
+    if "ground truth" in s3:
+        items.append(_s3_item("S3 requests (Ground Truth)", *s3["ground truth"], prices, "review"))
+    items += review_items
+    return Estimate(
+        shape, items, transitions, invocations, warnings, review_hours, child_executions=dict(walk.children)
+    )

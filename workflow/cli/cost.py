@@ -48,6 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models", type=_positive_int, default=1, help="models, one endpoint each (default: 1)"
     )
+    parser.add_argument(
+        "--sources",
+        type=_positive_int,
+        default=1,
+        help="source prefixes the frames are spread over (default: 1)",
+    )
     parser.add_argument("--instance-type", help="endpoint instance type (default: the template's)")
     parser.add_argument(
         "--throughput",
@@ -88,7 +94,8 @@ def format_estimate(result: Estimate) -> str:
     """The estimate as a table, then warnings and the assumptions behind it."""
     s = result.shape
     lines = [
-        f"{s.frames:,} frames, batch size {s.batch_size}, {s.models} model(s) on {s.instance_type}, "
+        f"{s.frames:,} frames in {s.sources:,} source(s) ({s.pages:,} listing pages, {s.batches:,} batches, "
+        f"{len(s.shards):,} shards), batch size {s.batch_size}, {s.models} model(s) on {s.instance_type}, "
         f"review: {s.review}"
         + (f" by {s.review_workers} {s.workforce} worker(s)" if s.review == "human" else ""),
         f"prices: {PRICES_REGION} list prices as of {PRICES_AS_OF} (AWS pricing pages; free tiers left out)",
@@ -99,6 +106,8 @@ def format_estimate(result: Estimate) -> str:
         lines.append(f"{item.service:<{width}}{item.usage:<48}{item.usd:>14,.2f} USD")
     lines += [
         f"{'total':<{width}}{'':<48}{result.total_usd:>14,.2f} USD",
+        f"{'orchestration':<{width}}{'(all but the endpoint and review)':<48}"
+        f"{result.orchestration_usd:>14,.2f} USD",
         f"{'per 1,000 frames':<{width}}{'':<48}{result.usd_per_1000_frames:>14,.2f} USD",
         "",
     ]
@@ -115,7 +124,9 @@ def format_estimate(result: Estimate) -> str:
         "start + idle before scale-in per model and run",
         f"  review: {REVIEW_SECONDS_PER_FRAME:g} s per frame + {REVIEW_SECONDS_PER_OBJECT:g} s per box "
         f"x {s.objects_per_frame:g} boxes = {result.review_hours:,.0f} worker-hours",
-        "  not included: S3 storage and transfer, CloudWatch logs and metrics, X-Ray traces, retries",
+        "  not included: S3 storage and transfer, CloudWatch logs and metrics, X-Ray traces, retries,",
+        "  segmentation label maps (frames with masks), failed batches and runs (RecordBatchFailure,"
+        " ReportFailedRun)",
     ]
     return "\n".join(lines)
 
@@ -130,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             frames=args.frames,
             batch_size=args.batch_size,
             models=args.models,
+            sources=args.sources,
             instance_type=args.instance_type or str(default_instance or "ml.c5.xlarge"),
             throughput_fps=args.throughput,
             review=args.review,
@@ -151,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
             "items": [asdict(item) for item in result.items],
             "total_usd": round(result.total_usd, 2),
             "usd_per_1000_frames": round(result.usd_per_1000_frames, 4),
+            "orchestration_usd": round(result.orchestration_usd, 2),
             "state_transitions": result.transitions,
+            "child_executions": result.child_executions,
             "lambda_invocations": result.lambda_invocations,
             "review_worker_hours": round(result.review_hours, 1),
             "warnings": result.warnings,
