@@ -17,7 +17,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     a = aws()
     outcomes = []
     for note in notifications_from_sns_event(event):
-        outcome = on_inference_result(note, a.tokens, a.callbacks)
+        outcome = on_inference_result(note, a.tokens, a.callbacks, a.s3, a.settings)
         logger.info(
             "inference result",
             extra={"inference_id": note.inference_id, "status": note.invocation_status, "outcome": outcome},

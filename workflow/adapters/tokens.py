@@ -54,6 +54,11 @@ class BatchOutcome:
     token: str
     inferences: list[InferenceRecord]
 
+    @property
+    def run_id(self) -> str:
+        """The run of the batch (its key is ``batch#<run_id>#<batch_id>``)."""
+        return self.batch_key.split("#")[1]
+
 
 class TokenStore:
     def __init__(self, client: Any, table: str, ttl_seconds: int = 31 * 86_400) -> None:

@@ -281,11 +281,24 @@ def add_counts(total: Counter[str], part: Mapping[str, int]) -> None:
     total.update({k: int(v) for k, v in part.items()})
 
 
-def batch_failures(frames: list[str], error: dict[str, Any]) -> list[FrameFailure]:
-    """The failure of each frame from a branch's error (``Error`` and ``Cause``, as a Catch gives them)."""
+def failures_uri(error: dict[str, Any]) -> str | None:
+    """The S3 URI of a failed batch's per-frame reasons, when the error's cause names one."""
+    try:
+        detail = json.loads(str(error.get("Cause", "")))
+    except ValueError:
+        return None
+    uri = detail.get("failures_uri") if isinstance(detail, dict) else None
+    return str(uri) if uri else None
+
+
+def batch_failures(
+    frames: list[str], error: dict[str, Any], stored: list[dict[str, str]] | None = None
+) -> list[FrameFailure]:
+    """The failure of each frame from a branch's error (``Error`` and ``Cause``, as a Catch gives them),
+    with the per-frame reasons stored at the cause's ``failures_uri`` when given (``stored``)."""
     error_name = str(error.get("Error", "States.TaskFailed"))
     cause = str(error.get("Cause", ""))
-    reasons: dict[str, str] = {}
+    reasons: dict[str, str] = {item["frame"]: item["reason"] for item in stored or []}
     try:
         detail = json.loads(cause)
         for item in detail.get("failures", []):

@@ -117,10 +117,12 @@ class InferenceRecord(_Payload):
 
 
 class BatchInference(_Payload):
-    """The task output SendTaskSuccess hands to MergeBatch."""
+    """The task output SendTaskSuccess hands to MergeBatch: small whatever the batch (the records of a
+    batch's inferences, one per frame for one-image endpoints, are in S3 at ``records_uri``)."""
 
     batch_id: str
-    inferences: list[InferenceRecord]
+    inferences: list[InferenceRecord] = Field(default_factory=list)
+    records_uri: str | None = None
     done: bool = Field(False, description="an earlier attempt labeled this batch already: nothing to merge")
 
 

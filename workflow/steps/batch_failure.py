@@ -6,7 +6,7 @@ from typing import Any
 
 from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
-from workflow.domain.records import BatchLabels, batch_failures, batch_id_of
+from workflow.domain.records import BatchLabels, batch_failures, batch_id_of, failures_uri
 from workflow.domain.run import BatchResult, RunContext
 
 
@@ -18,6 +18,7 @@ def record_batch_failure(batch_key: str, run: RunContext, error: dict[str, Any],
     if done is not None:
         return BatchResult(batch_id=batch_name, labeled=done.labeled, failed=done.failed)
     batch = store.get_batch(batch_name)
-    failed = batch_failures(batch.frames, error)
+    uri = failures_uri(error)
+    failed = batch_failures(batch.frames, error, s3.get_json(uri) if uri else None)
     store.put_labels(BatchLabels(batch_id=batch.batch_id, failed=failed), len(batch.frames), {})
     return BatchResult(batch_id=batch.batch_id, labeled=0, failed=len(failed))

@@ -16,6 +16,7 @@ from workflow.domain.frames import S3Uri, inference_id
 from workflow.domain.notifications import AsyncInferenceNotification
 from workflow.domain.records import batch_id_of
 from workflow.domain.run import BatchInference, RunContext
+from workflow.settings import Settings
 
 _THROTTLED = {"ThrottlingException", "ServiceUnavailable", "InternalFailure"}
 
@@ -85,10 +86,16 @@ def _common(model: Any, inf_id: str) -> dict[str, Any]:
 
 
 def on_inference_result(
-    note: AsyncInferenceNotification, tokens: TokenStore, callbacks: TaskCallbacks
+    note: AsyncInferenceNotification,
+    tokens: TokenStore,
+    callbacks: TaskCallbacks,
+    s3: S3Store,
+    settings: Settings,
 ) -> str:
     """Record one notification; resume the batch's task when its last inference has reported.
 
+    The batch's inference records (or its frames' failures) go to S3 and the task gets their URI,
+    so SendTaskSuccess' 256 KiB and SendTaskFailure's 32,768-character cause hold at any batch size.
     Returns what happened (``unknown``, ``waiting``, ``resumed``, ``failed``) for the logs.
     """
     batch_key = tokens.record_inference(
@@ -100,6 +107,7 @@ def on_inference_result(
     if outcome is None:
         return "waiting"
     sent = False
+    base = S3Uri(settings.data_bucket, f"{settings.runs_prefix.strip('/')}/{outcome.run_id}/inferences")
     try:
         if all(r.status == "Failed" for r in outcome.inferences):
             failures = [
@@ -107,11 +115,16 @@ def on_inference_result(
                 for r in outcome.inferences
                 for frame in r.frames
             ]
-            cause = json.dumps({"batch_id": outcome.batch_id, "failures": failures})
+            uri = s3.put_json(base.join(f"{outcome.batch_id}.failures.json"), failures)
+            first = outcome.inferences[0]
+            message = f"every inference failed; first: {first.model}: {first.failure_reason}"[:1000]
+            cause = json.dumps({"batch_id": outcome.batch_id, "failures_uri": uri, "errorMessage": message})
             callbacks.fail(outcome.token, "InferenceFailed", cause)
             sent, result = True, "failed"
         else:
-            result_payload = BatchInference(batch_id=outcome.batch_id, inferences=outcome.inferences)
+            records = [r.model_dump(mode="json") for r in outcome.inferences]
+            uri = s3.put_json(base.join(f"{outcome.batch_id}.json"), records)
+            result_payload = BatchInference(batch_id=outcome.batch_id, records_uri=uri)
             callbacks.succeed(outcome.token, result_payload.model_dump(mode="json"))
             sent, result = True, "resumed"
     finally:

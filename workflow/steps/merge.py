@@ -166,6 +166,9 @@ def merge_batch(
         return BatchResult(batch_id=batch_name, labeled=done.labeled, failed=done.failed)
     batch = store.get_batch(batch_name)
     profile = run_profile(run, s3)
+    if inference.records_uri:
+        records = [InferenceRecord.model_validate(r) for r in s3.get_json(inference.records_uri)]
+        inference = inference.model_copy(update={"inferences": records})
     labels = labeled_frames(batch, run, inference, profile, s3)
     lines, errors = batch_segmentation(run, profile, settings, s3, [f.detections() for f in labels.frames])
     labels = labels.model_copy(update={"segmentation": lines, "segmentation_errors": errors[:EXAMPLES]})
