@@ -39,6 +39,7 @@ class Call:
     service: str
     operation: str
     params: dict[str, Any]
+    error: str | None = None  # the error code the service answered with, if any
 
 
 class RecordingClient:
@@ -51,9 +52,17 @@ class RecordingClient:
         )
         self.calls: list[Call] = []
         self.client.meta.events.register("before-parameter-build", self._record)
+        self.client.meta.events.register("after-call", self._answered)
 
-    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
-        self.calls.append(Call(self.service, model.name, dict(params)))
+    def _record(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        call = Call(self.service, model.name, dict(params))
+        context["recorded_call"] = call  # per request, so calls made from threads stay apart
+        self.calls.append(call)
+
+    def _answered(self, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        call = context.get("recorded_call")
+        if call is not None and "Error" in parsed:
+            call.error = str(parsed["Error"].get("Code", ""))
 
     def violations(self) -> list[str]:
         """What the recorded calls break of the model's patterns, maximum lengths and enums."""
@@ -123,14 +132,29 @@ def _compiles(pattern: str) -> bool:
 
 
 # --- the template's IAM ---------------------------------------------------------------------------
+# The IAM action of S3 operations whose action is not "s3:<operation>" (multipart uploads are PutObject).
+S3_ACTIONS = {
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+}
+
+
 def iam_action_and_resources(call: Call, region: str = "us-east-1") -> list[tuple[str, str]]:
     """The IAM (action, resource ARN) pairs one API call is authorised by."""
     p = call.params
     if call.service == "s3":
+        bucket = f"arn:aws:s3:::{p['Bucket']}"
         if call.operation == "ListObjectsV2":
-            return [("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}")]
-        action = "s3:GetObject" if call.operation in ("GetObject", "HeadObject") else f"s3:{call.operation}"
-        return [(action, f"arn:aws:s3:::{p['Bucket']}/{p['Key']}")]
+            return [("s3:ListBucket", bucket)]
+        pairs = [(S3_ACTIONS.get(call.operation, f"s3:{call.operation}"), f"{bucket}/{p['Key']}")]
+        if call.operation in ("GetObject", "HeadObject") and call.error in ("NoSuchKey", "404"):
+            # Without s3:ListBucket on the bucket, S3 answers a missing key with 403 AccessDenied, not
+            # 404 NoSuchKey: a step that reads "absent" from a 404 needs the listing permission too.
+            pairs.append(("s3:ListBucket", bucket))
+        return pairs
     if call.service == "dynamodb":
         table = f"arn:aws:dynamodb:{region}:{ACCOUNT}:table/"
         if call.operation == "TransactWriteItems":  # authorised per item, as the item's own action

@@ -29,25 +29,32 @@ from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.s3 import S3Store
 from workflow.adapters.tokens import PendingInference, TokenStore
 from workflow.domain.detections import Detections, Provenance
-from workflow.domain.frames import batch_id, inference_id
+from workflow.domain.frames import inference_id
 from workflow.domain.notifications import AsyncInferenceNotification, LabelingJobStateChange
 from workflow.domain.profile import default_profile
+from workflow.domain.records import ShardPlan, batch_id
 from workflow.domain.run import (
     Batch,
     BatchInference,
     InferenceRecord,
+    ListCursor,
     ManifestPart,
     ManifestResult,
     ModelEndpoint,
     ReviewResult,
+    RunContext,
     RunRequest,
+    SourceItem,
 )
 from workflow.settings import Settings
+from workflow.steps.collect import collect_review
+from workflow.steps.failure import ExecutionStatusChange, on_execution_change
 from workflow.steps.inference import EndpointThrottled, invoke_models, on_inference_result
-from workflow.steps.manifest import build_manifest
+from workflow.steps.listing import list_page
+from workflow.steps.manifest import assemble_manifest, plan_review
 from workflow.steps.merge import merge_batch, record_batch_failure
 from workflow.steps.prepare import prepare_run
-from workflow.steps.publish import publish
+from workflow.steps.publish import finish_run, publish_shard
 from workflow.steps.review import on_labeling_job_change, start_labeling_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,12 +156,18 @@ def put_frames(cloud: Cloud, names: list[str]) -> list[str]:
     return [f"s3://{LOGS}/day1/{n}" for n in names if n.endswith(".png")]
 
 
-def prepared_run(cloud: Cloud, frames: int = 2, review: str = "human") -> Any:
+def prepared_run(cloud: Cloud, frames: int = 2, review: str = "human") -> RunContext:
+    """A run PrepareRun started and ListPage listed (its one page of one source)."""
     put_frames(cloud, [f"{i:03d}.png" for i in range(frames)])
     request = RunRequest(sources=[f"s3://{LOGS}/day1/"], batch_size=8, review=review)  # type: ignore[arg-type]
     run = prepare_run(request, "run-1", cloud.settings, cloud.store, cloud.ledger)
+    list_page(run, first_source(run), ListCursor(), cloud.settings, cloud.store, cloud.ledger)
     cloud.forget_calls()
     return run
+
+
+def first_source(run: RunContext) -> SourceItem:
+    return SourceItem(index=0, uri=f"s3://{LOGS}/day1/")
 
 
 def car(frame: str) -> Detections:
@@ -187,40 +200,50 @@ def completed_inference(cloud: Cloud, run: Any, batch: Batch) -> BatchInference:
     return BatchInference(batch_id=batch.batch_id, inferences=[record])
 
 
-def first_batch(cloud: Cloud, run: Any) -> Batch:
-    return Batch.model_validate(cloud.peek(f"s3://{DATA}/{run.batches_key}")[0])
+def first_batch_key(run: RunContext) -> str:
+    """The LabelBatches Map's item for the run's first batch: the key of its object."""
+    return f"{run.batches_prefix}{batch_id(0, 0, 0)}.json"
+
+
+def first_batch(cloud: Cloud, run: RunContext) -> Batch:
+    return Batch.model_validate(cloud.peek(f"s3://{DATA}/{first_batch_key(run)}"))
+
+
+def merged_run(cloud: Cloud, review: str = "human") -> RunContext:
+    """A prepared run whose one batch MergeBatch labeled (two cars, routed to adjustment)."""
+    run = prepared_run(cloud, review=review)
+    batch = first_batch(cloud, run)
+    merge_batch(
+        first_batch_key(run), run, completed_inference(cloud, run, batch), cloud.settings, cloud.store
+    )
+    cloud.forget_calls()
+    return run
+
+
+def put_keys(cloud: Cloud) -> list[str]:
+    """The keys the step wrote, in the order it wrote them."""
+    return [p["Key"] for p in cloud.s3.params("PutObject")]
 
 
 # --- PrepareRun ------------------------------------------------------------------------------------
-def test_prepare_run_lists_the_source_claims_frames_and_writes_the_batches(cloud):
+def test_prepare_run_writes_the_run_files_and_marks_the_run_running_without_listing(cloud):
     # Given two frames and a text file under a drive-log prefix in a source bucket
-    frames = put_frames(cloud, ["000.png", "001.png", "notes.txt"])
-    request = RunRequest(sources=[f"s3://{LOGS}/day1/"], batch_size=8)
+    put_frames(cloud, ["000.png", "001.png", "notes.txt"])
+    request = RunRequest(sources=[f"s3://{LOGS}/day1/", f"s3://{LOGS}/day1/"], batch_size=8)
     # When PrepareRun runs
     run = prepare_run(request, "exec-1", cloud.settings, cloud.store, cloud.ledger)
-    # Then one batch holds both frames, the text file is skipped, both frames are claimed in the ledger
-    assert cloud.peek(f"s3://{DATA}/{run.batches_key}") == [{"batch_id": batch_id(0), "frames": frames}]
-    assert cloud.s3.params("ListObjectsV2") == [{"Bucket": LOGS, "Prefix": "day1/", "EncodingType": "url"}]
-    claims = cloud.dynamodb.params("UpdateItem")
-    assert sorted(c["Key"]["pk"]["S"] for c in claims) == frames
-    assert all(
-        c["TableName"] == LEDGER and "attribute_not_exists(pk)" in c["ConditionExpression"] for c in claims
-    )
-    # And every call keeps to the models and to PrepareRunFunction's policy (source bucket listed by name)
+    # Then it writes the run's profile, sources (deduplicated) and request, and lists nothing
+    prefix = "runs/exec-1"
+    assert sorted(put_keys(cloud)) == [f"{prefix}/{n}.json" for n in ("profile", "request", "sources")]
+    assert cloud.peek(f"s3://{DATA}/{run.sources_key}") == [{"index": 0, "uri": f"s3://{LOGS}/day1/"}]
+    assert (run.source_count, run.batches_prefix, run.batch_size) == (1, f"{prefix}/batches/", 8)
+    assert cloud.s3.params("ListObjectsV2") == []
+    # And the run record says running; no frame is claimed yet (ListPage claims, page by page)
+    (record,) = cloud.dynamodb.params("PutItem")
+    assert record["Item"]["pk"] == {"S": "run#exec-1"} and record["Item"]["status"] == {"S": "running"}
+    assert cloud.dynamodb.params("UpdateItem") == []
+    # And every call keeps to the models and to PrepareRunFunction's policy
     cloud.assert_contract("PrepareRunFunction")
-
-
-def test_prepare_run_may_not_list_a_bucket_missing_from_source_bucket_names(cloud):
-    # Given the same stack deployed without SourceBucketNames
-    put_frames(cloud, ["000.png"])
-    prepare_run(
-        RunRequest(sources=[f"s3://{LOGS}/day1/"]), "exec-1", cloud.settings, cloud.store, cloud.ledger
-    )
-    bare = TemplateIam(ROOT / "template.yaml")
-    # When its policy is asked about the calls PrepareRun made
-    denied = bare.denied("PrepareRunFunction", cloud.s3.calls + cloud.dynamodb.calls)
-    # Then only listing the source bucket is refused
-    assert denied == [f"s3:ListBucket on arn:aws:s3:::{LOGS}"]
 
 
 def test_prepare_run_reads_a_profile_from_the_data_bucket(cloud):
@@ -237,12 +260,59 @@ def test_prepare_run_reads_a_profile_from_the_data_bucket(cloud):
     cloud.assert_contract("PrepareRunFunction")
 
 
+# --- ListPage --------------------------------------------------------------------------------------
+def test_list_page_lists_one_page_claims_its_frames_and_writes_the_batches(cloud):
+    # Given a prepared run over two frames and a text file under a drive-log prefix
+    frames = put_frames(cloud, ["000.png", "001.png", "notes.txt"])
+    request = RunRequest(sources=[f"s3://{LOGS}/day1/"], batch_size=8)
+    run = prepare_run(request, "exec-1", cloud.settings, cloud.store, cloud.ledger)
+    cloud.forget_calls()
+    # When ListPage lists the source's first page
+    cursor = list_page(run, first_source(run), ListCursor(), cloud.settings, cloud.store, cloud.ledger)
+    # Then one page of at most 1,000 keys was listed, and it was the last
+    assert cloud.s3.params("ListObjectsV2") == [
+        {"Bucket": LOGS, "Prefix": "day1/", "MaxKeys": 1000, "EncodingType": "url"}
+    ]
+    assert cursor == ListCursor(page=1, token=None, more=False)
+    # And one batch holds both frames, the text file is skipped with its reason, the page is counted
+    batch = cloud.peek(f"s3://{DATA}/{first_batch_key(run)}")
+    assert batch == {"batch_id": batch_id(0, 0, 0), "frames": frames, "adjust": []}
+    (skipped,) = cloud.peek(f"s3://{DATA}/{run.run_prefix}/skipped/0000-000000.json")
+    assert skipped["frame"] == f"s3://{LOGS}/day1/notes.txt" and skipped["reason"].startswith("not a frame")
+    page = cloud.peek(f"s3://{DATA}/{run.run_prefix}/pages/0000-000000.json")
+    assert (page["listed"], page["frames"], page["batches"], page["skipped"]) == (3, 2, 1, 1)
+    # And both frames are claimed in the ledger, conditionally
+    claims = cloud.dynamodb.params("UpdateItem")
+    assert sorted(c["Key"]["pk"]["S"] for c in claims) == frames
+    assert all(
+        c["TableName"] == LEDGER and "attribute_not_exists(pk)" in c["ConditionExpression"] for c in claims
+    )
+    # And every call keeps to the models and to ListPageFunction's policy (source bucket listed by name)
+    cloud.assert_contract("ListPageFunction")
+
+
+def test_list_page_may_not_list_a_bucket_missing_from_source_bucket_names(cloud):
+    # Given the same stack deployed without SourceBucketNames
+    put_frames(cloud, ["000.png"])
+    run = prepare_run(
+        RunRequest(sources=[f"s3://{LOGS}/day1/"]), "exec-1", cloud.settings, cloud.store, cloud.ledger
+    )
+    cloud.forget_calls()
+    list_page(run, first_source(run), ListCursor(), cloud.settings, cloud.store, cloud.ledger)
+    bare = TemplateIam(ROOT / "template.yaml")
+    # When its policy is asked about the calls ListPage made
+    denied = bare.denied("ListPageFunction", cloud.s3.calls + cloud.dynamodb.calls)
+    # Then only listing the source bucket is refused
+    assert denied == [f"s3:ListBucket on arn:aws:s3:::{LOGS}"]
+
+
 # --- InvokeModels ----------------------------------------------------------------------------------
 def test_invoke_models_parks_the_token_then_sends_one_request_per_batch(cloud):
     # Given a prepared run's first batch and the endpoint's runtime API
     run = prepared_run(cloud)
     batch = first_batch(cloud, run)
-    runtime = StubbedClient("sagemaker-runtime")
+    cloud.forget_calls()
+    runtime, sfn = StubbedClient("sagemaker-runtime"), StubbedClient("stepfunctions")
     inf = inference_id(run.run_id, batch.batch_id, "nanodet-coco")
     request_uri = f"s3://{DATA}/{run.run_prefix}/requests/{batch.batch_id}.json"
     runtime.expect(
@@ -256,15 +326,36 @@ def test_invoke_models_parks_the_token_then_sends_one_request_per_batch(cloud):
         },
         {"InferenceId": inf, "OutputLocation": f"s3://{DATA}/async/{ENDPOINT}/output/{inf}.out"},
     )
-    # When InvokeModels runs
-    result = invoke_models(TOKEN, batch, run, cloud.store, cloud.tokens, runtime.client)
+    # When InvokeModels runs on the batch's key
+    result = invoke_models(
+        TOKEN, first_batch_key(run), run, cloud.store, cloud.tokens, runtime.client, TaskCallbacks(sfn.client)
+    )
     # Then the request file lists the frames, the token waits under the batch key, one request went out
     assert cloud.peek(request_uri) == batch.frames
     items = {c["Item"]["pk"]["S"]: c["Item"] for c in cloud.dynamodb.params("PutItem")}
     assert items[result["batch_key"]]["token"] == {"S": TOKEN}
     assert items[f"inference#{inf}"]["frames"] == {"L": [{"S": f} for f in batch.frames]}
     runtime.verify()
-    cloud.assert_contract("InvokeModelsFunction", runtime)
+    sfn.verify()  # nothing resumed: the batch is not done
+    cloud.assert_contract("InvokeModelsFunction", runtime, sfn)
+
+
+def test_invoke_models_resumes_a_batch_an_earlier_attempt_finished_at_once(cloud):
+    # Given a batch whose records an earlier attempt wrote (a retried or redriven child)
+    run = merged_run(cloud)
+    runtime, sfn = StubbedClient("sagemaker-runtime"), StubbedClient("stepfunctions")
+    sfn.expect("send_task_success", {"taskToken": TOKEN, "output": ANY})
+    # When InvokeModels runs on it again
+    result = invoke_models(
+        TOKEN, first_batch_key(run), run, cloud.store, cloud.tokens, runtime.client, TaskCallbacks(sfn.client)
+    )
+    # Then no model is asked again and the task resumes with "done"
+    assert result == {"batch_key": "", "inferences": 0, "done": True}
+    (sent,) = sfn.params("SendTaskSuccess")
+    assert json.loads(sent["output"]) == {"batch_id": batch_id(0, 0, 0), "inferences": [], "done": True}
+    runtime.verify()
+    sfn.verify()
+    cloud.assert_contract("InvokeModelsFunction", runtime, sfn)
 
 
 def test_invoke_models_sends_each_frame_to_a_jumpstart_endpoint(cloud):
@@ -279,6 +370,7 @@ def test_invoke_models_sends_each_frame_to_a_jumpstart_endpoint(cloud):
         }
     )
     batch = first_batch(cloud, run)
+    cloud.forget_calls()
     runtime = StubbedClient("sagemaker-runtime")
     for frame in batch.frames:
         inf = inference_id(run.run_id, batch.batch_id, "js", frame)
@@ -292,11 +384,14 @@ def test_invoke_models_sends_each_frame_to_a_jumpstart_endpoint(cloud):
         runtime.expect(
             "invoke_endpoint_async", params, {"InferenceId": inf, "OutputLocation": f"s3://{DATA}/o"}
         )
+    sfn = StubbedClient("stepfunctions")
     # When InvokeModels runs
-    result = invoke_models(TOKEN, batch, run, cloud.store, cloud.tokens, runtime.client)
+    result = invoke_models(
+        TOKEN, first_batch_key(run), run, cloud.store, cloud.tokens, runtime.client, TaskCallbacks(sfn.client)
+    )
     # Then each frame went as its own request, from the source bucket, and nothing was written to S3
     assert result["inferences"] == len(batch.frames) == 2
-    assert cloud.s3.calls == []
+    assert cloud.s3.params("PutObject") == []
     runtime.verify()
     cloud.assert_contract("InvokeModelsFunction", runtime)
 
@@ -304,7 +399,6 @@ def test_invoke_models_sends_each_frame_to_a_jumpstart_endpoint(cloud):
 def test_invoke_models_turns_endpoint_throttling_into_a_retryable_error(cloud):
     # Given an endpoint that throttles
     run = prepared_run(cloud)
-    batch = first_batch(cloud, run)
     runtime = StubbedClient("sagemaker-runtime")
     runtime.expect_error(
         "invoke_endpoint_async",
@@ -317,9 +411,18 @@ def test_invoke_models_turns_endpoint_throttling_into_a_retryable_error(cloud):
         },
         "ThrottlingException",
     )
+    sfn = StubbedClient("stepfunctions")
     # When InvokeModels runs, Then it raises the error the ASL retries with backoff
     with pytest.raises(EndpointThrottled):
-        invoke_models(TOKEN, batch, run, cloud.store, cloud.tokens, runtime.client)
+        invoke_models(
+            TOKEN,
+            first_batch_key(run),
+            run,
+            cloud.store,
+            cloud.tokens,
+            runtime.client,
+            TaskCallbacks(sfn.client),
+        )
     runtime.verify()
 
 
@@ -341,7 +444,7 @@ def notification(inf: str, status: str, output: str | None = None) -> AsyncInfer
 def test_the_last_notification_of_a_batch_resumes_its_task(cloud):
     # Given a batch waiting for one inference
     cloud.tokens.park_batch(
-        "run-1", "b000000", TOKEN, [PendingInference("inf-1", "nanodet-coco", ["s3://f/1.png"])]
+        "run-1", batch_id(0, 0, 0), TOKEN, [PendingInference("inf-1", "nanodet-coco", ["s3://f/1.png"])]
     )
     cloud.forget_calls()
     sfn = StubbedClient("stepfunctions")
@@ -361,7 +464,9 @@ def test_the_last_notification_of_a_batch_resumes_its_task(cloud):
 def test_a_batch_whose_inferences_all_failed_fails_its_task_with_every_frame(cloud):
     # Given a batch of two frames waiting for one inference
     frames = ["s3://f/1.png", "s3://f/2.png"]
-    cloud.tokens.park_batch("run-1", "b000000", TOKEN, [PendingInference("inf-1", "nanodet-coco", frames)])
+    cloud.tokens.park_batch(
+        "run-1", batch_id(0, 0, 0), TOKEN, [PendingInference("inf-1", "nanodet-coco", frames)]
+    )
     cloud.forget_calls()
     sfn = StubbedClient("stepfunctions")
     sfn.expect("send_task_failure", {"taskToken": TOKEN, "error": "InferenceFailed", "cause": ANY})
@@ -375,17 +480,39 @@ def test_a_batch_whose_inferences_all_failed_fails_its_task_with_every_frame(clo
     cloud.assert_contract("InferenceCallbackFunction", sfn)
 
 
-# --- MergeBatch, RecordBatchFailure, BuildManifest -----------------------------------------------------
-def test_merge_batch_reads_the_endpoint_output_and_writes_the_labels(cloud):
+# --- MergeBatch, RecordBatchFailure ------------------------------------------------------------------
+def test_merge_batch_reads_the_endpoint_output_and_writes_the_batch_records(cloud):
     # Given a batch whose inference completed
     run = prepared_run(cloud)
     batch = first_batch(cloud, run)
     inference = completed_inference(cloud, run, batch)
-    # When MergeBatch runs
-    result = merge_batch(batch, run, inference, cloud.store)
-    # Then both frames are labeled, read from the endpoint's output and written under the run
+    # When MergeBatch runs on the batch's key
+    result = merge_batch(first_batch_key(run), run, inference, cloud.settings, cloud.store)
+    # Then both frames are labeled, read from the endpoint's output
+    assert (result.batch_id, result.labeled, result.failed) == (batch.batch_id, 2, 0)
+    gets = [p["Key"] for p in cloud.s3.params("GetObject")]
+    assert f"async/{ENDPOINT}/output/{batch.batch_id}.out" in gets
+    # And the batch's review lines, labels and counts are written under the run, the counts last
+    b = batch.batch_id
+    assert put_keys(cloud) == [
+        f"{run.run_prefix}/review-lines/adjust-g0/{b}.jsonl",
+        f"{run.run_prefix}/labels/{b}.json",
+        f"{run.run_prefix}/counts/{b}.json",
+    ]
+    counts = cloud.peek(f"s3://{DATA}/{run.run_prefix}/counts/{b}.json")
+    assert (counts["frames"], counts["labeled"], counts["streams"]) == (2, 2, {"adjust-g0": 2})
+    cloud.assert_contract("MergeBatchFunction")
+
+
+def test_merge_batch_keeps_the_records_of_a_batch_already_merged(cloud):
+    # Given a batch MergeBatch finished once
+    run = merged_run(cloud)
+    inference = completed_inference(cloud, run, first_batch(cloud, run))
+    # When it runs again (a Lambda retry, a redriven run)
+    result = merge_batch(first_batch_key(run), run, inference, cloud.settings, cloud.store)
+    # Then it answers from the batch's counts and writes nothing
     assert (result.labeled, result.failed) == (2, 0)
-    assert cloud.s3.params("GetObject")[-1]["Key"] == f"async/{ENDPOINT}/output/{batch.batch_id}.out"
+    assert put_keys(cloud) == []
     cloud.assert_contract("MergeBatchFunction")
 
 
@@ -393,26 +520,54 @@ def test_record_batch_failure_writes_every_frame_with_the_reason(cloud):
     # Given a batch whose branch failed
     run = prepared_run(cloud)
     batch = first_batch(cloud, run)
+    cloud.forget_calls()
     error = {"Error": "States.Timeout", "Cause": "no notification within 3600 s"}
-    # When RecordBatchFailure runs
-    result = record_batch_failure(batch, run, error, cloud.store)
-    # Then both frames are recorded as failed, under the run's labels
+    # When RecordBatchFailure runs on the batch's key
+    result = record_batch_failure(first_batch_key(run), run, error, cloud.store)
+    # Then both frames are recorded as failed with the reason, in the batch's labels and counts
     assert result.failed == 2
+    labels = cloud.peek(f"s3://{DATA}/{run.run_prefix}/labels/{batch.batch_id}.json")
+    assert [f["frame"] for f in labels["failed"]] == batch.frames
+    assert all(f["reason"] == "States.Timeout: no notification within 3600 s" for f in labels["failed"])
+    counts = cloud.peek(f"s3://{DATA}/{run.run_prefix}/counts/{batch.batch_id}.json")
+    assert (counts["labeled"], counts["failed"], counts["streams"]) == (0, 2, {})
+    # And every call (the counts of a batch not yet done answer 404) stays within its policy
     cloud.assert_contract("RecordBatchFailureFunction")
 
 
-def test_build_manifest_writes_the_ground_truth_inputs(cloud):
+# --- PlanReview, AssembleManifest -------------------------------------------------------------------
+def test_plan_review_reads_only_the_counts_and_writes_the_plan_and_ground_truth_inputs(cloud):
     # Given a run whose batch was merged
-    run = prepared_run(cloud)
-    batch = first_batch(cloud, run)
-    merge_batch(batch, run, completed_inference(cloud, run, batch), cloud.store)
+    run = merged_run(cloud)
+    # When PlanReview runs
+    manifest = plan_review(run, cloud.settings, cloud.store)
+    # Then it plans one adjustment job of two frames and one shard, and reads no batch's labels
+    ((part,),) = [manifest.parts]
+    assert (part.index, part.task, part.frames) == (0, "adjust", 2)
+    assert part.manifest_uri == f"s3://{DATA}/{run.run_prefix}/review/input-000.manifest"
+    assert (manifest.frames_to_review, manifest.shard_count) == (2, 1)
+    assert manifest.shards_key == f"{run.run_prefix}/plan/shards.json"
+    gets = [p["Key"] for p in cloud.s3.params("GetObject")]
+    assert not any("/labels/" in k or "/review-lines/" in k for k in gets)
+    # And it writes the plan, label categories and worker template under the run
+    keys = put_keys(cloud)
+    assert {f"{run.run_prefix}/plan/parts/000.json", manifest.shards_key} <= set(keys)
+    assert all(k.startswith(f"{run.run_prefix}/") for k in keys)
+    cloud.assert_contract("PlanReviewFunction")
+
+
+def test_assemble_manifest_streams_the_parts_lines_into_its_input_manifest(cloud):
+    # Given a planned run
+    run = merged_run(cloud)
+    manifest = plan_review(run, cloud.settings, cloud.store)
     cloud.forget_calls()
-    # When BuildManifest runs
-    manifest = build_manifest(run, cloud.settings, cloud.store)
-    # Then it writes the manifest part(s), label categories and worker template under the run
-    keys = [p["Key"] for p in cloud.s3.params("PutObject")]
-    assert manifest.parts and all(k.startswith(f"{run.run_prefix}/") for k in keys)
-    cloud.assert_contract("BuildManifestFunction")
+    # When AssembleManifest runs on its part
+    part = assemble_manifest(run, manifest.parts[0], cloud.store)
+    # Then the manifest holds the batch's review lines, each naming its batch
+    lines = [json.loads(line) for line in cloud.store.get_bytes(part.manifest_uri).decode().splitlines()]
+    assert [line["source-ref"] for line in lines] == first_batch(cloud, run).frames
+    assert {line["autolabel-batch"] for line in lines} == {batch_id(0, 0, 0)}
+    cloud.assert_contract("AssembleManifestFunction")
 
 
 # --- Ground Truth ------------------------------------------------------------------------------------
@@ -628,14 +783,13 @@ def test_a_closed_token_is_not_an_error_for_a_redelivered_event(cloud):
     sfn.verify()
 
 
-# --- Publish -----------------------------------------------------------------------------------------
-def test_publish_reads_the_review_output_and_writes_the_dataset(cloud):
-    # Given a merged run whose Ground Truth job returned its output manifest
-    run = prepared_run(cloud)
-    batch = first_batch(cloud, run)
-    merge_batch(batch, run, completed_inference(cloud, run, batch), cloud.store)
-    manifest = build_manifest(run, cloud.settings, cloud.store)
-    lines = cloud.store.get_lines(manifest.parts[0].manifest_uri)  # the test's own reads are forgotten below
+# --- CollectReview, PublishShard, FinishRun ---------------------------------------------------------
+def reviewed_run(cloud: Cloud) -> tuple[RunContext, ManifestResult, ReviewResult]:
+    """A run whose one Ground Truth job returned its output manifest (people left the boxes as they were)."""
+    run = merged_run(cloud)
+    manifest = plan_review(run, cloud.settings, cloud.store)
+    part = assemble_manifest(run, manifest.parts[0], cloud.store)
+    lines = cloud.store.get_lines(part.manifest_uri)
     for line in lines:
         line["reviewed"] = line["prelabel"]
         line["reviewed-metadata"] = {
@@ -650,17 +804,84 @@ def test_publish_reads_the_review_output_and_writes_the_dataset(cloud):
     review = ReviewResult(
         job_name="run-1-p000", status="Completed", output_manifest_uri=output, label_attribute="reviewed"
     )
-    # When Publish runs
-    summary = publish(
-        {"run": run.model_dump(mode="json"), "reviews": [review.model_dump(mode="json")]},
-        cloud.settings,
-        cloud.store,
-        cloud.ledger,
-    )
-    # Then both frames are labeled, settled in the ledger, and every call stays within Publish's policy
-    assert summary["labeled"] == 2 and summary["failed"] == 0
+    return run, manifest, review
+
+
+def test_collect_review_splits_the_job_output_by_batch(cloud):
+    # Given a run whose labeling job finished
+    run, manifest, review = reviewed_run(cloud)
+    # When CollectReview runs on the job's part
+    collected = collect_review(run, manifest.parts[0], review, cloud.store)
+    # Then the batch's reviewed lines are written under it, and the review knows its part
+    assert collected.part == 0
+    assert put_keys(cloud) == [f"{run.run_prefix}/reviewed/{batch_id(0, 0, 0)}/000.jsonl"]
+    cloud.assert_contract("CollectReviewFunction")
+
+
+def test_publish_shard_and_finish_run_read_the_review_and_write_the_dataset(cloud):
+    # Given a run whose review was collected
+    run, manifest, review = reviewed_run(cloud)
+    collected = collect_review(run, manifest.parts[0], review, cloud.store)
+    state = {"run": run.model_dump(mode="json"), "reviews": [collected.model_dump(mode="json")]}
+    (shard,) = [ShardPlan.model_validate(s) for s in cloud.peek(f"s3://{DATA}/{manifest.shards_key}")]
+    cloud.forget_calls()
+    # When PublishShard runs on the run's one shard
+    counts = publish_shard(shard, state, cloud.settings, cloud.store, cloud.ledger)
+    # Then both frames are labeled by people, settled in the ledger, within PublishShard's policy
+    assert (counts.labeled, counts.failed) == (2, 0)
+    assert counts.labeled_by == {"people (adjusted)": 2}
     assert len(cloud.dynamodb.params("UpdateItem")) == 2
-    cloud.assert_contract("PublishFunction")
+    cloud.assert_contract("PublishShardFunction")
+    # When FinishRun adds the shards up
+    cloud.forget_calls()
+    summary = finish_run(state, cloud.settings, cloud.store, cloud.ledger)
+    # Then the run is reported, marked succeeded in the ledger, within FinishRun's policy
+    assert (summary["labeled"], summary["failed"], summary["review"]) == (2, 0, "reviewed")
+    (record,) = cloud.dynamodb.params("PutItem")
+    assert record["Item"]["pk"] == {"S": "run#run-1"} and record["Item"]["status"] == {"S": "succeeded"}
+    cloud.assert_contract("FinishRunFunction")
+
+
+def test_publish_shard_fails_the_frames_a_job_returned_no_line_for(cloud):
+    # Given a run whose labeling job finished with an empty output manifest
+    run, manifest, review = reviewed_run(cloud)
+    cloud.store.put_lines(review.output_manifest_uri, [])
+    collected = collect_review(run, manifest.parts[0], review, cloud.store)
+    state = {"run": run.model_dump(mode="json"), "reviews": [collected.model_dump(mode="json")]}
+    (shard,) = [ShardPlan.model_validate(s) for s in cloud.peek(f"s3://{DATA}/{manifest.shards_key}")]
+    cloud.forget_calls()
+    # When PublishShard runs (the batch's reviewed lines are missing: S3 answers 404)
+    counts = publish_shard(shard, state, cloud.settings, cloud.store, cloud.ledger)
+    # Then both frames fail with the reason, and the 404 read is one its policy lets S3 answer as 404
+    assert (counts.labeled, counts.failed) == (0, 2)
+    assert counts.failure_reasons == {"review: the frame is missing from the job output": 2}
+    assert any(c.error == "NoSuchKey" for c in cloud.s3.calls if c.operation == "GetObject")
+    cloud.assert_contract("PublishShardFunction")
+
+
+# --- ReportFailedRun ---------------------------------------------------------------------------------
+def test_report_failed_run_writes_the_report_and_releases_the_run(cloud):
+    # Given a run whose batch was merged, then whose execution failed
+    run = merged_run(cloud)
+    change = ExecutionStatusChange.model_validate(
+        {
+            "executionArn": f"arn:aws:states:us-east-1:{ACCOUNT}:execution:autolabel-autolabel:run-1",
+            "name": "run-1",
+            "status": "FAILED",
+            "input": json.dumps({"sources": [f"s3://{LOGS}/day1/"]}),
+            "error": "States.TaskFailed",
+            "cause": "PlanReview ran out of memory",
+        }
+    )
+    # When ReportFailedRun handles the status change
+    result = on_execution_change(change, cloud.settings, cloud.store, cloud.ledger)
+    # Then the report says what was labeled, and the run record says failed, within its policy
+    assert result["status"] == "reported"
+    report = cloud.peek(result["report"])
+    assert (report["labeled"], report["never_reached"], report["status"]) == (2, 0, "FAILED")
+    (record,) = cloud.dynamodb.params("PutItem")
+    assert record["Item"]["pk"] == {"S": f"run#{run.run_id}"} and record["Item"]["status"] == {"S": "failed"}
+    cloud.assert_contract("ReportFailedRunFunction")
 
 
 # --- the service roles -------------------------------------------------------------------------------

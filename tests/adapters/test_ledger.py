@@ -139,3 +139,51 @@ def test_a_rejected_frame_tells_the_next_run_to_adjust_it_until_it_is_labeled(le
     # And once run-b labels it, the hint is gone for a relabeling run
     ledger.settle(frame, "run-b", "labeled")
     assert ledger.claim(frame, "run-c", relabel=True) == Claim(frame, True)
+
+
+@pytest.mark.parametrize(
+    ("holder_status", "claimed", "reason"),
+    [("failed", True, ""), ("running", False, "being labeled by run run-holder")],
+    ids=["holder-failed", "holder-running"],
+)
+def test_a_frame_held_by_a_failed_run_is_taken_over_by_the_next_run(
+    dynamodb: Any, holder_status: str, claimed: bool, reason: str
+) -> None:
+    # Given a frame a run claimed (its claim still fresh), and that run's record
+    frame = new_frame()
+    holder = FrameLedger(dynamodb, TABLE)
+    holder.mark_run("run-holder", "running")
+    assert holder.claim(frame, "run-holder", page="s0000-p000000").claimed
+    holder.mark_run("run-holder", holder_status)
+    # When the next run claims it (a ledger of its own: another Lambda)
+    claim = FrameLedger(dynamodb, TABLE).claim(frame, "run-next", page="s0000-p000000")
+    # Then a failed run's frame is taken over; a running run's is not
+    assert claim == Claim(frame, claimed, reason)
+    item = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": frame}}, ConsistentRead=True)["Item"]
+    assert item["run_id"] == {"S": "run-next" if claimed else "run-holder"}
+
+
+def test_a_failed_run_that_settles_late_cannot_overwrite_the_run_that_took_its_frame(dynamodb: Any) -> None:
+    # Given a frame of a failed run, taken over and labeled by the next run
+    frame = new_frame()
+    ledger = FrameLedger(dynamodb, TABLE)
+    assert ledger.claim(frame, "run-old").claimed
+    ledger.mark_run("run-old", "failed")
+    assert ledger.claim(frame, "run-new").claimed
+    ledger.settle(frame, "run-new", "labeled")
+    # When the failed run settles it after all (a shard published late)
+    ledger.settle(frame, "run-old", "failed")
+    # Then the frame stays labeled by the run that took it over
+    assert ledger.claim(frame, "run-3") == Claim(frame, False, "already labeled by run run-new")
+
+
+def test_one_run_claims_a_frame_from_one_listing_page_only(ledger: FrameLedger) -> None:
+    # Given a frame one run claimed from the first page of its first source
+    frame = new_frame()
+    assert ledger.claim(frame, "run-a", page="s0000-p000000").claimed
+    # When the same run meets it again under another source, and the first page is retried
+    other = ledger.claim(frame, "run-a", page="s0001-p000000")
+    retried = ledger.claim(frame, "run-a", page="s0000-p000000")
+    # Then the other source skips it (labeled once) and the retry keeps it
+    assert other == Claim(frame, False, "listed twice in this run (under another source); labeled once")
+    assert retried == Claim(frame, True)

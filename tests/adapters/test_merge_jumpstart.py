@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
-from workflow.domain.run import Batch, BatchInference, InferenceRecord, ModelEndpoint, RunContext
+from workflow.domain.records import BatchItem, batch_id
+from workflow.domain.run import BatchInference, InferenceRecord, ModelEndpoint, RunContext
+from workflow.settings import Settings
 from workflow.steps.merge import merge_batch
 
 FRAME = "s3://drive-logs/log1/000008.png"
+BATCH = batch_id(0, 0, 0)
 RUN = RunContext(
     run_id="run-js",
     bucket="autolabel-data",
     run_prefix="runs/run-js",
-    batches_key="runs/run-js/batches.json",
-    batch_count=1,
-    frame_count=1,
-    skipped_count=0,
+    sources_key="runs/run-js/sources.json",
+    source_count=1,
+    batches_prefix="runs/run-js/batches/",
+    batch_size=8,
     max_concurrency=1,
     batch_timeout_seconds=3600,
     review="skip",
@@ -31,8 +34,8 @@ RUN = RunContext(
             name="mask-rcnn", endpoint_name="js-endpoint", response_format="jumpstart", batch_requests=False
         )
     ],
-    sources=["s3://drive-logs/log1/"],
 )
+SETTINGS = Settings(data_bucket="autolabel-data", token_table="tokens", ledger_table="ledger")
 
 
 @pytest.fixture
@@ -56,8 +59,12 @@ def test_jumpstart_boxes_are_sized_by_the_frame_itself(s3: S3Store, shared_dir: 
         "image_with_masks": [[[0, 0, 0]]],
     }
     out = s3.put_json("s3://autolabel-data/async/js/output/inf-1.out", answer)
+    store = RunStore(s3, RUN.bucket, RUN.run_prefix)
+    batch_key = store.put_batch(BatchItem(batch_id=BATCH, frames=[FRAME])).removeprefix(
+        "s3://autolabel-data/"
+    )
     inference = BatchInference(
-        batch_id="b000000",
+        batch_id=BATCH,
         inferences=[
             InferenceRecord(
                 model="mask-rcnn",
@@ -69,12 +76,19 @@ def test_jumpstart_boxes_are_sized_by_the_frame_itself(s3: S3Store, shared_dir: 
         ],
     )
     # When MergeBatch reads it
-    result = merge_batch(Batch(batch_id="b000000", frames=[FRAME]), RUN, inference, s3)
+    result = merge_batch(batch_key, RUN, inference, SETTINGS, s3)
     # Then the frame is labeled at its real size, classes mapped into the taxonomy, the kite dropped
-    labels = json.loads(s3.get_bytes(f"s3://autolabel-data/{result.labels_key}"))
-    assert (result.labeled, result.failed) == (1, 0)
-    (frame,) = labels["frames"]
-    assert frame["image_size"] == {"width": 1242, "height": 375}
-    assert sorted(d["class_name"] for d in frame["detections"]) == ["car", "pedestrian"]
-    car = next(d for d in frame["detections"] if d["class_name"] == "car")
+    assert (result.batch_id, result.labeled, result.failed) == (BATCH, 1, 0)
+    labels = store.get_labels(BATCH)
+    assert labels is not None and labels.failed == []
+    (frame,) = labels.frames
+    assert frame.frame == FRAME and frame.models == ["mask-rcnn"]
+    assert frame.labels["image_size"] == {"width": 1242, "height": 375}
+    assert sorted(d["class_name"] for d in frame.labels["detections"]) == ["car", "pedestrian"]
+    car = next(d for d in frame.labels["detections"] if d["class_name"] == "car")
     assert car["box"] == [597.0, 169.0, 721.0, 258.0]
+    assert labels.dropped == {"unmapped:kite": 1}
+    # And the batch's counts (its commit record) say the same, with no review lines (review: skip)
+    counts = store.batch_done(BATCH)
+    assert counts is not None and (counts.frames, counts.labeled, counts.failed) == (1, 1, 0)
+    assert counts.streams == {}

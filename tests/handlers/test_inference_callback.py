@@ -22,6 +22,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from workflow.adapters.tokens import PendingInference, TokenStore
 from workflow.domain.detections import Detections
+from workflow.domain.records import batch_id
 from workflow.local.cloud import LocalCloud, LocalContext
 from workflow.local.endpoint import Predictor
 
@@ -31,6 +32,8 @@ REGION = "us-east-1"
 GATED = "autolabel-gated"
 TOKENS = "TokenTable"
 FRAME_KEY = "gated/000007.png"
+BATCH = batch_id(0, 0, 0)  # the first batch of the first page of the first source
+PARKED = f"batch#waiting-run#{BATCH}"
 _de = TypeDeserializer()
 
 
@@ -122,13 +125,13 @@ def test_real_notification_resumes_the_batch_that_waits_for_it(
         "models": [{"name": "gated", "endpoint_name": GATED, "batch_requests": True}],
     }
     arn = cloud.start_run(request, name="waiting-run")
-    parked = world.wait_for_item("batch#waiting-run#b000000")
+    parked = world.wait_for_item(PARKED)
     assert parked["status"] == "waiting"
     # And the real notification's inferenceId parked as what that batch waits for
     message = real_message(real_event)
     world.tokens.park_batch(
         "waiting-run",
-        "b000000",
+        BATCH,
         parked["token"],
         [PendingInference(message["inferenceId"], "gated", [f"s3://drive-logs/{FRAME_KEY}"])],
     )
@@ -143,9 +146,14 @@ def test_real_notification_resumes_the_batch_that_waits_for_it(
     summary = json.loads(described["output"])
     bucket, _, key = summary["outputs"]["report"].removeprefix("s3://").partition("/")
     report = json.loads(cloud.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    (frame,) = report["frames"]
+    (frames_uri,) = report["frame_reports"]
+    bucket, _, key = frames_uri.removeprefix("s3://").partition("/")
+    (line,) = cloud.s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+    frame = json.loads(line)
+    assert frame["frame"] == f"s3://drive-logs/{FRAME_KEY}"
     assert frame["status"] == "failed" and "NoSuchBucket" in frame["reason"]
-    assert world.items()["batch#waiting-run#b000000"]["status"] == "sent"
+    assert (summary["labeled"], summary["failed"]) == (0, 1)
+    assert world.items()[PARKED]["status"] == "sent"
     # When the held inference ends (its own notification arrives) and the real one is delivered again
     before = world.items()
     endpoint = cloud.endpoints[GATED]
@@ -154,6 +162,6 @@ def test_real_notification_resumes_the_batch_that_waits_for_it(
     again = world.handle(real_event)
     # Then neither resumes anything again, nor raises, and the run's result stands
     assert again["outcomes"][0] not in ("resumed", "failed")
-    batch = world.items()["batch#waiting-run#b000000"]
-    assert batch["status"] == "sent" and batch["token"] == before["batch#waiting-run#b000000"]["token"]
+    batch = world.items()[PARKED]
+    assert batch["status"] == "sent" and batch["token"] == before[PARKED]["token"]
     assert json.loads(cloud.sfn.describe_execution(executionArn=arn)["output"]) == summary

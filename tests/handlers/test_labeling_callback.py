@@ -136,12 +136,21 @@ def test_stopped_job_event_fails_the_review_and_the_run_still_publishes(world: W
     event = world.events_of(job)
     assert event["detail"]["LabelingJobStatus"] == "Stopped"
     result = world.handle(event)
-    # Then the review fails, and the run still publishes the machine labels with the review error
+    # Then the review fails, and the run still publishes: its report holds the review error, and the
+    # frame people were to review is failed with that reason (not published as machine-labeled)
     assert result == {"job": job, "outcome": "failed"}
     summary = world.summary(arn)
-    assert summary["review"] == "failed" and summary["labeled"] == 1
-    review = world.report(summary)["review"]
-    assert review["error"]["Error"] == "LabelingJobStopped" and job in review["error"]["Cause"]
+    assert summary["review"] == "failed" and (summary["labeled"], summary["failed"]) == (0, 1)
+    report = world.report(summary)
+    error = report["review"]["error"]
+    assert error.startswith("review did not finish: LabelingJobStopped") and job in error
+    (failure,) = report["failures"]
+    assert failure["reason"].startswith("review did not finish: LabelingJobStopped")
+    assert failure["examples"] == ["s3://drive-logs/review-stopped/000007.png"]
+    # And the ledger holds the frame as failed, so the next run claims it and sends it to people again
+    ledger = boto3.client("dynamodb", region_name=REGION)
+    item = ledger.get_item(TableName="LedgerTable", Key={"pk": {"S": failure["examples"][0]}})["Item"]
+    assert item["status"] == {"S": "failed"} and item["run_id"] == {"S": "review-stopped"}
 
 
 @pytest.mark.parametrize(

@@ -223,15 +223,27 @@ def test_asl_validator_accepts_the_definition_and_rejects_a_next_to_a_missing_st
 
 def test_no_map_uses_an_item_batcher(definition):
     """moto 5.2.5's Step Functions interpreter cannot parse ``ItemBatcher``, and local mode runs this
-    very definition, so the Distributed Map reads items that are already batches: PrepareRun writes
-    batches of N frames to S3 and each Map item is one batch (one child execution per batch, which
-    also keeps the per-transition cost of a Standard workflow proportional to batches, not frames)."""
+    very definition, so the Distributed Maps read items that are already batches or shards: ListPage
+    writes one ``batches/<batch_id>.json`` object per batch of N frames and the LabelBatches Map lists
+    that prefix (one child per batch, which also keeps the per-transition cost of a Standard workflow
+    proportional to batches, not frames); ListSources and PublishShards read JSON lists PrepareRun and
+    PlanReview wrote (sources, shards)."""
     # Given every Map state of the definition, nested ones included
     maps = [(name, state) for _, name, state in iter_states(definition) if state["Type"] == "Map"]
     # When their fields are inspected
-    # Then one Map reads its batches from an S3 JSON object, and no Map uses ItemBatcher
-    readers = [state["ItemReader"]["Resource"] for _, state in maps if "ItemReader" in state]
-    assert readers == ["arn:aws:states:::s3:getObject"]
+    readers = {name: state["ItemReader"] for name, state in maps if "ItemReader" in state}
+    # Then the sources and the shards come from S3 JSON objects, the batches from a listing of their
+    # prefix, and no Map uses ItemBatcher
+    assert {name: r["Resource"] for name, r in readers.items()} == {
+        "ListSources": "arn:aws:states:::s3:getObject",
+        "LabelBatches": "arn:aws:states:::s3:listObjectsV2",
+        "PublishShards": "arn:aws:states:::s3:getObject",
+    }
+    assert readers["LabelBatches"]["Parameters"] == {
+        "Bucket.$": "$.run.bucket",
+        "Prefix.$": "$.run.batches_prefix",
+    }
+    assert readers["ListSources"]["Parameters"]["Key.$"] == "$.run.sources_key"
     assert [name for name, state in maps if "ItemBatcher" in state] == []
 
 

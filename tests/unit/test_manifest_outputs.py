@@ -1,4 +1,4 @@
-"""BuildManifest's segmentation outputs and workers per frame; Publish's scorecard and segmentation copy.
+"""MergeBatch's segmentation label maps, workers per frame; PublishShard's scorecard and segmentation copy.
 
 Steps run against moto's S3 (and the ledger table of template.yaml) with hand-made fused labels.
 """
@@ -14,6 +14,7 @@ import boto3
 import numpy as np
 import pytest
 import yaml
+from fan_in_steps import job_line, merged_batch, planned, published, run_context
 from moto import mock_aws
 from pycocotools import mask as mask_utils
 
@@ -30,32 +31,16 @@ from workflow.domain.groundtruth import (
 )
 from workflow.domain.profile import LabelingProfile, default_profile, validate_profile
 from workflow.domain.routing import RouteDecision
-from workflow.domain.run import ManifestPart, ManifestResult, ModelEndpoint, ReviewResult, RunContext
+from workflow.domain.run import ManifestPart, ManifestResult
 from workflow.domain.segmentation import read_label_map
 from workflow.local.cloud import DEFAULT_TEMPLATE
 from workflow.local.template import Template
 from workflow.settings import Settings
-from workflow.steps.manifest import build_manifest, painted, review_workers
-from workflow.steps.publish import publish
+from workflow.steps.manifest import batch_segmentation, painted, review_workers
 
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 W, H = 64, 48
-RUN = RunContext(
-    run_id="run-1",
-    bucket="data",
-    run_prefix="runs/run-1",
-    batches_key="runs/run-1/batches.json",
-    batch_count=1,
-    frame_count=2,
-    skipped_count=0,
-    max_concurrency=1,
-    batch_timeout_seconds=3600,
-    review="human",
-    review_timeout_seconds=86400,
-    models=[ModelEndpoint(name="coco", endpoint_name="e1"), ModelEndpoint(name="seg", endpoint_name="e2")],
-    sources=["s3://drive-logs/log1/"],
-    profile_key="runs/run-1/profile.json",
-)
+RUN = run_context(["coco", "seg"])
 SETTINGS = Settings(
     data_bucket="data",
     token_table="t",
@@ -129,13 +114,8 @@ def ledger(s3: S3Store) -> FrameLedger:
 
 
 def store(s3: S3Store, profile: LabelingProfile, frames: list[Detections]) -> None:
-    """The run's profile and one batch of labeled frames, all routed to adjustment."""
-    s3.put_json("s3://data/runs/run-1/profile.json", profile.to_dict())
-    labels = [{**d.to_dict(), "route": RouteDecision(route="adjust").model_dump(mode="json")} for d in frames]
-    s3.put_json(
-        "s3://data/runs/run-1/labels/b00000.json", {"batch_id": "b00000", "frames": labels, "failed": []}
-    )
-    s3.put_json("s3://data/runs/run-1/skipped.json", [])
+    """The run's profile and one merged batch of labeled frames, all routed to adjustment."""
+    merged_batch(s3, RUN, profile, SETTINGS, [(d, RouteDecision(route="adjust")) for d in frames])
 
 
 A = fused_frame(
@@ -163,22 +143,17 @@ def test_only_drawn_masks_of_reviewed_classes_are_painted() -> None:
     assert len(painted(Detections.empty(W, H, Provenance("m")), profile.taxonomy)) == 0
 
 
-def test_build_manifest_writes_label_maps_of_the_drawn_masks(s3: S3Store) -> None:
+def test_merge_batch_writes_label_maps_of_the_drawn_masks(s3: S3Store) -> None:
     # Given three frames: two with drawn masks, one whose only mask is box-shaped
     profile = two_models(truck={"reviewed": False})
-    store(s3, profile, [A, B, NO_DRAWN_MASK])
-    # When BuildManifest runs
-    result = build_manifest(RUN, SETTINGS, s3)
-    # Then two frames have a label map, listed in one segmentation manifest
-    seg = result.segmentation
-    assert seg is not None and (seg.frames, seg.attribute, seg.frames_not_written) == (
-        2,
-        "prelabel-seg-ref",
-        0,
-    )
-    assert seg.manifest_uris == ["s3://data/runs/run-1/segmentation/input-000.manifest"]
-    lines = {line["source-ref"]: line for line in s3.get_lines(seg.manifest_uris[0])}
+    # When MergeBatch makes the batch's label maps
+    found, errors = batch_segmentation(RUN, profile, SETTINGS, s3, [A, B, NO_DRAWN_MASK])
+    # Then two frames have a label map, each a segmentation manifest line under the -seg-ref attribute
+    assert errors == []
+    lines = {line["source-ref"]: line for line in found}
     assert sorted(lines) == [A.frame, B.frame]
+    assert all(line["prelabel-seg-ref"].startswith("s3://data/runs/run-1/segmentation/") for line in found)
+    assert len(list(s3.list_objects("s3://data/runs/run-1/segmentation/"))) == 2
     # And the colour map holds the reviewed classes only (truck is not reviewed)
     colours = lines[A.frame]["prelabel-seg-ref-metadata"]["internal-color-map"]
     assert "truck" not in {c["class-name"] for c in colours.values()}
@@ -192,18 +167,21 @@ def test_build_manifest_writes_label_maps_of_the_drawn_masks(s3: S3Store) -> Non
 def test_a_taxonomy_without_distinct_colours_writes_no_label_map_and_says_why(s3: S3Store) -> None:
     # Given a profile whose car and bus share a colour
     profile = two_models(bus={"color": "#2acf59"})
-    store(s3, profile, [A])
-    # When BuildManifest runs, Then it succeeds without label maps, and names the problem
-    seg = build_manifest(RUN, SETTINGS, s3).segmentation
-    assert seg is not None and (seg.frames, seg.manifest_uris, seg.frames_not_written) == (0, [], 1)
-    assert seg.reason is not None and "share the colour #2acf59" in seg.reason
+    # When MergeBatch makes the batch's label maps, Then it writes none, and names the problem
+    found, errors = batch_segmentation(RUN, profile, SETTINGS, s3, [A])
+    assert found == []
+    (error,) = errors
+    assert error.startswith("1 frames with masks got no label map") and "share the colour #2acf59" in error
     assert not list(s3.list_objects("s3://data/runs/run-1/segmentation/"))
+    # And the batch's labels carry the reason (PublishShard and FinishRun report it)
+    labels = merged_batch(s3, RUN, profile, SETTINGS, [(A, RouteDecision(route="auto"))])
+    assert labels.segmentation == [] and labels.segmentation_errors == [error]
 
 
 def test_labeling_jobs_take_the_profiles_workers_per_frame() -> None:
     # Given a run whose profile asks for 3 workers per frame, and a deployment set to 2
     settings = SETTINGS.model_copy(update={"workers_per_frame": 2})
-    # Then BuildManifest passes the profile's number, except for the built-in default profile
+    # Then PlanReview passes the profile's number, except for the built-in default profile
     assert review_workers(two_models(), settings) == 3
     assert review_workers(default_profile(), settings) == 2
     # And the labeling job asks for the manifest's number, or the setting's for a manifest without one
@@ -231,7 +209,7 @@ def test_publish_scores_the_review_per_model_and_copies_segmentation_of_publishe
     # Given frames a and b built into review jobs, with their segmentation labels
     profile = two_models(truck={"reviewed": False})
     store(s3, profile, [A, B])
-    manifest = build_manifest(RUN, SETTINGS, s3)
+    manifest = planned(s3, RUN, SETTINGS)
     for frame in (A, B):
         ledger.claim(frame.frame, "run-1", False)
     # And the review: on frame a the person keeps the first car, deletes NanoDet's car and draws a
@@ -241,21 +219,19 @@ def test_publish_scores_the_review_per_model_and_copies_segmentation_of_publishe
     size = ImageSize(width=W, height=H)
     lines = [
         output_manifest_line(
-            {"source-ref": A.frame}, "reviewed", [shown[0], drawn], "run-1-p000", True, image_size=size
+            job_line({"source-ref": A.frame}),
+            "reviewed",
+            [shown[0], drawn],
+            "run-1-p000",
+            True,
+            image_size=size,
         ),
-        failed_output_line({"source-ref": B.frame}, "reviewed", "ClientError: worker timeout", "run-1-p000"),
+        failed_output_line(
+            job_line({"source-ref": B.frame}), "reviewed", "ClientError: worker timeout", "run-1-p000"
+        ),
     ]
-    uri = s3.put_lines("s3://data/out/p0.manifest", lines)
-    review = ReviewResult(
-        job_name="run-1-p000", status="Completed", output_manifest_uri=uri, label_attribute="reviewed"
-    )
-    # When Publish runs
-    state = {
-        "run": RUN.model_dump(mode="json"),
-        "review_input": {"manifest": manifest.model_dump(mode="json")},
-        "reviews": [review.model_dump(mode="json")],
-    }
-    summary = publish(state, SETTINGS, s3, ledger)
+    # When CollectReview, PublishShard and FinishRun run
+    summary = published(s3, RUN, manifest, {0: lines}, SETTINGS, ledger)
     report = s3.get_json(summary["outputs"]["report"])
     # Then the scorecard counts the shown pre-labels (the truck is not shown) per class and per model
     card = s3.get_json(summary["outputs"]["scorecard"])
@@ -264,7 +240,13 @@ def test_publish_scores_the_review_per_model_and_copies_segmentation_of_publishe
     assert {k: card["by_class"]["car"][k] for k in pick} == dict(zip(pick, (2, 1, 0, 1, 1), strict=True))
     assert {k: card["by_model"]["coco"][k] for k in pick} == dict(zip(pick, (2, 1, 0, 1, 1), strict=True))
     assert {k: card["by_model"]["seg"][k] for k in pick} == dict(zip(pick, (1, 1, 0, 0, 1), strict=True))
-    # And the published segmentation manifest leaves out frame b, which failed in review
-    published = s3.get_lines(summary["outputs"]["segmentation_manifest"])
-    assert [line["source-ref"] for line in published] == [A.frame]
+    # And the shard's segmentation manifest leaves out frame b, which failed in review
+    (uri,) = report["segmentation"]["manifests"]
+    assert uri == "s3://data/runs/run-1/dataset/segmentation-00000.manifest"
+    lines = {line["source-ref"]: line for line in s3.get_lines(uri)}
+    assert list(lines) == [A.frame]
     assert report["segmentation"]["frames"] == 1
+    assert s3.exists(lines[A.frame]["prelabel-seg-ref"])
+    # And the run's failure of frame b is people's, with Ground Truth's reason
+    (failure,) = report["failures"]
+    assert failure["examples"] == [B.frame] and "worker timeout" in failure["reason"]

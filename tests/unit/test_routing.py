@@ -12,6 +12,7 @@ import boto3
 import numpy as np
 import pytest
 import yaml
+from fan_in_steps import BATCH, frame_reports, job_line, merged_batch, planned, published, run_context
 from moto import mock_aws
 
 from workflow.adapters.labeling import create_labeling_job_request
@@ -39,12 +40,10 @@ from workflow.domain.routing import (
     verification_ui_template,
     verification_verdict,
 )
-from workflow.domain.run import ManifestPart, ManifestResult, ModelEndpoint, ReviewResult, RunContext
+from workflow.domain.run import ManifestPart, ManifestResult
 from workflow.local.cloud import DEFAULT_TEMPLATE
 from workflow.local.template import Template
 from workflow.settings import Settings
-from workflow.steps.manifest import build_manifest
-from workflow.steps.publish import publish
 
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 FRAME = "s3://drive-logs/log1/000008.png"
@@ -253,22 +252,7 @@ def test_verification_job_files() -> None:
     assert verification_verdict({"source-ref": FRAME}, "verified") is None
 
 
-RUN = RunContext(
-    run_id="run-1",
-    bucket="data",
-    run_prefix="runs/run-1",
-    batches_key="runs/run-1/batches.json",
-    batch_count=1,
-    frame_count=1,
-    skipped_count=0,
-    max_concurrency=1,
-    batch_timeout_seconds=3600,
-    review="human",
-    review_timeout_seconds=86400,
-    models=[ModelEndpoint(name="coco", endpoint_name="e")],
-    sources=["s3://drive-logs/log1/"],
-    profile_key="runs/run-1/profile.json",
-)
+RUN = run_context(["coco"])
 SETTINGS = Settings(
     data_bucket="data",
     token_table="t",
@@ -314,7 +298,7 @@ def test_a_verify_part_starts_a_verification_job_with_its_own_categories() -> No
     assert a["LabelingJobName"] != v["LabelingJobName"]
 
 
-# --- BuildManifest: only the routed frames, split taxonomies ---------------------------------------------
+# --- MergeBatch, PlanReview, AssembleManifest: only the routed frames, split taxonomies ------------------
 
 
 @pytest.fixture
@@ -327,11 +311,7 @@ def s3() -> Iterator[S3Store]:
 
 def store(s3: S3Store, profile: LabelingProfile, frames: list[tuple[Detections, RouteDecision]]) -> None:
     """A run's profile and one batch of labeled, routed frames, as PrepareRun and MergeBatch write them."""
-    s3.put_json("s3://data/runs/run-1/profile.json", profile.to_dict())
-    labels = [{**d.to_dict(), "route": r.model_dump(mode="json")} for d, r in frames]
-    s3.put_json(
-        "s3://data/runs/run-1/labels/b00000.json", {"batch_id": "b00000", "frames": labels, "failed": []}
-    )
+    merged_batch(s3, RUN, profile, SETTINGS, frames)
 
 
 def frame(name: str, classes: list[str], profile: LabelingProfile) -> Detections:
@@ -349,7 +329,7 @@ def frame(name: str, classes: list[str], profile: LabelingProfile) -> Detections
     )
 
 
-def test_only_frames_routed_to_people_go_into_the_jobs(s3: S3Store) -> None:
+def test_only_frames_routed_to_people_go_into_the_jobs(s3: S3Store, ledger: FrameLedger) -> None:
     # Given three labeled frames: auto-accepted, to adjust, to verify
     profile = validate_profile(yaml.safe_load((PROFILES / "two-models.yaml").read_text()))
     routes = {
@@ -358,19 +338,25 @@ def test_only_frames_routed_to_people_go_into_the_jobs(s3: S3Store) -> None:
         "verify": RouteDecision(route="verify"),
     }
     store(s3, profile, [(frame(name, ["car"], profile), route) for name, route in routes.items()])
-    # When BuildManifest runs
-    result = build_manifest(RUN, SETTINGS, s3)
+    # When PlanReview and AssembleManifest run
+    result = planned(s3, RUN, SETTINGS)
     # Then one adjustment part holds the frame to adjust and one verification part the frame to verify
     assert result.frames_to_review == 2
-    assert [(p.task, p.frames) for p in result.parts] == [("adjust", 1), ("verify", 1)]
+    assert [(p.task, p.stream, p.frames) for p in result.parts] == [
+        ("adjust", "adjust-g0", 1),
+        ("verify", "verify", 1),
+    ]
     adjust_lines, verify_lines = (s3.get_lines(p.manifest_uri) for p in result.parts)
     assert [line["source-ref"] for line in adjust_lines] == ["s3://drive-logs/log1/adjust.jpg"]
     assert [line["source-ref"] for line in verify_lines] == ["s3://drive-logs/log1/verify.jpg"]
+    assert {line["autolabel-batch"] for line in adjust_lines + verify_lines} == {BATCH}
     categories = s3.get_json(result.parts[1].label_categories_uri or "")
     assert categories == verification_categories()
-    # And the auto-accepted frame is in no job, though it is in the COCO pre-labels
-    prelabels = s3.get_json("s3://data/runs/run-1/prelabels.coco.json")
+    # And the auto-accepted frame is in no job, though PublishShard puts it in the COCO pre-labels
+    summary = published(s3, RUN, result, {0: [], 1: []}, SETTINGS, ledger)
+    prelabels = s3.get_json("s3://data/runs/run-1/prelabels/coco-00000.json")
     assert len(prelabels["images"]) == 3
+    assert summary["labeled"] == 1  # the frames people never returned fail: only the auto one is labeled
 
 
 def test_a_taxonomy_over_50_reviewed_classes_is_split_into_jobs_of_50(s3: S3Store) -> None:
@@ -390,9 +376,10 @@ def test_a_taxonomy_over_50_reviewed_classes_is_split_into_jobs_of_50(s3: S3Stor
             (frame("c", [], profile), adjust),
         ],
     )
-    # When BuildManifest runs
-    result = build_manifest(RUN, SETTINGS, s3)
-    # Then each group of at most 50 classes has its own job and label category file
+    # When PlanReview and AssembleManifest run
+    result = planned(s3, RUN, SETTINGS)
+    # Then each group of at most 50 classes that holds a frame has its own job and label category file
+    assert [p.stream for p in result.parts] == ["adjust-g0", "adjust-g1", "adjust-g2"]
     sources = [
         [line["source-ref"].rsplit("/", 1)[1] for line in s3.get_lines(p.manifest_uri)] for p in result.parts
     ]
@@ -409,7 +396,7 @@ def test_a_taxonomy_over_50_reviewed_classes_is_split_into_jobs_of_50(s3: S3Stor
     assert json.dumps(third["c.jpg"]["prelabel"]["annotations"]) == "[]"
 
 
-# --- Publish: machine labels, verdicts, jobs split by class group ---------------------------------------
+# --- PublishShard, FinishRun: machine labels, verdicts, jobs split by class group -------------------------
 
 
 @pytest.fixture
@@ -430,7 +417,7 @@ def verdict_line(uri: str, verdict: str) -> dict[str, Any]:
         "human-annotated": "yes",
         "creation-date": "2026-11-25T10:00:00.000000",
     }
-    return {"source-ref": uri, "reviewed": "0", "reviewed-metadata": meta}
+    return job_line({"source-ref": uri, "reviewed": "0", "reviewed-metadata": meta})
 
 
 def test_publish_writes_machine_labels_verdicts_and_the_union_of_split_jobs(
@@ -453,7 +440,8 @@ def test_publish_writes_machine_labels_verdicts_and_the_union_of_split_jobs(
             (split, RouteDecision(route="adjust")),
         ],
     )
-    s3.put_json("s3://data/runs/run-1/skipped.json", [])
+    manifest = planned(s3, RUN, SETTINGS)
+    assert [p.stream for p in manifest.parts] == ["adjust-g0", "adjust-g2", "verify"]
     for uri in (auto.frame, good.frame, bad.frame, split.frame):
         ledger.claim(uri, "run-1", False)
     # And the jobs' outputs: frame d adjusted in the first and third class groups, b and c verified
@@ -463,30 +451,34 @@ def test_publish_writes_machine_labels_verdicts_and_the_union_of_split_jobs(
     for part, group in ((0, groups[0]), (1, groups[2])):
         [box] = boxes_from_detections(split.select(np.array([n in group for n in split.class_names])), group)
         line = output_manifest_line(
-            {"source-ref": split.frame}, "reviewed", [box], f"run-1-p00{part}", part == 1, image_size=size
+            job_line({"source-ref": split.frame}),
+            "reviewed",
+            [box],
+            f"run-1-p00{part}",
+            part == 1,
+            image_size=size,
         )
-        outputs[f"run-1-p00{part}"] = s3.put_lines(f"s3://data/out/p{part}.manifest", [line])
-    outputs["run-1-p002"] = s3.put_lines(
-        "s3://data/out/p2.manifest",
-        [verdict_line(good.frame, VERDICT_CORRECT), verdict_line(bad.frame, "labels need adjustment")],
-    )
-    reviews = [
-        ReviewResult(job_name=job, status="Completed", output_manifest_uri=uri, label_attribute="reviewed")
-        for job, uri in outputs.items()
+        outputs[part] = [line]
+    outputs[2] = [
+        verdict_line(good.frame, VERDICT_CORRECT),
+        verdict_line(bad.frame, "labels need adjustment"),
     ]
-    # When Publish runs
-    state = {"run": RUN.model_dump(mode="json"), "reviews": [r.model_dump(mode="json") for r in reviews]}
-    summary = publish(state, SETTINGS, s3, ledger)
+    # When CollectReview, PublishShard and FinishRun run
+    summary = published(s3, RUN, manifest, outputs, SETTINGS, ledger)
     # Then the auto-accepted and the verified frames are published with their machine labels,
-    # the verified one with the people's verdict beside them
-    lines = {line["source-ref"]: line for line in s3.get_lines(summary["outputs"]["output_manifest"])}
+    # the verified one with the people's verdict beside them; no line keeps the batch field
+    index = s3.get_json(summary["outputs"]["index"])
+    (shard,) = index["shards"]
+    lines = {line["source-ref"]: line for line in s3.get_lines(shard["output_manifest"])}
+    assert not any("autolabel-batch" in line for line in lines.values())
     for uri in (auto.frame, good.frame):
         assert lines[uri]["prelabel-metadata"]["human-annotated"] == "no"
     assert "reviewed" not in lines[auto.frame]
     assert verification_verdict(lines[good.frame], "reviewed") == (True, VERDICT_CORRECT)
     # And the frame people judged wrong is failed with the verdict, not published
     report = s3.get_json(summary["outputs"]["report"])
-    failed = {f["frame"]: f["reason"] for f in report["frames"] if f["status"] == "failed"}
+    frames = frame_reports(s3, report)
+    failed = {f["frame"]: f["reason"] for f in frames if f["status"] == "failed"}
     assert list(failed) == [bad.frame] and "labels need adjustment" in failed[bad.frame]
     # And the frame split over two jobs is one line holding the boxes of both, in full-taxonomy ids
     reviewed = parse_output_line(lines[split.frame], "reviewed")
@@ -496,7 +488,7 @@ def test_publish_writes_machine_labels_verdicts_and_the_union_of_split_jobs(
         ("sign-105", names.index("sign-105")),
     ]
     assert reviewed.adjustment_status == "adjusted"
-    by = {f["frame"]: f["labeled_by"] for f in report["frames"] if f["status"] == "labeled"}
+    by = {f["frame"]: f["labeled_by"] for f in frames if f["status"] == "labeled"}
     assert by == {
         auto.frame: "machine (auto-accepted)",
         good.frame: "people (verified)",

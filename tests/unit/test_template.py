@@ -96,7 +96,7 @@ def test_cfn_lint_on_the_inlined_template_rejects_an_invalid_state(source, tmp_p
     definition = source.definition()
     nested = definition["States"]["LabelBatches"]["ItemProcessor"]["States"]
     nested["MergeBatch"]["Type"] = "Tsk"
-    definition["States"]["Publish"]["Retries"] = []
+    definition["States"]["FinishRun"]["Retries"] = []
     path = tmp_path / "broken.asl.json"
     path.write_text(json.dumps(definition), encoding="utf-8")
     broken = dataclasses.replace(source, definition_path=path)
@@ -113,10 +113,29 @@ def test_inlined_template_gives_every_substitution_a_plausible_arn(source):
     props = inlined_template(source)["Resources"][source.logical_id]["Properties"]
     # When its DefinitionSubstitutions are read
     values = props["DefinitionSubstitutions"]
-    # Then every function placeholder is a Lambda ARN and the definition keeps its ${...} names
+    # Then every function placeholder is a Lambda ARN, the data bucket a bucket name, and the
+    # definition keeps its ${...} names
     assert set(values) == set(source.substitutions)
-    for name, value in values.items():
+    functions = {name: value for name, value in values.items() if name.endswith("FunctionArn")}
+    assert set(values) - set(functions) == {"DataBucketName"}
+    assert re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", values["DataBucketName"])
+    for name, value in functions.items():
         assert re.fullmatch(r"arn:aws:lambda:us-east-1:\d{12}:function:[a-z0-9]+", value), (name, value)
+    # And every step of the fleet-scale shape has its function (BuildManifest and Publish are gone)
+    steps = {name.removesuffix("FunctionArn") for name in functions}
+    assert steps == {
+        "PrepareRun",
+        "ListPage",
+        "InvokeModels",
+        "MergeBatch",
+        "RecordBatchFailure",
+        "PlanReview",
+        "AssembleManifest",
+        "StartLabelingJob",
+        "CollectReview",
+        "PublishShard",
+        "FinishRun",
+    }
     assert (
         props["Definition"]["States"]["PrepareRun"]["Parameters"]["FunctionName"]
         == "${PrepareRunFunctionArn}"
@@ -311,8 +330,8 @@ def test_no_policy_grants_every_bucket(template):
 
 
 def test_source_buckets_are_named_by_a_parameter(template):
-    # Given PrepareRun's policies
-    policies = functions(template)["PrepareRunFunction"]["Policies"]
+    # Given ListPage's policies (the only step that lists the sources)
+    policies = functions(template)["ListPageFunction"]["Policies"]
     # When the conditional source-bucket statement is read
     (conditional,) = [p for p in policies if "Fn::If" in p]
     condition, statement, otherwise = conditional["Fn::If"]
@@ -386,3 +405,36 @@ def test_the_layer_is_built_by_the_makefile_for_python_3_12_on_arm64(template):
     assert "\nbuild-WorkflowLayer:" in makefile
     assert "--python-version 3.12" in makefile and "manylinux2014_aarch64" in makefile
     assert "onnxruntime" not in re.search(r"LAYER_PACKAGES :=(.*?)\n\S", makefile, re.S).group(1)
+
+
+def test_a_failed_timed_out_or_aborted_execution_starts_report_failed_run(template):
+    # Given ReportFailedRun's event source and the statuses its step acts on
+    from workflow.steps.failure import ENDED
+
+    events = functions(template)["ReportFailedRunFunction"]["Events"]
+    (rule,) = events.values()
+    pattern = rule["Properties"]["Pattern"]
+    # When its EventBridge rule is read
+    detail = pattern["detail"]
+    # Then it matches this stack's state machine's status changes: the ends the step reports, and
+    # RUNNING (a redriven execution marks its run running again)
+    assert rule["Type"] == "EventBridgeRule"
+    assert (pattern["source"], pattern["detail-type"]) == (
+        ["aws.states"],
+        ["Step Functions Execution Status Change"],
+    )
+    assert detail["stateMachineArn"] == [{"Ref": "AutolabelStateMachine"}]
+    assert set(detail["status"]) == {*ENDED, "RUNNING"}
+    assert "SUCCEEDED" not in detail["status"]
+
+
+def test_prepare_run_lists_no_bucket_and_list_page_claims_in_the_ledger(template):
+    # Given the policies of PrepareRun and ListPage
+    fns = functions(template)
+    prepare = json.dumps(fns["PrepareRunFunction"]["Policies"])
+    listing = [s for p in fns["ListPageFunction"]["Policies"] if "Statement" in p for s in p["Statement"]]
+    # When their actions are read
+    actions = {a for s in listing for a in as_list(s["Action"])}
+    # Then PrepareRun neither lists nor claims (ListPage does both, conditionally, per page)
+    assert "s3:ListBucket" not in prepare and "dynamodb:UpdateItem" not in prepare
+    assert {"s3:ListBucket", "dynamodb:UpdateItem", "dynamodb:GetItem"} <= actions

@@ -235,7 +235,10 @@ def publish_shard(
     parts = shard.review_parts or [[] for _ in shard.batches]
     pairs = list(zip(shard.batches, parts, strict=True))
     for labels, lines in bounded_map(lambda bp: _batch_inputs(store, bp[0], bp[1], jobs), pairs):
-        people = _Review.read(lines, settings.prelabel_attribute, profile)
+        # a frame reviewed in several jobs is one line under the jobs' label attribute, as each job wrote it
+        people = _Review.read(
+            lines, lines[0][0].label_attribute if lines else settings.label_attribute, profile
+        )
         add_counts(dropped, labels.dropped)
         frames += len(labels.frames) + len(labels.failed)
         for failure in labels.failed:
