@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cost": ("workflow.cli.cost", "estimate what a run of N frames costs in AWS"),
     "scorecard": ("workflow.cli.scorecard", "how reviewers changed the pre-labels, per class and per model"),
     "endpoint": ("workflow.cli.endpoint", "resolve a JumpStart model id into sam deploy parameter overrides"),
+    "logs": ("workflow.cli.logs", "inspect drive logs (.bag, .db3, .mcap) and extract their camera frames"),
 }
 
 
