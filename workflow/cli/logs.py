@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     extract.add_argument("paths", nargs="+", type=Path, metavar="FILE")
     extract.add_argument("--out", type=Path, required=True, help="output folder")
+    extract.add_argument(
+        "--profile", type=Path, metavar="FILE", help="labeling profile whose logs section applies"
+    )
     add_settings_arguments(extract)
 
 
