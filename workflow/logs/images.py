@@ -56,6 +56,9 @@ def raw_image(msg: Any, settings: LogSettings) -> Image.Image:
             f"raw image data holds {data.size} bytes, {h} rows of step {step} need {h * step}"
         )
     rows = data[: h * step].reshape(h, step)
+    if encoding in ("rgb8", "mono8") and step == w * _CHANNELS[encoding]:
+        # Unpadded rows already in Pillow's layout: wrap the message buffer, no copy.
+        return Image.frombuffer("RGB" if encoding == "rgb8" else "L", (w, h), data[: h * step], "raw")
     if encoding in _CHANNELS:
         c = _CHANNELS[encoding]
         px = _rows(rows, w * c, step, encoding).reshape(h, w, c) if c > 1 else _rows(rows, w, step, encoding)

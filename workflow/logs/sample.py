@@ -43,10 +43,15 @@ class DriveSpec:
     lat0: float = 42.3
     lon0: float = -83.2
     noise_sigma: float = 3.0
+    laps: int = 1  # the drive repeated (a longer log for throughput), the car moving on each lap
 
 
 def camera_frames(frames: Sequence[bytes], spec: DriveSpec, seed: int = 0) -> list[bytes]:
-    """The camera's JPEG stream: the frames, with the stop's noisy re-encodes inserted."""
+    """The camera's JPEG stream: the frames, with the stop's noisy re-encodes inserted, ``laps`` times."""
+    return _lap(frames, spec, seed) * spec.laps
+
+
+def _lap(frames: Sequence[bytes], spec: DriveSpec, seed: int) -> list[bytes]:
     if not 0 < spec.stop_after <= len(frames):
         return list(frames)
     rng = np.random.default_rng(seed)
@@ -60,11 +65,13 @@ def camera_frames(frames: Sequence[bytes], spec: DriveSpec, seed: int = 0) -> li
     return [*frames[: spec.stop_after], *stopped, *frames[spec.stop_after :]]
 
 
-def track_position(t_s: float, spec: DriveSpec) -> tuple[float, float]:
-    """Latitude/longitude at ``t_s`` seconds: northward at speed_mps, standing still during the stop."""
+def track_position(t_s: float, spec: DriveSpec, lap_frames: int, stops: bool = True) -> tuple[float, float]:
+    """Latitude/longitude at ``t_s`` seconds: northward at speed_mps, standing still during each stop."""
     stop_start = spec.stop_after / spec.rate_hz
-    stop_len = spec.stop_frames / spec.rate_hz
-    moving = min(t_s, stop_start) + max(0.0, t_s - stop_start - stop_len)
+    stop_len = spec.stop_frames / spec.rate_hz if stops else 0.0
+    lap_s = lap_frames / spec.rate_hz
+    lap, t_s = divmod(t_s, lap_s)
+    moving = lap * (lap_s - stop_len) + min(t_s, stop_start) + max(0.0, t_s - stop_start - stop_len)
     return spec.lat0 + spec.speed_mps * moving / METRES_PER_DEG_LAT, spec.lon0
 
 
@@ -137,7 +144,8 @@ def _messages(
                     data=px.reshape(-1).view(np.uint8),
                 )
         elif topic == GPS_TOPIC:
-            lat, lon = track_position(offset / 1e9, spec)
+            lap_frames = len(stream) // spec.laps
+            lat, lon = track_position(offset / 1e9, spec, lap_frames, lap_frames > len(frames))
             status = types["sensor_msgs/msg/NavSatStatus"](status=0, service=1)
             msg = types["sensor_msgs/msg/NavSatFix"](
                 header=_header(types, ros1, ns, "gps", i),
