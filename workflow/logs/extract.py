@@ -240,18 +240,23 @@ def _convert(
     return data, suffix, str(msg.encoding), image.size, hashed
 
 
-def extract_logs(sources: list[LogSource], dest: Path, settings: LogSettings) -> dict[str, Any]:
+def extract_logs(
+    sources: list[LogSource], dest: Path, settings: LogSettings, workers: int = 1
+) -> dict[str, Any]:
     """Extract every log into ``dest``; writes frames.jsonl and extraction.json; returns the report.
 
-    A log that cannot be read is reported with its reason and the others go on.
+    A log that cannot be read is reported with its reason and the others go on. ``workers`` > 1
+    extracts a log's camera topics in that many processes.
     """
+    from workflow.logs.parallel import extract_log_parallel
+
     dest.mkdir(parents=True, exist_ok=True)
     records: list[FrameLineage] = []
     logs: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
     for source in sources:
         try:
-            result = extract_log(source, dest, settings)
+            result = extract_log_parallel(source, dest, settings, workers)
         except LogError as exc:
             failed.append(
                 {
