@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.logs.ingest import DriveLogRequest, plan_drive_logs
+from workflow.logs.ingest import DriveLogLedger, DriveLogRequest, plan_drive_logs
 
 
 @logger.inject_lambda_context
@@ -15,7 +15,8 @@ from workflow.logs.ingest import DriveLogRequest, plan_drive_logs
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = DriveLogRequest.model_validate(event["request"])
     a = aws()
-    plan = plan_drive_logs(request, a.client("s3"), a.settings.data_bucket, event["execution_name"])
+    ledger = DriveLogLedger(a.dynamodb, event["ledger_table"])  # the state machine names its table
+    plan = plan_drive_logs(request, a.client("s3"), a.settings.data_bucket, event["execution_name"], ledger)
     metrics.add_metric(name="DriveLogsPlanned", unit=MetricUnit.Count, value=plan["count"])
     logger.info("drive logs planned", extra=plan)
     return plan

@@ -51,13 +51,47 @@ class DriveLogRequest(_Payload):
         default=None, description="labeling profile (inline or s3://) for the extraction and the runs"
     )
     max_logs: int = Field(default=10_000, ge=1, le=100_000)
+    max_concurrency: int = Field(default=8, ge=1, le=1000, description="logs extracted at once")
 
 
 def log_id(uri: str, etag: str) -> str:
-    """A run id for one log version: its file stem (sanitised) and a digest of URI and ETag (<= 40 chars)."""
-    stem = re.sub(r"[^A-Za-z0-9]+", "-", uri.rsplit("/", 1)[-1].rsplit(".", 1)[0]).strip("-")[:22] or "log"
-    digest = hashlib.sha256(f"{uri}#{etag}".encode()).hexdigest()[:16]
+    """An id for one log version: its file stem (sanitised) and a digest of URI and ETag (<= 33 chars,
+    so that ``<id>-a<attempt>`` is a valid run id and execution name)."""
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", uri.rsplit("/", 1)[-1].rsplit(".", 1)[0]).strip("-")[:20] or "log"
+    digest = hashlib.sha256(f"{uri}#{etag}".encode()).hexdigest()[:12]
     return f"{stem}-{digest}"
+
+
+class DriveLogLedger:
+    """The drive-log table: one item per log object + ETag (``log_key``) with its ``status``.
+
+    The state machine claims a log with a conditional UpdateItem (not there yet, or ``failed``);
+    here it is only read, to leave settled logs out of a plan.
+    """
+
+    SETTLED = frozenset({"extracting", "labeling", "done"})
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self.dynamodb, self.table = dynamodb, table
+
+    def settled(self, keys: list[str]) -> set[str]:
+        """The keys whose log is being or has been processed."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 100):  # BatchGetItem takes 100 keys
+            pending: dict[str, Any] = {
+                self.table: {
+                    "Keys": [{"log_key": {"S": k}} for k in keys[start : start + 100]],
+                    "ProjectionExpression": "log_key, #s",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                }
+            }
+            while pending:
+                page = self.dynamodb.batch_get_item(RequestItems=pending)
+                for item in page["Responses"].get(self.table, []):
+                    if item.get("status", {}).get("S") in self.SETTLED:
+                        found.add(item["log_key"]["S"])
+                pending = page.get("UnprocessedKeys") or {}
+        return found
 
 
 def _etag(value: str) -> str:
@@ -78,11 +112,19 @@ def _listed(s3: Any, prefix: str, limit: int) -> list[DriveLogObject]:
     return found
 
 
-def plan_drive_logs(request: DriveLogRequest, s3: Any, data_bucket: str, execution: str) -> dict[str, Any]:
+def plan_drive_logs(
+    request: DriveLogRequest,
+    s3: Any,
+    data_bucket: str,
+    execution: str,
+    ledger: DriveLogLedger | None = None,
+) -> dict[str, Any]:
     """Write one item per log object to ``s3://data_bucket/drivelogs/executions/<execution>/logs.json``.
 
     Objects named by an event without an ETag are looked up (HeadObject); a key that is not a log
-    is left out and counted. Returns the ItemReader location and the counts.
+    is left out and counted; so is a log the ledger already holds as extracting or done (the
+    schedule re-lists old logs: they cost no child execution). The ledger's conditional claim in
+    the child stays the guarantee. Returns the ItemReader location and the counts.
     """
     named = [o for o in request.logs if o.key.endswith(LOG_SUFFIXES)]
     ignored = len(request.logs) - len(named)
@@ -92,9 +134,19 @@ def plan_drive_logs(request: DriveLogRequest, s3: Any, data_bucket: str, executi
     for obj in named[: request.max_logs]:
         etag = _etag(obj.etag or s3.head_object(Bucket=obj.bucket, Key=obj.key)["ETag"])
         items.setdefault((obj.uri, etag), _item(obj, etag, request, data_bucket))
+    settled = ledger.settled([i["ledger_key"] for i in items.values()]) if ledger is not None else set()
+    done = len(settled)
+    items = {k: v for k, v in items.items() if v["ledger_key"] not in settled}
     key = f"{DRIVELOG_PREFIX}/executions/{execution}/logs.json"
     s3.put_object(Bucket=data_bucket, Key=key, Body=json.dumps(list(items.values())).encode())
-    return {"bucket": data_bucket, "key": key, "count": len(items), "ignored": ignored}
+    return {
+        "bucket": data_bucket,
+        "key": key,
+        "count": len(items),
+        "ignored": ignored,
+        "already_done": done,
+        "max_concurrency": request.max_concurrency,
+    }
 
 
 def _item(obj: DriveLogObject, etag: str, request: DriveLogRequest, data_bucket: str) -> dict[str, Any]:
