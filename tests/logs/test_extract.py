@@ -229,3 +229,32 @@ def test_cli_extract_writes_frames_lineage_and_report(drive_log: LogFactory, tmp
     assert status == 0 and report["frames"] == 60
     assert {r.log_uri for r in records.values()} == {p.resolve().as_uri() for p in parts}
     assert {r.log_name for r in records.values()} == {"drive-compressed-rgb8-2"}
+
+
+def test_topics_extracted_in_parallel_processes_match_one_process(
+    nuscenes_frames: list[bytes], tmp_path: Path
+) -> None:
+    # Given a three-camera .mcap log
+    from workflow.logs.sample import DriveSpec, write_drive_log
+
+    (path,) = write_drive_log(
+        tmp_path / "three-mcap",
+        nuscenes_frames[:10],
+        "mcap",
+        spec=DriveSpec(cameras=3, stop_after=5, stop_frames=5),
+    )
+    # When it is extracted in one process and with a process per topic
+    serial = extract_logs(discover([path]), tmp_path / "serial", LogSettings())
+    parallel = extract_logs(discover([path]), tmp_path / "parallel", LogSettings(), workers=3)
+    # Then both keep the same frames with the same lineage and count the same drops per topic
+    assert read_lineage(tmp_path / "serial" / "frames.jsonl") == read_lineage(
+        tmp_path / "parallel" / "frames.jsonl"
+    )
+    s, p = serial["logs"][0]["selection"], parallel["logs"][0]["selection"]
+    assert (s["seen"], s["kept"], s["dropped"], s["topics"]) == (
+        p["seen"],
+        p["kept"],
+        p["dropped"],
+        p["topics"],
+    )
+    assert s["seen"] == 45 and s["dropped"]["near_duplicate"] == 15

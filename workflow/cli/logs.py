@@ -59,6 +59,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--hash", choices=("phash", "dhash"), dest="hash_method", help="perceptual hash")
     g.add_argument("--max-hash-distance", type=int, help="bits within which a frame is a near-duplicate")
+    g.add_argument("--workers", type=int, default=1, help="processes: camera topics extracted at once")
 
 
 def settings_from_args(args: argparse.Namespace, base: LogSettings | None = None) -> LogSettings:
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigurationError, ValidationError, LogError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = extract(sources, args.out, settings)
+    report = extract(sources, args.out, settings, args.workers)
     return 1 if report["failed_logs"] or not report["frames"] else 0
 
 
@@ -124,11 +125,11 @@ def _inspect(sources: list[Any], as_json: bool) -> int:
     return status
 
 
-def extract(sources: list[Any], out: Path, settings: LogSettings) -> dict[str, Any]:
+def extract(sources: list[Any], out: Path, settings: LogSettings, workers: int = 1) -> dict[str, Any]:
     """Extract the logs into ``out`` and print what happened, per log and per selection rule."""
     from workflow.logs.extract import extract_logs
 
-    report = extract_logs(sources, out, settings)
+    report = extract_logs(sources, out, settings, workers)
     for log in report["logs"]:
         sel = log["selection"]
         drops = ", ".join(f"{rule} {n}" for rule, n in sel["dropped"].items() if n) or "none"
@@ -166,7 +167,7 @@ def stage_drive_logs(args: argparse.Namespace) -> str | int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f">> extracting frames from {len(sources)} drive log(s) into {args.out / 'frames'}")
-    report = extract(sources, args.out, settings)
+    report = extract(sources, args.out, settings, args.workers)
     if report["failed_logs"] or not report["frames"]:
         print("error: no frames to label from the drive log(s)", file=sys.stderr)
         return 2

@@ -44,6 +44,11 @@ class DriveSpec:
     lon0: float = -83.2
     noise_sigma: float = 3.0
     laps: int = 1  # the drive repeated (a longer log for throughput), the car moving on each lap
+    cameras: int = 1  # more camera topics (/camera/side<N>/image) seeing the same frames
+
+    @property
+    def camera_topics(self) -> tuple[str, ...]:
+        return (CAMERA_TOPIC, *(f"/camera/side{n}/image" for n in range(1, self.cameras)))
 
 
 def camera_frames(frames: Sequence[bytes], spec: DriveSpec, seed: int = 0) -> list[bytes]:
@@ -118,7 +123,8 @@ def _messages(
     stream = camera_frames(frames, spec)
     duration_s = len(stream) / spec.rate_hz
     events: list[tuple[int, str, int]] = []
-    events += [(round(i * 1e9 / spec.rate_hz), CAMERA_TOPIC, i) for i in range(len(stream))]
+    for camera in spec.camera_topics:
+        events += [(round(i * 1e9 / spec.rate_hz), camera, i) for i in range(len(stream))]
     events += [
         (round(i * 1e9 / spec.gps_hz), GPS_TOPIC, i) for i in range(math.ceil(duration_s * spec.gps_hz))
     ]
@@ -127,8 +133,8 @@ def _messages(
     ]
     for offset, topic, i in sorted(events):
         ns = START_NS + offset
-        if topic == CAMERA_TOPIC:
-            header = _header(types, ros1, ns, "camera_front", i)
+        if topic in spec.camera_topics:
+            header = _header(types, ros1, ns, topic.split("/")[2], i)
             if image == "compressed":
                 data = np.frombuffer(stream[i], np.uint8)
                 msg = types["sensor_msgs/msg/CompressedImage"](header=header, format="jpeg", data=data)
@@ -171,7 +177,7 @@ def _messages(
 
 
 def _msgtype(topic: str, image: ImageKind) -> str:
-    if topic == CAMERA_TOPIC:
+    if topic.startswith("/camera/"):
         return "sensor_msgs/msg/CompressedImage" if image == "compressed" else "sensor_msgs/msg/Image"
     return "sensor_msgs/msg/NavSatFix" if topic == GPS_TOPIC else "sensor_msgs/msg/Imu"
 
@@ -198,12 +204,12 @@ def write_drive_log(
     typestore = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
     messages = list(_messages(frames, image, encoding, spec, typestore.types, ros1))
     if ros1:
-        return _write_ros1(path, messages, image, typestore, split)
-    return [_write_ros2(path, messages, image, typestore, fmt)]
+        return _write_ros1(path, messages, image, typestore, split, spec)
+    return [_write_ros2(path, messages, image, typestore, fmt, spec)]
 
 
 def _write_ros1(
-    path: Path, messages: list[tuple[str, int, Any]], image: ImageKind, ts: Any, split: int
+    path: Path, messages: list[tuple[str, int, Any]], image: ImageKind, ts: Any, split: int, spec: DriveSpec
 ) -> list[Path]:
     from rosbags.rosbag1 import Writer
 
@@ -219,7 +225,7 @@ def _write_ros1(
         with Writer(part) as writer:
             conns = {
                 t: writer.add_connection(t, _msgtype(t, image), typestore=ts)
-                for t in (CAMERA_TOPIC, GPS_TOPIC, IMU_TOPIC)
+                for t in (*spec.camera_topics, GPS_TOPIC, IMU_TOPIC)
             }
             for topic, ns, msg in chunk:
                 writer.write(conns[topic], ns, ts.serialize_ros1(msg, _msgtype(topic, image)))
@@ -227,7 +233,12 @@ def _write_ros1(
 
 
 def _write_ros2(
-    path: Path, messages: list[tuple[str, int, Any]], image: ImageKind, ts: Any, fmt: LogFormat
+    path: Path,
+    messages: list[tuple[str, int, Any]],
+    image: ImageKind,
+    ts: Any,
+    fmt: LogFormat,
+    spec: DriveSpec,
 ) -> Path:
     from rosbags.rosbag2 import StoragePlugin, Writer
 
@@ -235,7 +246,7 @@ def _write_ros2(
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         conns = {
             t: writer.add_connection(t, _msgtype(t, image), typestore=ts)
-            for t in (CAMERA_TOPIC, GPS_TOPIC, IMU_TOPIC)
+            for t in (*spec.camera_topics, GPS_TOPIC, IMU_TOPIC)
         }
         for topic, ns, msg in messages:
             writer.write(conns[topic], ns, ts.serialize_cdr(msg, _msgtype(topic, image)))

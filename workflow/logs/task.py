@@ -72,7 +72,7 @@ def log_settings(profile: str, s3: Any) -> LogSettings:
 def download(s3: Any, uri: str, etag: str, target: Path) -> None:
     """The claimed version of the log: HeadObject with IfMatch refuses a replaced object (412)."""
     loc = S3Uri.parse(uri)
-    s3.head_object(Bucket=loc.bucket, Key=loc.key, IfMatch=etag)
+    s3.head_object(Bucket=loc.bucket, Key=loc.key, IfMatch=f'"{etag}"')  # an entity tag is quoted
     target.parent.mkdir(parents=True, exist_ok=True)
     s3.download_file(loc.bucket, loc.key, str(target))
 
