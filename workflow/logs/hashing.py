@@ -23,7 +23,7 @@ def _small_gray(data: bytes | Image.Image, size: tuple[int, int]) -> np.ndarray:
     if isinstance(data, Image.Image):
         return _shrink(data, size)
     with Image.open(io.BytesIO(data)) as img:
-        img.draft("L", (size[0] * 4, size[1] * 4))  # JPEG: decode at 1/2..1/8 scale, no-op otherwise
+        img.draft("L", (size[0] * 2, size[1] * 2))  # JPEG: decode at 1/2..1/8 scale, no-op otherwise
         return _shrink(img, size)
 
 
