@@ -258,3 +258,28 @@ def test_topics_extracted_in_parallel_processes_match_one_process(
         p["topics"],
     )
     assert s["seen"] == 45 and s["dropped"]["near_duplicate"] == 15
+
+
+def test_a_16_bit_bayer_mosaic_demosaics_like_its_8_bit_twin(nuscenes_frames: list[bytes]) -> None:
+    # Given a real frame's Bayer mosaic as 8-bit data and as big-endian 16-bit data (x 257)
+    from rosbags.typesys import Stores, get_typestore
+
+    mosaic, _ = raw_pixels(nuscenes_frames[9], "bayer_grbg8")
+    wide = (mosaic.astype(np.uint16) * 257).astype(">u2")
+    types = get_typestore(Stores.ROS2_HUMBLE).types
+    header = types["std_msgs/msg/Header"](
+        stamp=types["builtin_interfaces/msg/Time"](sec=1, nanosec=0), frame_id="c"
+    )
+    msg = types["sensor_msgs/msg/Image"](
+        header=header,
+        height=mosaic.shape[0],
+        width=mosaic.shape[1],
+        encoding="bayer_grbg16",
+        is_bigendian=1,
+        step=2 * mosaic.shape[1],
+        data=wide.reshape(-1).view(np.uint8),
+    )
+    # When both are converted, then the pictures agree within one grey level
+    eight = np.asarray(raw_image(_image_msg(nuscenes_frames[9], "bayer_grbg8"), LogSettings()), np.int16)
+    sixteen = np.asarray(raw_image(msg, LogSettings()), np.int16)
+    assert np.abs(eight - sixteen).max() <= 1

@@ -44,7 +44,8 @@ def _dct_matrix(n: int = 32) -> np.ndarray:
     x = np.arange(n)[None, :]
     m = np.cos(np.pi * (2 * x + 1) * k / (2 * n)) * np.sqrt(2.0 / n)
     m[0] /= np.sqrt(2.0)
-    return m.astype(np.float32)
+    matrix: np.ndarray = m.astype(np.float32)
+    return matrix
 
 
 def phash(data: bytes | Image.Image) -> int:

@@ -101,10 +101,11 @@ def _bayer(
         raise FrameRejected(f"unknown Bayer encoding {encoding!r}")
     if settings.bayer == "reject":
         raise FrameRejected(f"Bayer encoding {encoding!r} and the settings say bayer: reject")
+    mosaic: np.ndarray
     if bits == "8":
         mosaic = _rows(rows, w, step, encoding).astype(np.float32)
     else:
-        mosaic = _rows16(rows, w, step, bigendian, encoding) * (255.0 / settings.mono16_max)
+        mosaic = _rows16(rows, w, step, bigendian, encoding) * np.float32(255.0 / settings.mono16_max)
     if mosaic.shape[0] < 2 or mosaic.shape[1] < 2:
         raise FrameRejected(f"{encoding}: a Bayer mosaic needs at least 2x2 pixels")
     return demosaic_bilinear(mosaic, pattern)
