@@ -283,3 +283,26 @@ def test_a_16_bit_bayer_mosaic_demosaics_like_its_8_bit_twin(nuscenes_frames: li
     eight = np.asarray(raw_image(_image_msg(nuscenes_frames[9], "bayer_grbg8"), LogSettings()), np.int16)
     sixteen = np.asarray(raw_image(msg, LogSettings()), np.int16)
     assert np.abs(eight - sixteen).max() <= 1
+
+
+def test_a_record_summarises_into_flat_fields_for_manifests_and_coco(
+    drive_log: LogFactory, tmp_path: Path
+) -> None:
+    # Given an extracted frame that has a GPS fix
+    (path,) = drive_log("mcap")
+    extract_logs(discover([path]), tmp_path, ALL_FRAMES)
+    record = next(r for r in read_lineage(tmp_path / "frames.jsonl").values() if r.index == 10)
+    # When it is summarised, then the fields name the message and place it, all JSON scalars
+    summary = record.summary()
+    assert summary == {
+        "log_uri": record.log_uri,
+        "topic": "/camera/front/image",
+        "index": 10,
+        "log_time_ns": START_NS + 1_000_000_000 + RECEIVE_LATENCY_NS,
+        "stamp_ns": START_NS + 1_000_000_000,
+        "latitude": pytest.approx(42.3 + 8.0 / 111_195.0),
+        "longitude": -83.2,
+        "gps_skew_s": 0.0,
+        "distance_m": pytest.approx(8.0, abs=0.01),
+    }
+    assert json.loads(json.dumps(summary))["index"] == 10

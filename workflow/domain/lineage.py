@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,6 +69,22 @@ class FrameLineage(_Record):
     )
     gps: GpsSample | None = None
     imu: ImuSample | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """A flat, JSON-ready subset for a manifest line's metadata or a COCO image's extra fields:
+        enough to find the message again and place the frame on the map."""
+        out: dict[str, Any] = {
+            "log_uri": self.log_uri,
+            "topic": self.topic,
+            "index": self.index,
+            "log_time_ns": self.log_time_ns,
+            "stamp_ns": self.stamp_ns,
+        }
+        if self.gps is not None:
+            out.update(latitude=self.gps.latitude, longitude=self.gps.longitude, gps_skew_s=self.gps.skew_s)
+        if self.distance_m is not None:
+            out["distance_m"] = self.distance_m
+        return out
 
 
 def write_lineage(records: Iterable[FrameLineage], path: Path) -> int:
