@@ -123,6 +123,11 @@ def extract_log(source: LogSource, dest: Path, settings: LogSettings) -> LogExtr
         )
         result.gps_topic = _pick(settings.gps_topic, "gps", NAVSATFIX, types, source.name, result.notes)
         result.imu_topic = _pick(settings.imu_topic, "imu", IMU, types, source.name, result.notes)
+        if settings.selection.min_distance_m > 0 and result.gps_topic is None:
+            result.notes.append(
+                f"min_distance_m is set but the log has no GPS topic: frames are "
+                f"{'kept' if settings.selection.without_gps == 'keep' else 'dropped'} (without_gps)"
+            )
         gps, imu = _read_nav(reader, result, settings)
         selector = Selector(settings.selection)
         _read_frames(reader, source, dest, settings, result, selector, gps, imu)
