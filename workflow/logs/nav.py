@@ -52,6 +52,7 @@ class GpsTrack:
     travelled: list[float] = field(default_factory=list)
     _anchor: tuple[float, float] | None = None
     _distance: float = 0.0
+    _arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def add(self, t_ns: int, msg: Any) -> None:
         """Add a fix seen at ``t_ns`` (fixes must come in time order)."""
@@ -88,7 +89,9 @@ class GpsTrack:
         """Distance travelled at ``t_ns``, interpolated between fixes; None with no fix within the skew."""
         if _nearest(self.times, t_ns, max_skew_ns) is None:
             return None
-        return float(np.interp(t_ns, self.times, self.travelled))
+        if self._arrays is None or len(self._arrays[0]) != len(self.times):  # once per track, not per frame
+            self._arrays = (np.asarray(self.times, np.float64), np.asarray(self.travelled, np.float64))
+        return float(np.interp(float(t_ns), *self._arrays))
 
 
 @dataclass
