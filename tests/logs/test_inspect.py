@@ -77,3 +77,18 @@ def test_a_file_that_is_not_a_log_is_refused_with_its_reason(tmp_path: Path) -> 
         discover([other])
     with pytest.raises(LogError, match="fake: cannot be read as a drive log"):
         inspect_log(discover([fake])[0])
+
+
+@pytest.mark.parametrize("compression", ["lz4", "bz2"])
+def test_compressed_bags_are_read(nuscenes_frames: list[bytes], tmp_path: Path, compression: str) -> None:
+    # Given a ROS 1 bag whose chunks are lz4- or bz2-compressed
+    from workflow.logs.sample import DriveSpec, write_drive_log
+
+    spec = DriveSpec(stop_after=5, stop_frames=2)
+    (path,) = write_drive_log(
+        tmp_path / "c.bag", nuscenes_frames[:8], "bag", spec=spec, compression=compression
+    )  # type: ignore[arg-type]
+    # When it is inspected, then its 10 camera frames are counted at 10 Hz
+    topics = {t["topic"]: t for t in inspect_log(discover([path])[0])["topics"]}
+    assert topics["/camera/front/image"]["count"] == 10
+    assert topics["/camera/front/image"]["rate_hz"] == pytest.approx(10.0)

@@ -191,12 +191,13 @@ def write_drive_log(
     encoding: str = "rgb8",
     spec: DriveSpec = DriveSpec(),
     split: int = 1,
+    compression: Literal["none", "lz4", "bz2"] = "none",
 ) -> list[Path]:
     """Write the drive to ``path`` and return the files a reader opens.
 
     ``bag``: ``path`` is the bag (with ``split`` > 1: ``<stem>_0.bag``, ``<stem>_1.bag``, ... as
     ``rosbag record --split`` names them). ``db3``/``mcap``: ``path`` is the rosbag2 folder; the
-    returned file is the storage file inside it.
+    returned file is the storage file inside it. ``compression``: ROS 1 chunk compression.
     """
     from rosbags.typesys import Stores, get_typestore
 
@@ -204,12 +205,18 @@ def write_drive_log(
     typestore = get_typestore(Stores.ROS1_NOETIC if ros1 else Stores.ROS2_HUMBLE)
     messages = list(_messages(frames, image, encoding, spec, typestore.types, ros1))
     if ros1:
-        return _write_ros1(path, messages, image, typestore, split, spec)
+        return _write_ros1(path, messages, image, typestore, split, spec, compression)
     return [_write_ros2(path, messages, image, typestore, fmt, spec)]
 
 
 def _write_ros1(
-    path: Path, messages: list[tuple[str, int, Any]], image: ImageKind, ts: Any, split: int, spec: DriveSpec
+    path: Path,
+    messages: list[tuple[str, int, Any]],
+    image: ImageKind,
+    ts: Any,
+    split: int,
+    spec: DriveSpec,
+    compression: str = "none",
 ) -> list[Path]:
     from rosbags.rosbag1 import Writer
 
@@ -222,7 +229,10 @@ def _write_ros1(
             for n in range(split)
         ]
     for part, chunk in parts:
-        with Writer(part) as writer:
+        writer = Writer(part)
+        if compression != "none":
+            writer.set_compression(Writer.CompressionFormat[compression.upper()])
+        with writer:
             conns = {
                 t: writer.add_connection(t, _msgtype(t, image), typestore=ts)
                 for t in (*spec.camera_topics, GPS_TOPIC, IMU_TOPIC)
