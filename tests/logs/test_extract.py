@@ -306,3 +306,21 @@ def test_a_record_summarises_into_flat_fields_for_manifests_and_coco(
         "distance_m": pytest.approx(8.0, abs=0.01),
     }
     assert json.loads(json.dumps(summary))["index"] == 10
+
+
+def test_a_log_that_cannot_be_read_is_reported_and_the_others_go_on(
+    drive_log: LogFactory, tmp_path: Path
+) -> None:
+    # Given a folder holding a good .mcap and a truncated .bag
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (mcap,) = drive_log("mcap")
+    (folder / "good.mcap").write_bytes(mcap.read_bytes())
+    (bag,) = drive_log("bag")
+    (folder / "broken.bag").write_bytes(bag.read_bytes()[:5000])
+    # When the folder is extracted
+    report = extract_logs(discover([folder]), tmp_path / "out", ALL_FRAMES)
+    # Then the broken bag is reported with its reason and the good log's frames are all there
+    (failed,) = report["failed_logs"]
+    assert failed["log"] == "broken" and "cannot be read as a drive log" in failed["reason"]
+    assert report["frames"] == 60 and [log["log"] for log in report["logs"]] == ["good"]

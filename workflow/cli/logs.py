@@ -152,7 +152,8 @@ def stage_drive_logs(args: argparse.Namespace) -> str | int:
     """`autolabel run LOG --out OUT`: extract and select the log's frames into OUT/frames first.
 
     Returns the folder the run labels (``args.source`` itself when it is no drive log), or an exit
-    status when extraction failed. Lineage lands in OUT/frames.jsonl, the counts in OUT/extraction.json.
+    status when no frame came out; a log that cannot be read is reported and the others go on.
+    Lineage lands in OUT/frames.jsonl, the counts in OUT/extraction.json.
     """
     from workflow.logs.reader import LogError
     from workflow.logs.sources import discover, is_log_path
@@ -168,7 +169,8 @@ def stage_drive_logs(args: argparse.Namespace) -> str | int:
         return 2
     print(f">> extracting frames from {len(sources)} drive log(s) into {args.out / 'frames'}")
     report = extract(sources, args.out, settings, args.workers)
-    if report["failed_logs"] or not report["frames"]:
+    if not report["frames"]:
         print("error: no frames to label from the drive log(s)", file=sys.stderr)
         return 2
+    args.failed_logs = len(report["failed_logs"])  # the others are labeled; the exit status says so
     return str(args.out / report["frames_dir"])

@@ -208,7 +208,10 @@ def run_run(args: argparse.Namespace) -> int:
     from workflow.cli.logs import stage_drive_logs
 
     source = stage_drive_logs(args)  # a drive log is extracted into OUT/frames first
-    return source if isinstance(source, int) else _execute(source, args)
+    if isinstance(source, int):
+        return source
+    status = _execute(source, args)
+    return max(status, 1) if getattr(args, "failed_logs", 0) else status
 
 
 def run_demo(args: argparse.Namespace) -> int:

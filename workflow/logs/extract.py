@@ -28,6 +28,16 @@ from workflow.logs.reader import COMPRESSED_IMAGE, IMAGE_TYPES, IMU, NAVSATFIX, 
 from workflow.logs.select import Selector
 from workflow.logs.sources import LogSource
 
+
+def _read_errors() -> tuple[type[Exception], ...]:
+    from rosbags.highlevel import AnyReaderError
+    from rosbags.rosbag1 import ReaderError as Ros1ReaderError
+    from rosbags.rosbag2 import ReaderError as Ros2ReaderError
+
+    return (AnyReaderError, Ros1ReaderError, Ros2ReaderError)
+
+
+READ_ERRORS = _read_errors()
 FRAMES_DIR = "frames"
 LINEAGE_FILE = "frames.jsonl"
 REPORT_FILE = "extraction.json"
@@ -128,9 +138,12 @@ def extract_log(source: LogSource, dest: Path, settings: LogSettings) -> LogExtr
                 f"min_distance_m is set but the log has no GPS topic: frames are "
                 f"{'kept' if settings.selection.without_gps == 'keep' else 'dropped'} (without_gps)"
             )
-        gps, imu = _read_nav(reader, result, settings)
         selector = Selector(settings.selection)
-        _read_frames(reader, source, dest, settings, result, selector, gps, imu)
+        try:
+            gps, imu = _read_nav(reader, result, settings)
+            _read_frames(reader, source, dest, settings, result, selector, gps, imu)
+        except READ_ERRORS as exc:  # damage past the index: the log fails with the reason, others go on
+            raise LogError(source.name, f"reading stopped: {exc}") from exc
         result.selection = selector.report()
         result.selection["rejected"] = len(result.rejected)
     result.seconds, result.cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
