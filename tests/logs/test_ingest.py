@@ -227,3 +227,15 @@ def test_the_task_refuses_a_log_replaced_since_it_was_claimed(aws: dict[str, Any
     with pytest.raises(ClientError) as err:
         run_task(settings, aws["s3"])
     assert err.value.response["Error"]["Code"] in ("412", "PreconditionFailed")
+
+
+def test_an_inline_profile_too_large_for_the_task_overrides_is_refused() -> None:
+    # Given a profile whose JSON is longer than the ECS container overrides can carry
+    profile = {**default_profile().to_dict(), "description": "x" * 7000}
+    # When a drivelogs request carries it inline, then it is refused, pointing to an s3:// profile
+    with pytest.raises(ValueError, match="pass its s3:// URI"):
+        DriveLogRequest(prefixes=("s3://b/p/",), profile=profile)
+    assert (
+        DriveLogRequest(prefixes=("s3://b/p/",), profile="s3://b/profile.yaml").profile
+        == "s3://b/profile.yaml"
+    )

@@ -15,13 +15,14 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workflow.domain.frames import S3Uri
 from workflow.domain.run import ReviewMode
 from workflow.logs.sources import LOG_SUFFIXES
 
 DRIVELOG_PREFIX = "drivelogs"
+MAX_INLINE_PROFILE = 6000
 
 
 class _Payload(BaseModel):
@@ -52,6 +53,17 @@ class DriveLogRequest(_Payload):
     )
     max_logs: int = Field(default=10_000, ge=1, le=100_000)
     max_concurrency: int = Field(default=8, ge=1, le=1000, description="logs extracted at once")
+
+    @field_validator("profile")
+    @classmethod
+    def _fits_the_task_overrides(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        # The profile rides to the Fargate task in a container override: ECS takes 8 KiB of overrides.
+        if isinstance(value, dict) and len(json.dumps(value)) > MAX_INLINE_PROFILE:
+            raise ValueError(
+                f"an inline profile of more than {MAX_INLINE_PROFILE} characters does not fit the "
+                "extraction task's overrides: upload it and pass its s3:// URI"
+            )
+        return value
 
 
 def log_id(uri: str, etag: str) -> str:
