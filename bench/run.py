@@ -5,7 +5,7 @@ Frames: the 40-frame nuScenes front-camera sequence from ../shared (800x450 JPEG
 else the demo photos. Results: a table on stdout and bench-out/results.json.
 
     python -m bench.run                  # everything
-    python -m bench.run --only raw       # one group: raw | endpoint | workflow
+    python -m bench.run --only raw       # one group: raw | endpoint | workflow | logs
 """
 
 from __future__ import annotations
@@ -190,9 +190,11 @@ def _child(args: list[str]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=("raw", "endpoint", "workflow"))
+    parser.add_argument("--only", choices=("raw", "endpoint", "workflow", "logs"))
     parser.add_argument("--one", nargs=2, metavar=("PATH", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.only == "logs":  # drive-log extraction and selection: bench/logs.py, bench-out/logs.json
+        return _logs_bench()
     if args.one:
         path, mode = args.one
         result = {"raw": bench_raw, "endpoint": bench_endpoint}.get(path, lambda _m: bench_workflow())(mode)
@@ -215,7 +217,12 @@ def main() -> int:
     out.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(f"results in {out / 'results.json'}")
-    return 0
+    return _logs_bench() if not args.only else 0
+
+
+def _logs_bench() -> int:
+    """Drive logs in its own process too (bench/logs.py writes bench-out/logs.json)."""
+    return subprocess.run([sys.executable, "-m", "bench.logs"], cwd=ROOT, check=False).returncode
 
 
 def _ratios(results: list[dict[str, Any]]) -> None:

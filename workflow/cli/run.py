@@ -54,8 +54,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="a local folder of frames, or an s3:// prefix")
+    parser.add_argument(
+        "source",
+        help="a local folder of frames, an s3:// prefix, or drive logs (.bag, .db3, .mcap, a folder)",
+    )
     _add_common(parser)
+    from workflow.cli.logs import add_settings_arguments
+
+    add_settings_arguments(parser)
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -199,7 +205,13 @@ def _print_summary(outcome) -> int:  # type: ignore[no-untyped-def]
 
 
 def run_run(args: argparse.Namespace) -> int:
-    return _execute(args.source, args)
+    from workflow.cli.logs import stage_drive_logs
+
+    source = stage_drive_logs(args)  # a drive log is extracted into OUT/frames first
+    if isinstance(source, int):
+        return source
+    status = _execute(source, args)
+    return max(status, 1) if getattr(args, "failed_logs", 0) else status
 
 
 def run_demo(args: argparse.Namespace) -> int:

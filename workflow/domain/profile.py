@@ -24,6 +24,7 @@ from workflow.domain.errors import ConfigurationError
 from workflow.domain.groundtruth import MAX_BOUNDING_BOX_CATEGORIES
 from workflow.domain.prices import DEFAULT_WORKERS_PER_FRAME, Workforce
 from workflow.domain.routing import RoutingPolicy
+from workflow.domain.selection import LogSettings
 from workflow.domain.taxonomy import COCO_TO_ADAS, DEFAULT_ADAS_TAXONOMY, ClassMap, Taxonomy
 from workflow.domain.vocabulary import FusionMethod
 
@@ -135,6 +136,9 @@ class LabelingProfile(_Section):
     fusion: FusionSettings = FusionSettings()
     routing: RoutingPolicy = RoutingPolicy()
     review: ReviewSettings = ReviewSettings()
+    logs: LogSettings = Field(
+        default=LogSettings(), description="drive-log sources: topics, lineage, frame selection"
+    )
 
     @field_validator("taxonomy", mode="before")
     @classmethod

@@ -141,7 +141,7 @@ class Template:
         env = self.data.get("Globals", {}).get("Function", {}).get("Environment", {})
         return dict(env.get("Variables", {}))
 
-    def state_machine(self) -> tuple[Path, dict[str, Any]]:
-        """(definition file, DefinitionSubstitutions) of the one state machine."""
-        (props,) = [r["Properties"] for r in self.of_type("AWS::Serverless::StateMachine").values()]
+    def state_machine(self, logical_id: str = "AutolabelStateMachine") -> tuple[Path, dict[str, Any]]:
+        """(definition file, DefinitionSubstitutions) of the state machine (default: the autolabel one)."""
+        props = self.of_type("AWS::Serverless::StateMachine")[logical_id]["Properties"]
         return self.root / props["DefinitionUri"], dict(props.get("DefinitionSubstitutions", {}))

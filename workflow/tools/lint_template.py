@@ -103,7 +103,7 @@ def placeholder(value: Any, template: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class StateMachineSource:
-    """The one SAM state machine: its ASL file, substitutions and the template they resolve in."""
+    """A SAM state machine: its ASL file, substitutions and the template they resolve in."""
 
     logical_id: str
     definition_path: Path
@@ -136,8 +136,11 @@ class StateMachineSource:
         return data
 
 
-def state_machine_source(template_path: Path) -> StateMachineSource:
-    """The template's single ``AWS::Serverless::StateMachine`` with a ``DefinitionUri``."""
+MAIN_STATE_MACHINE = "AutolabelStateMachine"
+
+
+def state_machine_sources(template_path: Path) -> list[StateMachineSource]:
+    """Every ``AWS::Serverless::StateMachine`` with a ``DefinitionUri`` (autolabel, drivelogs)."""
     template = load_template(template_path)
     machines = [
         (name, resource.get("Properties", {}))
@@ -145,9 +148,22 @@ def state_machine_source(template_path: Path) -> StateMachineSource:
         if resource.get("Type") == "AWS::Serverless::StateMachine"
         and "DefinitionUri" in resource.get("Properties", {})
     ]
-    if len(machines) != 1:
-        raise ValueError(f"expected one state machine with a DefinitionUri, found {len(machines)}")
-    ((name, props),) = machines
+    if not machines:
+        raise ValueError("found no state machine with a DefinitionUri")
+    return [_source(template_path, template, name, props) for name, props in machines]
+
+
+def state_machine_source(template_path: Path, logical_id: str = MAIN_STATE_MACHINE) -> StateMachineSource:
+    """One state machine of the template, by logical id (default: the autolabel workflow)."""
+    found = [s for s in state_machine_sources(template_path) if s.logical_id == logical_id]
+    if not found:
+        raise ValueError(f"no state machine {logical_id!r} with a DefinitionUri in {template_path.name}")
+    return found[0]
+
+
+def _source(
+    template_path: Path, template: dict[str, Any], name: str, props: dict[str, Any]
+) -> StateMachineSource:
     return StateMachineSource(
         logical_id=name,
         definition_path=template_path.parent / str(props["DefinitionUri"]),
@@ -276,7 +292,7 @@ def _run(command: Sequence[str], cwd: Path, timeout: int) -> tuple[int, list[str
 
 def check_asl_validator(source: StateMachineSource, workdir: Path, root: Path, install: bool) -> Check:
     """The npm asl-validator on the ASL with placeholder ARNs (``npm ci`` installs it when missing)."""
-    check = Check("asl-validator (npm) on the ASL with placeholder ARNs")
+    check = Check(f"asl-validator (npm) on {source.definition_path.name} with placeholder ARNs")
     binary = root / "node_modules" / ".bin" / "asl-validator"
     if shutil.which("node") is None:
         check.skipped = "node not found (install Node.js >= 18 to run it)"
@@ -327,11 +343,19 @@ def run_checks(template_path: Path, root: Path, install: bool = True) -> Iterato
     """Every check, in order, each yielded as soon as it has run."""
     yield Check(f"cfn-lint {template_path.name}", cfn_lint_findings(template_path))
     try:
-        source = state_machine_source(template_path)
-        definition = source.definition()
+        sources = state_machine_sources(template_path)
+        definitions = [source.definition() for source in sources]
     except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
         yield Check("state machine definition", [f"{type(error).__name__}: {error}"])
         return
+    for source, definition in zip(sources, definitions, strict=True):
+        yield from _state_machine_checks(source, definition, root, install)
+    yield check_sam_validate(template_path, root)
+
+
+def _state_machine_checks(
+    source: StateMachineSource, definition: dict[str, Any], root: Path, install: bool
+) -> Iterator[Check]:
     name = source.definition_path.name
     yield Check(
         f"{name}: DefinitionSubstitutions", substitution_findings(source.text(), source.substitutions)
@@ -342,7 +366,6 @@ def run_checks(template_path: Path, root: Path, install: bool = True) -> Iterato
             f"cfn-lint {name} inlined in AWS::StepFunctions::StateMachine", lint_inlined(source, Path(tmp))
         )
         yield check_asl_validator(source, Path(tmp), root, install)
-    yield check_sam_validate(template_path, root)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,107 @@
+"""Where a frame came from: the drive log, the message in it, and the car's position at that time.
+
+Extraction writes one :class:`FrameLineage` per frame, one JSON object a line, to ``frames.jsonl``
+beside the ``frames/`` folder, keyed by ``frame`` (the frame's path under ``frames/``). A reviewed
+label thus leads back to its log, topic, message and time: ``(log_uri, topic, index)`` names the
+message, ``log_time_ns`` finds it again (``reader.messages(start=log_time_ns, stop=log_time_ns + 1)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LINEAGE_VERSION = 1
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GpsSample(_Record):
+    """The GPS fix (``sensor_msgs/NavSatFix``) nearest the frame within the skew."""
+
+    topic: str
+    stamp_ns: int
+    skew_s: float = Field(description="fix time minus frame time, seconds")
+    latitude: float
+    longitude: float
+    altitude: float
+    status: int = Field(description="NavSatStatus: -1 no fix, 0 fix, 1 SBAS, 2 GBAS")
+
+
+class ImuSample(_Record):
+    """The IMU sample (``sensor_msgs/Imu``) nearest the frame within the skew."""
+
+    topic: str
+    stamp_ns: int
+    skew_s: float
+    orientation: tuple[float, float, float, float] = Field(description="quaternion x, y, z, w")
+    angular_velocity: tuple[float, float, float] = Field(description="rad/s")
+    linear_acceleration: tuple[float, float, float] = Field(description="m/s^2")
+
+
+class FrameLineage(_Record):
+    """One extracted frame's record (a line of ``frames.jsonl``)."""
+
+    version: int = LINEAGE_VERSION
+    frame: str = Field(
+        description="path of the frame file under frames/, e.g. drive/camera_front/000012-....jpg"
+    )
+    log_uri: str = Field(description="the log file the message is in (file:// or s3://; a split bag's part)")
+    log_name: str = Field(description="the log's name (a split bag's common stem)")
+    topic: str
+    msgtype: str = Field(description="sensor_msgs/msg/CompressedImage or sensor_msgs/msg/Image")
+    index: int = Field(ge=0, description="offset: the message's position in its topic, 0-based, time order")
+    log_time_ns: int = Field(description="when the log recorded the message (receive time)")
+    stamp_ns: int = Field(description="the message's header stamp (0 when the publisher left it unset)")
+    frame_id: str = ""
+    encoding: str = Field(
+        description="the message's format (jpeg, png) or raw encoding (rgb8, bayer_rggb8...)"
+    )
+    width: int | None = None
+    height: int | None = None
+    distance_m: float | None = Field(
+        default=None, description="distance travelled along the GPS track since the log's first fix"
+    )
+    gps: GpsSample | None = None
+    imu: ImuSample | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """A flat, JSON-ready subset for a manifest line's metadata or a COCO image's extra fields:
+        enough to find the message again and place the frame on the map."""
+        out: dict[str, Any] = {
+            "log_uri": self.log_uri,
+            "topic": self.topic,
+            "index": self.index,
+            "log_time_ns": self.log_time_ns,
+            "stamp_ns": self.stamp_ns,
+        }
+        if self.gps is not None:
+            out.update(latitude=self.gps.latitude, longitude=self.gps.longitude, gps_skew_s=self.gps.skew_s)
+        if self.distance_m is not None:
+            out["distance_m"] = self.distance_m
+        return out
+
+
+def write_lineage(records: Iterable[FrameLineage], path: Path) -> int:
+    """Write records as JSON lines; returns how many."""
+    count = 0
+    with path.open("w", encoding="utf-8") as out:
+        for record in records:
+            out.write(record.model_dump_json() + "\n")
+            count += 1
+    return count
+
+
+def read_lineage(path: Path) -> dict[str, FrameLineage]:
+    """``frames.jsonl`` as a map from frame path to record."""
+    records = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = FrameLineage.model_validate_json(line)
+            records[record.frame] = record
+    return records
