@@ -19,6 +19,7 @@ import onnxruntime as ort
 from workflow.domain.detections import Detections, Provenance
 from workflow.domain.errors import ConfigurationError, InferenceFailed, ModelNotProvisioned
 from workflow.inference.candidates import Candidates, FloatArray, IntArray
+from workflow.inference.centernet import decode_centernet
 from workflow.inference.fp16 import load_for_cpu
 from workflow.inference.images import RgbImage, decode_image
 from workflow.inference.letterbox import Geometry, letterbox_geometry, place, squash_geometry
@@ -146,6 +147,8 @@ class OnnxDetector:
     def _decode(self, outputs: list[Any]) -> tuple[Candidates, FloatArray | None]:
         if self.spec.format == "nanodet":
             return decode_nanodet(outputs, self.spec, self.input_w, self.input_h, self._thresholds), None
+        if self.spec.format == "centernet":
+            return decode_centernet(outputs, self.input_w, self.input_h, self._thresholds), None
         return decode_yolo(outputs, len(self.spec.names), self._thresholds)
 
     def _merge(self, results: list[_ViewResult], width: int, height: int, frame: str) -> Detections:
