@@ -40,7 +40,8 @@ def _pair(outputs: Sequence[npt.NDArray[np.floating]], num_classes: int) -> tupl
     dist = [o for o in outputs if o.ndim == 4 and o.shape[-1] == 4]
     if len(heat) != 1 or len(dist) != 1 or heat[0].shape[:3] != dist[0].shape[:3] or heat[0].shape[0] != 1:
         raise ConfigurationError(
-            f"CenterNet outputs {shapes}: expected a [1, H, W, {num_classes}] heatmap and [1, H, W, 4] distances"
+            f"CenterNet outputs {shapes}: expected a [1, H, W, {num_classes}] heatmap "
+            "and [1, H, W, 4] distances"
         )
     return np.asarray(heat[0][0], np.float32), np.asarray(dist[0][0], np.float32)
 

@@ -114,7 +114,8 @@ def convert(
     if spec.get("format") != "graph-model":
         raise TfjsConversionError(f"{model_json}: not a TF.js graph model (format={spec.get('format')!r})")
     weights = load_weights(spec, model_json.parent)
-    model = build_onnx(spec, weights, NANODET_METADATA if metadata is None else metadata, outputs, graph_name, nchw_input)
+    meta = NANODET_METADATA if metadata is None else metadata
+    model = build_onnx(spec, weights, meta, outputs, graph_name, nchw_input)
     out_onnx = Path(out_onnx)
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_onnx.with_name(f".{out_onnx.name}.{os.getpid()}.tmp")
@@ -312,7 +313,8 @@ def _conv(g: _Graph, node: Mapping[str, Any], inputs: list[str], depthwise: bool
         weight, group = kernel.reshape(h, w, c_in * mult, 1).transpose(2, 3, 0, 1), c_in
     else:  # HWIO -> OIHW
         weight, group = kernel.transpose(3, 2, 0, 1), 1
-    args = [g.value(inputs[0], NCHW_OF_NHWC), g.initializer(f"{node['name']}/kernel", weight.astype(np.float32))]
+    kernel_name = g.initializer(f"{node['name']}/kernel", weight.astype(np.float32))
+    args = [g.value(inputs[0], NCHW_OF_NHWC), kernel_name]
     activations = _fused_activations(node) if fused else []
     if fused:
         args.append(g.initializer(f"{node['name']}/bias", g.const(inputs[2]).astype(np.float32).reshape(-1)))
