@@ -110,8 +110,8 @@ class OnnxDetector:
             )
         height, width = image.shape[:2]
         s = self.settings
-        tile = (s.tile_size or max(self.input_w, self.input_h)) if s.tiling else None
-        views = plan_views(width, height, tile, s.tile_overlap, s.flip_tta)
+        tile = s.tile_side(width, self.input_w, self.input_h)
+        views = plan_views(width, height, tile, s.tile_overlap, s.flip_tta, s.tile_band)
         results = [self._run_view(image, view, frame) for view in views]
         return self._merge(results, width, height, frame)
 
