@@ -225,7 +225,7 @@ def _print_row(row: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--models", nargs="*", default=list(MODELS), help="none: profiles only")
     parser.add_argument("--no-profiles", action="store_true")
     args = parser.parse_args(argv)
     print(f"{'setting':<66} {'AP50':>5} {'AP50:95':>5} {'saved':>6} {'(kept/moved/del/added)':<16} "
