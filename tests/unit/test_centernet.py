@@ -199,3 +199,17 @@ def test_centernet_finds_the_kitti_cars(centernet_onnx: Path, shared_dir: Path) 
     found = int((box_iou(np.asarray(cars, np.float32), car_boxes).max(axis=1) >= 0.5).sum())
     assert found >= 4, f"found {found} of 6 cars"
     assert (det.boxes[:, 2] <= det.image_width + 1).all() and (det.boxes[:, 0] >= -1).all()
+
+
+def test_the_cli_prints_the_centernet_licence_status_when_it_is_used(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given the CLI's licence notices
+    from workflow.cli.detect import print_licence_notices
+
+    # When CenterNet (and the default NanoDet, and a user's own file) are used
+    print_licence_notices(["nanodet-coco", registry.CENTERNET_COCO, "my.onnx", registry.CENTERNET_COCO])
+    # Then CenterNet's unstated upstream licence is printed once, on stderr
+    err = capsys.readouterr().err
+    assert err.count("licence:") == 1
+    assert "MIT" in err and "UNSTATED" in err and "mobilenetv3_centernet" in err

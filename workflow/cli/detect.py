@@ -39,7 +39,12 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
         help="YAML/JSON of inference settings (score_threshold, per_class_thresholds, classes, tiling, ...); "
         "flags override it",
     )
-    parser.add_argument("--score-threshold", type=float, default=None, help="minimum score (default 0.3)")
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="minimum score (default 0.05: candidates; profiles decide what people see)",
+    )
     parser.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="keep only these classes")
     parser.add_argument("--tiling", action="store_true", help="also run overlapping tiles (small objects)")
     parser.add_argument(
@@ -77,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     except (AutolabelError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print_licence_notices([args.model])
     images = list(_expand(args.images))
     if not images:
         print("error: no images found", file=sys.stderr)
@@ -85,6 +91,16 @@ def run(args: argparse.Namespace) -> int:
     failures = sum(not _detect_one(detector, path, args.out) for path in images)
     print(f"{len(images) - failures} of {len(images)} images done, overlays and JSON in {args.out}")
     return 1 if failures else 0
+
+
+def print_licence_notices(models: list[str]) -> None:
+    """The licence status of each known model that has one worth saying (stderr)."""
+    from workflow.models.registry import licence_notice
+
+    for model in dict.fromkeys(models):
+        notice = licence_notice(model)
+        if notice:
+            print(notice, file=sys.stderr)
 
 
 def _detect_one(detector: OnnxDetector, path: Path, out: Path) -> bool:

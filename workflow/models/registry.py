@@ -70,9 +70,14 @@ def model_path(name: str) -> Path:
     return path
 
 
+# Models whose licence status the CLI prints every time they are used (unclear or restrictive terms).
+NOTICE_MODELS: tuple[str, ...] = (CENTERNET_COCO,)
+
+
 def licence_notice(name_or_path: str) -> str | None:
-    """The licence status line of a known model (None for a user's own .onnx file)."""
-    return LICENCES.get(str(name_or_path))
+    """The licence line the CLI prints when this model is used (None: nothing to say)."""
+    text = str(name_or_path)
+    return f"licence: {LICENCES[text]}" if text in NOTICE_MODELS else None
 
 
 def resolve_model(name_or_path: str) -> Path:
