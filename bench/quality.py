@@ -30,6 +30,7 @@ from bench.fusion_quality import TAXONOMY_TO_KITTI, LabeledFrame, labeled_frames
 from workflow.domain.detections import Detections
 from workflow.domain.fusion import FusionMethod, ModelOutput, fuse
 from workflow.domain.profile import LabelingProfile, default_profile, load_profile
+from workflow.evaluation.calibration import NEVER, apply_rule, judge_frame, threshold_for
 from workflow.evaluation.classes import plan_classes
 from workflow.evaluation.coco_eval import evaluate
 from workflow.evaluation.effort import effort
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench-out"
 NUSCENES = ROOT / ".." / "shared" / "data" / "nuscenes_cam_front_sequence" / "frames" / "000.jpg"
 CLASSES = ("Car", "Pedestrian", "Cyclist")
+TARGETS = (0.95, 0.9)  # calibration: target precisions of auto-accepted boxes
 SWEEP = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 DISPLAY_FLOOR = 0.3  # the score floor shown in the single-model rows (the default profile's min_score)
 # name -> inference settings (every one at score 0.05 unless it says otherwise)
@@ -121,6 +123,35 @@ def quality(
         row["effort_sweep"] = sweep
         row["best_floor"], row["best_effort_saved"] = best, sweep[best]
     return row
+
+
+def calibration(
+    frames: Sequence[LabeledFrame], preds: dict[str, Detections], target: float
+) -> dict[str, Any]:
+    """Per-class accept thresholds at ``target`` precision on these frames, and the share of frames
+    auto-accepted with them (measured on the same frames: in-sample, optimistic)."""
+    records = {s: pred_frame(s, d) for s, d in preds.items()}
+    names = {o.class_name for f in records.values() for o in f.objects}
+    plan = plan_classes(names, CLASSES, class_map={k: k for k in CLASSES})
+    taxonomy_of = {kitti: taxonomy for taxonomy, kitti in TAXONOMY_TO_KITTI.items()}
+    judged = [
+        judge_frame(f.truth, records.get(f.truth.stem), plan, KITTI_NEIGHBOURS, taxonomy_of) for f in frames
+    ]
+    per_class: dict[str, list[Any]] = {}
+    for frame in judged:
+        for box in frame.boxes:
+            per_class.setdefault(box.class_name, []).append(box)
+    accept = {name: threshold_for(boxes, target)[0] for name, boxes in per_class.items()}
+    rule = apply_rule(judged, accept)
+    return {
+        "target": target,
+        "accept_scores": {k: (None if v >= NEVER else round(v, 3)) for k, v in accept.items()},
+        "auto_frames": rule.auto_frames,
+        "frames": len(judged),
+        "precision": rule.precision,
+        "boxes": rule.boxes,
+        "missed_in_auto": rule.missed,
+    }
 
 
 def run(models: Sequence[str] = MODELS, with_profiles: bool = True) -> dict[str, Any]:
@@ -219,8 +250,19 @@ def _print_row(row: dict[str, Any]) -> None:
         best = f"  best floor {row['best_floor']}: {_num(row['best_effort_saved'], True)}"
     total = row["effort"]["total"]
     counts = f"k{total['kept']} m{total['moved'] + total['relabeled']} d{total['deleted']} a{total['added']}"
-    print(f"{row['name']:<66} {_num(row['map50'])} {_num(row['map'])} {_num(row['effort_saved'], True)} "
-          f"{counts:<16} {cpu_text} {big_text}{best}", flush=True)  # fmt: skip
+    print(
+        f"{row['name']:<66} {_num(row['map50'])} {_num(row['map'])} {_num(row['effort_saved'], True)} "
+        f"{counts:<16} {cpu_text} {big_text}{best}",
+        flush=True,
+    )
+    for cal in row.get("calibration", []):
+        auto = f"{cal['auto_frames']} of {cal['frames']} frames auto-accepted"
+        print(
+            f"{'':<8}calibrated at precision {cal['target']}: accept from {cal['accept_scores']}; {auto}, "
+            f"precision {_num(cal['precision'])} over {cal['boxes']} boxes, "
+            f"{cal['missed_in_auto']} objects missed in them",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
