@@ -41,7 +41,6 @@ def detector() -> Predictor:
     """The real COCO NanoDet, loaded once per session (``make model`` provisions it)."""
     from workflow.domain.errors import ModelNotProvisioned
     from workflow.inference.runner import load_detector
-
     from workflow.inference.settings import InferenceSettings
 
     # The workflow tests pin the detector settings their routing expectations were written
