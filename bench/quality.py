@@ -14,6 +14,8 @@ held-out road frames).
     .venv/bin/python -m bench.quality          # table on stdout, bench-out/quality.json
 
 Eleven labeled objects in three frames: the figures show the direction of an effect, not its size.
+``--shrink 0.6`` replays the same scenes at 0.6 of their size inside frames of the original size
+(the held-out road frames have smaller, more distant road users than these KITTI frames).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from workflow.evaluation.classes import plan_classes
 from workflow.evaluation.coco_eval import evaluate
 from workflow.evaluation.effort import effort
 from workflow.evaluation.kitti import KITTI_NEIGHBOURS
+from workflow.evaluation.records import GtFrame, GtObject
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench-out"
@@ -73,10 +76,46 @@ def _settings(model: str, mode: dict[str, Any]) -> Any:
     return InferenceSettings(**values, intra_op_num_threads=THREADS)
 
 
-def _timed_predict(detector: Any, frames: Sequence[LabeledFrame]) -> tuple[dict[str, Detections], float]:
+SHRINK: float | None = None  # --shrink: objects made smaller (see shrunk())
+
+
+def shrunk(frame: LabeledFrame, scale: float) -> tuple[np.ndarray, GtFrame]:
+    """The frame scaled by ``scale`` and pasted in the middle of a grey canvas of its own size, with
+    its labels moved along: the same scenes with smaller, more distant-looking objects."""
+    from PIL import Image
+
+    image = Image.open(frame.path).convert("RGB")
+    small = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", image.size, (114, 114, 114))
+    ox, oy = (image.width - small.width) // 2, (image.height - small.height) // 2
+    canvas.paste(small, (ox, oy))
+
+    def move(b: Any) -> Any:
+        return (b[0] * scale + ox, b[1] * scale + oy, b[2] * scale + ox, b[3] * scale + oy)
+
+    truth = frame.truth
+    objects = [GtObject(o.class_name, move(o.box), o.ignore) for o in truth.objects]
+    return np.asarray(canvas), GtFrame(truth.stem, objects, [move(r) for r in truth.ignore_regions])
+
+
+def bench_frames() -> list[LabeledFrame]:
+    """The labeled frames, their labels moved when --shrink is given."""
+    frames = labeled_frames()
+    if SHRINK is None:
+        return frames
+    return [LabeledFrame(f.path, shrunk(f, SHRINK)[1]) for f in frames]
+
+
+def _pixels(frame: LabeledFrame) -> np.ndarray:
     from workflow.inference.images import decode_image
 
-    images = {f.truth.stem: decode_image(f.path.read_bytes(), str(f.path)) for f in frames}
+    if SHRINK is not None:
+        return shrunk(frame, SHRINK)[0]
+    return decode_image(frame.path.read_bytes(), str(frame.path))
+
+
+def _timed_predict(detector: Any, frames: Sequence[LabeledFrame]) -> tuple[dict[str, Detections], float]:
+    images = {f.truth.stem: _pixels(f) for f in frames}
     detector.predict(next(iter(images.values())))  # warm-up
     cpu = time.process_time()
     out = {stem: detector.predict(image, stem) for stem, image in images.items()}
@@ -162,7 +201,7 @@ def run(models: Sequence[str] = MODELS, with_profiles: bool = True) -> dict[str,
     from workflow.domain.errors import ModelNotProvisioned
     from workflow.inference.runner import load_detector
 
-    frames = labeled_frames()
+    frames = bench_frames()
     default = default_profile()
     rows: list[dict[str, Any]] = []
     outputs: dict[tuple[str, str], dict[str, ModelOutput]] = {}
@@ -274,14 +313,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS), help="none: profiles only")
     parser.add_argument("--no-profiles", action="store_true")
+    parser.add_argument(
+        "--shrink", type=float, default=None, metavar="S", help="scale the scenes by S (smaller objects)"
+    )
     args = parser.parse_args(argv)
+    global SHRINK
+    SHRINK = args.shrink
     print(f"{'setting':<66} {'AP50':>5} {'AP50:95':>5} {'saved':>6} {'(kept/moved/del/added)':<16} "
           f"{'CPU ms':>6} {'@1600':>6}")  # fmt: skip
     print(f"{'':<66} {'':>5} {'':>5} (single models: boxes >= {DISPLAY_FLOOR}; profiles: their thresholds)")
     result = run(args.models, not args.no_profiles)
     OUT.mkdir(exist_ok=True)
-    (OUT / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {OUT / 'quality.json'}")
+    name = "quality.json" if SHRINK is None else f"quality-shrink{SHRINK}.json"
+    result["shrink"] = SHRINK
+    (OUT / name).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {OUT / name}")
 
 
 if __name__ == "__main__":
