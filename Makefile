@@ -84,6 +84,10 @@ lint: $(STAMP) $(SAM_STAMP) $(NODE_STAMP)
 bench: model
 	@echo ">> benchmarks (results in bench-out/)"
 	@$(PY) -m bench.run
+	@# pre-label quality (AP50, AP50:95, effort saved, CPU) per mode and profile; CenterNet is opt-in
+	@# (licence unstated upstream) and fetched here only to measure it
+	@$(PY) -m workflow.models.provision --only centernet-coco
+	@$(PY) -m bench.quality
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(JUMPSTART_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache demo-out bench-out

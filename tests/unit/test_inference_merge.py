@@ -38,15 +38,30 @@ def test_fragment_inside_a_larger_box_of_its_class_is_dropped() -> None:
     classes = np.array([2, 2, 7])
     cut = np.array([False, True, True])
     # When fragments are dropped
-    kept = drop_fragments(boxes, classes, cut, np.array([0, 1, 2]))
+    scores = np.array([0.6, 0.5, 0.5], np.float32)
+    kept = drop_fragments(boxes, scores, classes, cut, np.array([0, 1, 2]))
     # Then the car fragment goes, the truck box (another class) stays
     assert kept.tolist() == [0, 2]
+
+
+def test_fragment_scoring_higher_than_the_larger_box_is_kept() -> None:
+    # Given a confident pedestrian (0.72) cut by a tile edge, inside a large, doubtful (0.06)
+    # pedestrian box from the whole frame (a crowd or a false box at a low threshold)
+    boxes = np.array([[100, 100, 420, 375], [380, 200, 416, 330]], np.float32)
+    scores = np.array([0.06, 0.72], np.float32)
+    classes = np.array([0, 0])
+    cut = np.array([False, True])
+    # When fragments are dropped
+    kept = drop_fragments(boxes, scores, classes, cut, np.array([1, 0]))
+    # Then the confident tile box stays: a lower-scoring box never deletes a better one
+    assert kept.tolist() == [1, 0]
 
 
 def test_cut_box_of_a_real_object_is_kept() -> None:
     # Given a cut tile box that overlaps the neighbour car only a little (a different car)
     boxes = np.array([[0, 203, 387, 375], [304, 180, 611, 375]], np.float32)
-    kept = drop_fragments(boxes, np.array([2, 2]), np.array([False, True]), np.array([0, 1]))
+    scores = np.array([0.6, 0.5], np.float32)
+    kept = drop_fragments(boxes, scores, np.array([2, 2]), np.array([False, True]), np.array([0, 1]))
     # Then it stays
     assert kept.tolist() == [0, 1]
 

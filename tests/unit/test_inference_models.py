@@ -110,8 +110,10 @@ def test_letterbox_finds_more_kitti_cars_than_squash(nanodet: OnnxDetector, shar
     # Given KITTI 000008 (1242x375, 6 labelled cars)
     image, truth = _frame(shared_dir, "kitti_object/image_2/000008.png"), _kitti_cars(shared_dir, "000008")
     # When NanoDet runs letterboxed and naively squashed to 416x416
-    boxed = nanodet.with_settings(InferenceSettings(score_threshold=0.1)).predict(image)
-    squashed = nanodet.with_settings(InferenceSettings(score_threshold=0.1, letterbox=False)).predict(image)
+    boxed = nanodet.with_settings(InferenceSettings(score_threshold=0.1, tiling=False)).predict(image)
+    squashed = nanodet.with_settings(
+        InferenceSettings(score_threshold=0.1, letterbox=False, tiling=False)
+    ).predict(image)
     # Then at score >= 0.35 letterboxing finds all 6 cars and squashing fewer
     assert _cars_found(boxed, truth, 0.35) == 6
     assert _cars_found(squashed, truth, 0.35) < 6
@@ -121,13 +123,18 @@ def test_letterbox_finds_more_kitti_cars_than_squash(nanodet: OnnxDetector, shar
 def test_tiling_finds_the_distant_cars_of_000007(nanodet: OnnxDetector, shared_dir: Path) -> None:
     # Given KITTI 000007 whose 3 cars are small and far (23 to 51 pixels wide)
     image, truth = _frame(shared_dir, "kitti_object/image_2/000007.png"), _kitti_cars(shared_dir, "000007")
-    # When NanoDet runs on the whole frame only, and with overlapping tiles as well
-    whole = nanodet.with_settings(InferenceSettings(score_threshold=0.3)).predict(image)
-    tiled = nanodet.with_settings(InferenceSettings(score_threshold=0.3, tiling=True)).predict(image)
+    # When NanoDet runs on the whole frame only, with overlapping tiles over the whole frame, and
+    # with the default settings (a 1242 px frame is wider than 1.5 inputs: tiles on the horizon band)
+    whole = nanodet.with_settings(InferenceSettings(score_threshold=0.3, tiling=False)).predict(image)
+    tiled = nanodet.with_settings(
+        InferenceSettings(score_threshold=0.3, tiling=True, tile_size=416, tile_band=None)
+    ).predict(image)
+    default = nanodet.with_settings(InferenceSettings()).predict(image)
     # Then tiles find all 3 cars in frame coordinates, more than the whole frame alone
     assert _cars_found(tiled, truth, 0.35) == 3
     assert _cars_found(whole, truth, 0.35) < 3
-    assert _inside_frame(tiled)
+    assert _cars_found(default, truth, 0.35) == 3
+    assert _inside_frame(tiled) and _inside_frame(default)
 
 
 def test_flip_tta_boxes_come_from_the_frame_or_the_unflipped_mirror(

@@ -48,7 +48,7 @@ def test_letterboxed_box_maps_exactly_to_a_wide_frame(tmp_path: Path) -> None:
     path = _fixed_answer_yolo(
         tmp_path / "m.onnx", _head([[160, 160, 100, 50, 0.0, 0.9]], 2), "{0: 'person', 1: 'car'}", ("h", "w")
     )
-    detector = OnnxDetector.from_path(path, InferenceSettings(input_size=320))
+    detector = OnnxDetector.from_path(path, InferenceSettings(input_size=320, tiling=False))
     # When it sees a 640x200 frame (letterboxed at scale 0.5, 110 pixels of padding above)
     det = detector.predict(np.zeros((200, 640, 3), np.uint8), "wide.png")
     # Then the box is (110..210, 135..185) in the input, i.e. (220..420, 50..150) in the frame
@@ -62,7 +62,7 @@ def test_squashed_box_maps_with_two_scales(tmp_path: Path) -> None:
     path = _fixed_answer_yolo(
         tmp_path / "m.onnx", _head([[160, 160, 100, 50, 0.9]], 1), "{0: 'car'}", ("h", "w")
     )
-    detector = OnnxDetector.from_path(path, InferenceSettings(input_size=320, letterbox=False))
+    detector = OnnxDetector.from_path(path, InferenceSettings(input_size=320, letterbox=False, tiling=False))
     # When it sees the 640x200 frame (x scale 0.5, y scale 1.6)
     det = detector.predict(np.zeros((200, 640, 3), np.uint8))
     # Then each axis is unscaled by its own factor

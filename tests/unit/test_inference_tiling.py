@@ -67,3 +67,22 @@ def test_boxes_cut_by_an_inner_tile_edge_are_flagged() -> None:
     # Then only the boxes at inner edges are flagged, and the whole frame never flags any
     assert view.cut_by_edge(boxes, 1242, 375).tolist() == [True, True, False]
     assert not View(0, 0, 1242, 375).cut_by_edge(boxes, 1242, 375).any()
+
+
+def test_band_tiles_cover_only_the_horizon_band() -> None:
+    # Given a 1600x900 road frame, 320 px tiles and the band 0.3..0.75 of the height (270..675)
+    views = plan_views(1600, 900, tile_size=320, overlap=0.25, band=(0.3, 0.75))
+    tiles = [v for v in views if v.is_tile]
+    rows = sorted({v.y0 for v in tiles})
+    # Then two rows of tiles span the band exactly, and every column of the frame is covered
+    assert rows == [270, 355] and all(v.h == 320 for v in tiles)
+    assert min(v.x0 for v in tiles) == 0 and max(v.x0 + v.w for v in tiles) == 1600
+    assert len(tiles) == 2 * 7
+
+
+def test_a_band_lower_than_a_tile_gets_one_centred_row_inside_the_frame() -> None:
+    # Given a KITTI frame (375 px high) whose band (112..281) is lower than a 320 px tile
+    views = plan_views(1242, 375, tile_size=320, band=(0.3, 0.75))
+    # Then one row of tiles, centred on the band as far as the frame allows
+    assert sorted({v.y0 for v in views if v.is_tile}) == [36]
+    assert plan_views(1242, 300, tile_size=320, band=(0.3, 0.75))[1].y0 == 0

@@ -26,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
     parser.add_argument("--model", default="nanodet-coco", help="known model name or .onnx path")
     parser.add_argument("--out", type=Path, required=True, help="folder for overlays and JSON")
+    parser.add_argument(
+        "--overlay-min-score",
+        type=float,
+        default=0.25,
+        help="draw boxes from this score (default 0.25, what the default profile shows); JSON has all",
+    )
     add_inference_arguments(parser)
 
 
@@ -39,7 +45,12 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
         help="YAML/JSON of inference settings (score_threshold, per_class_thresholds, classes, tiling, ...); "
         "flags override it",
     )
-    parser.add_argument("--score-threshold", type=float, default=None, help="minimum score (default 0.3)")
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=None,
+        help="minimum score (default 0.05: candidates; profiles decide what people see)",
+    )
     parser.add_argument("--classes", nargs="+", default=None, metavar="NAME", help="keep only these classes")
     parser.add_argument("--tiling", action="store_true", help="also run overlapping tiles (small objects)")
     parser.add_argument(
@@ -77,17 +88,29 @@ def run(args: argparse.Namespace) -> int:
     except (AutolabelError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print_licence_notices([args.model])
     images = list(_expand(args.images))
     if not images:
         print("error: no images found", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    failures = sum(not _detect_one(detector, path, args.out) for path in images)
+    floor = getattr(args, "overlay_min_score", 0.0)
+    failures = sum(not _detect_one(detector, path, args.out, floor) for path in images)
     print(f"{len(images) - failures} of {len(images)} images done, overlays and JSON in {args.out}")
     return 1 if failures else 0
 
 
-def _detect_one(detector: OnnxDetector, path: Path, out: Path) -> bool:
+def print_licence_notices(models: list[str]) -> None:
+    """The licence status of each known model that has one worth saying (stderr)."""
+    from workflow.models.registry import licence_notice
+
+    for model in dict.fromkeys(models):
+        notice = licence_notice(model)
+        if notice:
+            print(notice, file=sys.stderr)
+
+
+def _detect_one(detector: OnnxDetector, path: Path, out: Path, overlay_floor: float = 0.0) -> bool:
     try:
         started = time.perf_counter()
         image = decode_image(path.read_bytes(), str(path))
@@ -96,7 +119,8 @@ def _detect_one(detector: OnnxDetector, path: Path, out: Path) -> bool:
     except (FrameError, OSError) as exc:
         print(f"{path}: FAILED {exc}")
         return False
-    overlay = save_overlay(image, detections, out / f"{path.stem}.overlay.png")
+    shown = detections.select(detections.scores >= overlay_floor)
+    overlay = save_overlay(image, shown, out / f"{path.stem}.overlay.png")
     (out / f"{path.stem}.json").write_text(json.dumps(detections.to_dict(), indent=1))
     counts = Counter(detections.class_names)
     summary = ", ".join(f"{name} {n}" for name, n in counts.most_common()) or "nothing"

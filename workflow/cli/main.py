@@ -14,6 +14,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("workflow.cli.run", "label the bundled demo photos (or --input DIR) locally"),
     "detect": ("workflow.cli.detect", "run a model on images and write overlay images"),
     "eval": ("workflow.cli.evaluate", "COCO-style AP of predictions against COCO or KITTI labels"),
+    "calibrate": (
+        "workflow.cli.calibrate",
+        "per-class accept thresholds reaching a target precision, into a profile",
+    ),
     "serve": ("workflow.cli.serve", "run the local asynchronous inference endpoint"),
     "cost": ("workflow.cli.cost", "estimate what a run of N frames costs in AWS"),
     "scorecard": ("workflow.cli.scorecard", "how reviewers changed the pre-labels, per class and per model"),

@@ -102,11 +102,15 @@ def demo_frames() -> Path:
 
 def _models(args: argparse.Namespace, profile: LabelingProfile | None = None) -> list:  # type: ignore[type-arg]
     """Local endpoints: the --model names, else the profile's models, else the default model."""
-    from workflow.cli.detect import settings_from_args
+    from workflow.cli.detect import print_licence_notices, settings_from_args
     from workflow.local.runner import LocalModel
     from workflow.serving.package import staged_server  # the model archive's code path, as deployed
 
     settings = settings_from_args(args)
+    names = args.models or (
+        [m.local_model or m.name for m in profile.models] if profile else ["nanodet-coco"]
+    )
+    print_licence_notices([str(n) for n in names])
     if not args.models and profile is not None and profile.models:
         models = []
         for m in profile.models:

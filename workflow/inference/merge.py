@@ -57,15 +57,20 @@ def pool(views: Sequence[tuple[View, Candidates]], width: int, height: int) -> P
 def select(pooled: Pooled, iou_threshold: float, max_keep: int) -> IntArray:
     """Indices kept: class-aware NMS, then tile fragments dropped, best first, at most ``max_keep``."""
     kept = nms(pooled.boxes, pooled.scores, pooled.class_ids, iou_threshold)
-    kept = drop_fragments(pooled.boxes, pooled.class_ids, pooled.cut, kept)
+    kept = drop_fragments(pooled.boxes, pooled.scores, pooled.class_ids, pooled.cut, kept)
     return kept[:max_keep]
 
 
-def drop_fragments(boxes: FloatArray, class_ids: IntArray, cut: BoolArray, kept: IntArray) -> IntArray:
-    """``kept`` without the cut boxes that lie mostly inside a larger kept box of their class.
+def drop_fragments(
+    boxes: FloatArray, scores: FloatArray, class_ids: IntArray, cut: BoolArray, kept: IntArray
+) -> IntArray:
+    """``kept`` without the cut boxes that lie mostly inside a larger, at least as confident kept
+    box of their class.
 
     A tile sees only part of an object that crosses its edge and may still box that part; NMS
-    keeps such a fragment because its IoU with the whole object's box is low.
+    keeps such a fragment because its IoU with the whole object's box is low. A larger box that
+    scores LOWER does not remove a tile box: at low thresholds large doubtful boxes (a crowd, a
+    false box over several objects) are common, and the confident tile box is the real object.
     """
     fragments = kept[cut[kept]]
     if len(fragments) == 0:
@@ -79,5 +84,6 @@ def drop_fragments(boxes: FloatArray, class_ids: IntArray, cut: BoolArray, kept:
     inside = inter / np.maximum(area_small[:, None], 1e-9) >= FRAGMENT_MIN_INSIDE
     same_class = class_ids[fragments][:, None] == class_ids[kept][None, :]
     larger = area_large[None, :] > area_small[:, None]
-    drop = set(fragments[(inside & same_class & larger).any(axis=1)].tolist())
+    surer = scores[kept][None, :] >= scores[fragments][:, None]
+    drop = set(fragments[(inside & same_class & larger & surer).any(axis=1)].tolist())
     return np.asarray([i for i in kept.tolist() if i not in drop], np.int64)

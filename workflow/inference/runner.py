@@ -19,6 +19,7 @@ import onnxruntime as ort
 from workflow.domain.detections import Detections, Provenance
 from workflow.domain.errors import ConfigurationError, InferenceFailed, ModelNotProvisioned
 from workflow.inference.candidates import Candidates, FloatArray, IntArray
+from workflow.inference.centernet import decode_centernet
 from workflow.inference.fp16 import load_for_cpu
 from workflow.inference.images import RgbImage, decode_image
 from workflow.inference.letterbox import Geometry, letterbox_geometry, place, squash_geometry
@@ -109,8 +110,8 @@ class OnnxDetector:
             )
         height, width = image.shape[:2]
         s = self.settings
-        tile = (s.tile_size or max(self.input_w, self.input_h)) if s.tiling else None
-        views = plan_views(width, height, tile, s.tile_overlap, s.flip_tta)
+        tile = s.tile_side(width, self.input_w, self.input_h)
+        views = plan_views(width, height, tile, s.tile_overlap, s.flip_tta, s.tile_band)
         results = [self._run_view(image, view, frame) for view in views]
         return self._merge(results, width, height, frame)
 
@@ -146,6 +147,8 @@ class OnnxDetector:
     def _decode(self, outputs: list[Any]) -> tuple[Candidates, FloatArray | None]:
         if self.spec.format == "nanodet":
             return decode_nanodet(outputs, self.spec, self.input_w, self.input_h, self._thresholds), None
+        if self.spec.format == "centernet":
+            return decode_centernet(outputs, self.input_w, self.input_h, self._thresholds), None
         return decode_yolo(outputs, len(self.spec.names), self._thresholds)
 
     def _merge(self, results: list[_ViewResult], width: int, height: int, frame: str) -> Detections:

