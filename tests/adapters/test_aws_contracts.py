@@ -47,14 +47,16 @@ from workflow.domain.run import (
     SourceItem,
 )
 from workflow.settings import Settings
+from workflow.steps.batch_failure import record_batch_failure
 from workflow.steps.collect import collect_review
 from workflow.steps.failure import ExecutionStatusChange, on_execution_change
+from workflow.steps.finish import finish_run
 from workflow.steps.inference import EndpointThrottled, invoke_models, on_inference_result
 from workflow.steps.listing import list_page
-from workflow.steps.manifest import assemble_manifest, plan_review
-from workflow.steps.merge import merge_batch, record_batch_failure
+from workflow.steps.merge import merge_batch
+from workflow.steps.plan import assemble_manifest, plan_review
 from workflow.steps.prepare import prepare_run
-from workflow.steps.publish import finish_run, publish_shard
+from workflow.steps.publish import publish_shard
 from workflow.steps.review import on_labeling_job_change, start_labeling_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -352,7 +354,12 @@ def test_invoke_models_resumes_a_batch_an_earlier_attempt_finished_at_once(cloud
     # Then no model is asked again and the task resumes with "done"
     assert result == {"batch_key": "", "inferences": 0, "done": True}
     (sent,) = sfn.params("SendTaskSuccess")
-    assert json.loads(sent["output"]) == {"batch_id": batch_id(0, 0, 0), "inferences": [], "done": True}
+    assert json.loads(sent["output"]) == {
+        "batch_id": batch_id(0, 0, 0),
+        "inferences": [],
+        "records_uri": None,
+        "done": True,
+    }
     runtime.verify()
     sfn.verify()
     cloud.assert_contract("InvokeModelsFunction", runtime, sfn)
@@ -451,12 +458,17 @@ def test_the_last_notification_of_a_batch_resumes_its_task(cloud):
     sfn.expect("send_task_success", {"taskToken": TOKEN, "output": ANY})
     # When its success notification arrives
     outcome = on_inference_result(
-        notification("inf-1", "Completed", "s3://x/o.out"), cloud.tokens, TaskCallbacks(sfn.client)
+        notification("inf-1", "Completed", "s3://x/o.out"),
+        cloud.tokens,
+        TaskCallbacks(sfn.client),
+        cloud.store,
+        cloud.settings,
     )
-    # Then the task resumes with the batch's inference records
+    # Then the task resumes with the URI of the batch's inference records, written to the data bucket
     assert outcome == "resumed"
     (sent,) = sfn.params("SendTaskSuccess")
-    assert json.loads(sent["output"])["inferences"][0]["output_location"] == "s3://x/o.out"
+    records = cloud.peek(json.loads(sent["output"])["records_uri"])
+    assert records[0]["output_location"] == "s3://x/o.out"
     sfn.verify()
     cloud.assert_contract("InferenceCallbackFunction", sfn)
 
@@ -471,11 +483,13 @@ def test_a_batch_whose_inferences_all_failed_fails_its_task_with_every_frame(clo
     sfn = StubbedClient("stepfunctions")
     sfn.expect("send_task_failure", {"taskToken": TOKEN, "error": "InferenceFailed", "cause": ANY})
     # When its error notification arrives
-    outcome = on_inference_result(notification("inf-1", "Failed"), cloud.tokens, TaskCallbacks(sfn.client))
-    # Then the task fails with a cause that names every frame and the reason
+    outcome = on_inference_result(
+        notification("inf-1", "Failed"), cloud.tokens, TaskCallbacks(sfn.client), cloud.store, cloud.settings
+    )
+    # Then the task fails with a cause that points at every frame's reason
     assert outcome == "failed"
     (sent,) = sfn.params("SendTaskFailure")
-    assert [f["frame"] for f in json.loads(sent["cause"])["failures"]] == frames
+    assert [f["frame"] for f in cloud.peek(json.loads(sent["cause"])["failures_uri"])] == frames
     sfn.verify()
     cloud.assert_contract("InferenceCallbackFunction", sfn)
 

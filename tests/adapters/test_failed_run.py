@@ -22,9 +22,9 @@ from workflow.domain.run import ListCursor, ModelEndpoint, RunContext, RunReques
 from workflow.local.cloud import DEFAULT_TEMPLATE
 from workflow.local.template import Template
 from workflow.settings import Settings
+from workflow.steps.batch_failure import record_batch_failure
 from workflow.steps.failure import ExecutionStatusChange, on_execution_change
 from workflow.steps.listing import list_page
-from workflow.steps.merge import record_batch_failure
 from workflow.steps.prepare import prepare_run
 
 DATA, LOGS, LEDGER = "autolabel-data", "drive-logs", "LedgerTable"

@@ -15,10 +15,12 @@ import pytest
 from moto import mock_aws
 
 from workflow.adapters.callbacks import TaskCallbacks
+from workflow.adapters.s3 import S3Store
 from workflow.adapters.tokens import PendingInference, TokenStore
 from workflow.domain.notifications import AsyncInferenceNotification
 from workflow.local.cloud import DEFAULT_TEMPLATE
 from workflow.local.template import Template
+from workflow.settings import Settings
 from workflow.steps.inference import on_inference_result
 
 REGION = "us-east-1"
@@ -63,6 +65,22 @@ def dynamodb() -> Iterator[Any]:
 @pytest.fixture
 def store(dynamodb: Any) -> TokenStore:
     return TokenStore(dynamodb, TABLE)
+
+
+@pytest.fixture(scope="module")
+def records(dynamodb: Any) -> S3Store:
+    """The data bucket, where the callback leaves a resumed batch's inference records (or failures)."""
+    client = boto3.client("s3", region_name=REGION)
+    client.create_bucket(Bucket=DATA)
+    return S3Store(client)
+
+
+SETTINGS = Settings(data_bucket="data", token_table=TABLE, ledger_table="LedgerTable")
+DATA = SETTINGS.data_bucket
+
+
+def handle(note: AsyncInferenceNotification, store: TokenStore, callbacks: Any, records: S3Store) -> str:
+    return on_inference_result(note, store, callbacks, records, SETTINGS)
 
 
 @dataclass
@@ -177,11 +195,11 @@ def test_batch_is_claimed_exactly_once_when_its_last_inference_reports(store: To
     assert all(len(r.frames) == 2 for r in first.inferences)
 
 
-def test_unknown_inference_is_reported_as_unknown(store: TokenStore) -> None:
+def test_unknown_inference_is_reported_as_unknown(store: TokenStore, records: S3Store) -> None:
     # Given a notification of an inference no batch waits for
     callbacks = RecordingCallbacks()
     # When it is handled
-    outcome = on_inference_result(notification("someone-elses-inference"), store, callbacks)
+    outcome = handle(notification("someone-elses-inference"), store, callbacks, records)
     # Then nothing is resumed
     assert outcome == "unknown" and not callbacks.succeeded and not callbacks.failed
 
@@ -196,29 +214,33 @@ def test_unknown_inference_is_reported_as_unknown(store: TokenStore) -> None:
     ids=["once-each", "duplicates-around-the-last", "out-of-order"],
 )
 def test_at_least_once_delivery_resumes_the_batch_exactly_once(
-    store: TokenStore, deliveries: list[int], outcomes: list[str]
+    store: TokenStore, records: S3Store, deliveries: list[int], outcomes: list[str]
 ) -> None:
     # Given a batch waiting for two inferences
     batch = park(store)
     callbacks = RecordingCallbacks()
     # When their success notifications arrive, some of them more than once
-    seen = [on_inference_result(notification(batch.inference_ids[i]), store, callbacks) for i in deliveries]
+    seen = [handle(notification(batch.inference_ids[i]), store, callbacks, records) for i in deliveries]
     # Then the batch's task is resumed once, with both inference records, and never failed
     assert seen == outcomes
     assert not callbacks.failed
     ((token, output),) = callbacks.succeeded
     assert token == TOKEN and output["batch_id"] == batch.batch_id
-    assert sorted(r["inference_id"] for r in output["inferences"]) == sorted(batch.inference_ids)
+    # (the records ride in S3, so the payload stays small whatever the batch)
+    assert output["records_uri"] == f"s3://{DATA}/runs/{batch.run_id}/inferences/{batch.batch_id}.json"
+    stored = records.get_json(output["records_uri"])
+    assert sorted(r["inference_id"] for r in stored) == sorted(batch.inference_ids)
 
 
-def test_batch_whose_every_inference_failed_fails_its_task_with_each_frames_reason(store: TokenStore) -> None:
+def test_batch_whose_every_inference_failed_fails_its_task_with_each_frames_reason(
+    store: TokenStore, records: S3Store
+) -> None:
     # Given a batch waiting for one inference of two frames
     batch = park(store, models=("nanodet",))
     callbacks = RecordingCallbacks()
     # When the endpoint's error notification arrives, twice
     outcomes = [
-        on_inference_result(notification(batch.inference_ids[0], "Failed"), store, callbacks)
-        for _ in range(2)
+        handle(notification(batch.inference_ids[0], "Failed"), store, callbacks, records) for _ in range(2)
     ]
     # Then the task fails once, the cause naming every frame and the endpoint's reason
     assert outcomes == ["failed", "waiting"]
@@ -226,26 +248,25 @@ def test_batch_whose_every_inference_failed_fails_its_task_with_each_frames_reas
     assert token == TOKEN and error == "InferenceFailed"
     detail = json.loads(cause)
     assert detail["batch_id"] == batch.batch_id
-    assert [f["frame"] for f in detail["failures"]] == [
-        f"s3://logs/{batch.batch_id}/{i}.jpg" for i in range(2)
-    ]
-    assert {f["reason"] for f in detail["failures"]} == {
+    failures = records.get_json(detail["failures_uri"])
+    assert [f["frame"] for f in failures] == [f"s3://logs/{batch.batch_id}/{i}.jpg" for i in range(2)]
+    assert {f["reason"] for f in failures} == {
         "nanodet: ModelError: CUDA error: an illegal memory access was encountered"
     }
 
 
 def test_failed_resume_is_handed_back_so_a_redelivery_resumes_the_batch(
-    store: TokenStore, dynamodb: Any
+    store: TokenStore, dynamodb: Any, records: S3Store
 ) -> None:
     # Given a batch waiting for one inference, and Step Functions throttling the first SendTaskSuccess
     batch = park(store, models=("nanodet",))
     callbacks = RecordingCallbacks(refuse_next=1)
     # When the notification is handled, the send fails and the error propagates (SNS retries)
     with pytest.raises(ConnectionError):
-        on_inference_result(notification(batch.inference_ids[0]), store, callbacks)
+        handle(notification(batch.inference_ids[0]), store, callbacks, records)
     # Then the batch is waiting again, and the redelivered notification resumes it
     assert item(dynamodb, batch.key)["status"]["S"] == "waiting"
-    assert on_inference_result(notification(batch.inference_ids[0]), store, callbacks) == "resumed"
+    assert handle(notification(batch.inference_ids[0]), store, callbacks, records) == "resumed"
     assert len(callbacks.succeeded) == 1
     assert item(dynamodb, batch.key)["status"]["S"] == "sent"
 

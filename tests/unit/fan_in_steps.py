@@ -20,6 +20,7 @@ from workflow.domain.routing import RouteDecision
 from workflow.domain.run import ManifestResult, ModelEndpoint, ReviewResult, RunContext
 from workflow.settings import Settings
 from workflow.steps.collect import collect_review
+from workflow.steps.finish import finish_run
 from workflow.steps.manifest import (
     BATCH_FIELD,
     assemble_manifest,
@@ -27,7 +28,7 @@ from workflow.steps.manifest import (
     plan_review,
     review_lines,
 )
-from workflow.steps.publish import finish_run, publish_shard
+from workflow.steps.publish import publish_shard
 
 BATCH = batch_id(0, 0, 0)
 

@@ -19,7 +19,7 @@ from workflow.domain.routing import RouteDecision
 from workflow.domain.run import ReviewResult
 from workflow.settings import Settings
 from workflow.steps.collect import collect_review
-from workflow.steps.manifest import ManifestMismatch, assemble_manifest, plan_review
+from workflow.steps.plan import ManifestMismatch, assemble_manifest, plan_review
 
 RUN = run_context(["m"])
 SETTINGS = Settings(data_bucket="data", token_table="t", ledger_table="l")

@@ -36,7 +36,8 @@ from workflow.domain.segmentation import read_label_map
 from workflow.local.cloud import DEFAULT_TEMPLATE
 from workflow.local.template import Template
 from workflow.settings import Settings
-from workflow.steps.manifest import batch_segmentation, painted, review_workers
+from workflow.steps.manifest import batch_segmentation, painted
+from workflow.steps.plan import review_workers
 
 PROFILES = Path(__file__).resolve().parents[2] / "profiles"
 W, H = 64, 48
