@@ -15,19 +15,14 @@ from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
 from workflow.domain.detections import Detections
 from workflow.domain.profile import LabelingProfile
-from workflow.domain.records import BatchItem, BatchLabels, LabeledFrame, ShardPlan, batch_id
+from workflow.domain.records import BATCH_FIELD, BatchItem, BatchLabels, LabeledFrame, ShardPlan, batch_id
 from workflow.domain.routing import RouteDecision
 from workflow.domain.run import ManifestResult, ModelEndpoint, ReviewResult, RunContext
 from workflow.settings import Settings
 from workflow.steps.collect import collect_review
 from workflow.steps.finish import finish_run
-from workflow.steps.manifest import (
-    BATCH_FIELD,
-    assemble_manifest,
-    batch_segmentation,
-    plan_review,
-    review_lines,
-)
+from workflow.steps.manifest import batch_segmentation, review_lines
+from workflow.steps.plan import assemble_manifest, plan_review
 from workflow.steps.publish import publish_shard
 
 BATCH = batch_id(0, 0, 0)
