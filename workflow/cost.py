@@ -504,6 +504,9 @@ def s3_requests(shape: RunShape) -> dict[str, tuple[int, int]]:
     # header for its size); labels, counts, and the review lines of the adjustment stream.
     gets += 3 * b + shape.inferences + (0 if shape.batch_requests else m * shape.frames)
     puts += (3 if human else 2) * b
+    # InferenceCallback, per batch: the batch's inference records it hands MergeBatch (PUT, then GET).
+    puts += b
+    gets += b
     # PlanReview: profile, LIST + GET every counts object, LIST the batches; label categories,
     # worker template, one plan per job, the shard plan.
     gets += 1 + b

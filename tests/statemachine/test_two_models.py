@@ -369,5 +369,5 @@ def test_autolabel_run_with_the_profile_serves_its_models_locally(
     # And the output folder holds the review's scorecard and the segmentation manifest
     assert json.loads((out / "scorecard.json").read_text()) == report["scorecard"]
     segmentation = [json.loads(line) for line in (out / "segmentation.manifest").read_text().splitlines()]
-    frames = [json.loads(line)["frame"] for line in (out / "frames.jsonl").read_text().splitlines()]
+    frames = [json.loads(line)["frame"] for line in (out / "report-frames.jsonl").read_text().splitlines()]
     assert [line["source-ref"] for line in segmentation] == [f for f in frames if f.endswith("000008.png")]

@@ -230,7 +230,7 @@ def _export(cloud: LocalCloud, run_id: str, out_dir: Path, folder: Path) -> None
     """Copy the run's outputs out of local S3 (local S3 is gone when the run ends).
 
     The dataset's shards are joined into one file each (a local run is small): ``output.manifest``,
-    ``coco.json``, ``prelabels.coco.json``, ``segmentation.manifest`` and ``frames.jsonl`` (one
+    ``coco.json``, ``prelabels.coco.json``, ``segmentation.manifest`` and ``report-frames.jsonl`` (one
     report line per frame: labeled, failed or skipped, with the reason). Manifests keep the S3 URIs
     the workflow wrote, as in AWS; ``frames-map.json`` says which local folder each URI prefix
     stands for (frames, and the segmentation label maps copied to ``segmentation/``).
@@ -269,7 +269,7 @@ def _export(cloud: LocalCloud, run_id: str, out_dir: Path, folder: Path) -> None
         for uri in index.get("skipped", []):
             skipped = json.loads(body(uri))
             lines.append("".join(json.dumps({**x, "status": "skipped"}) + "\n" for x in skipped).encode())
-        (out_dir / "frames.jsonl").write_bytes(b"".join(lines))
+        (out_dir / "report-frames.jsonl").write_bytes(b"".join(lines))
     pages = cloud.s3.get_paginator("list_objects_v2").paginate(
         Bucket=cloud.data_bucket, Prefix=run_prefix + "segmentation/"
     )
