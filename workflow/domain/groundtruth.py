@@ -238,10 +238,14 @@ def output_manifest_line(
     *,
     image_size: ImageSize,
     created: datetime | None = None,
+    human_annotated: bool = True,
 ) -> dict[str, Any]:
-    """What Ground Truth writes for one object of an adjustment job: the input line plus the label."""
+    """What Ground Truth writes for one object of an adjustment job: the input line plus the label.
+
+    ``human_annotated=False`` only for a stand-in reviewer (no person looked at the frame).
+    """
     meta = {
-        "human-annotated": "yes",
+        "human-annotated": "yes" if human_annotated else "no",
         "creation-date": creation_date(created),
         "job-name": metadata_job_name(job_name),
         "adjustment-status": "adjusted" if adjusted else "unadjusted",

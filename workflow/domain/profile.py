@@ -111,7 +111,10 @@ class FusionSettings(_Section):
 
 
 class ReviewSettings(_Section):
-    """Human review: who reviews (for the cost estimate) and what to do with > 50 reviewed classes."""
+    """Human review: where people review (the backend), who reviews (for the cost estimate) and what to
+    do with > 50 reviewed classes. The run input's ``review`` overrides the backend."""
+
+    backend: Literal["groundtruth", "label-studio", "none"] = "groundtruth"
 
     workforce: Workforce = "public"
     workers_per_frame: int = Field(default=DEFAULT_WORKERS_PER_FRAME, ge=1, le=9)

@@ -9,7 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from workflow.domain.frames import S3Uri
 from workflow.domain.profile import LabelingProfile, validate_profile
 
-ReviewMode = Literal["human", "skip"]
+# "human": people review in the profile's backend (review.backend); a backend name overrides the
+# profile; "skip" (or "none") publishes the pre-labels without review.
+ReviewMode = Literal["human", "skip", "none", "groundtruth", "label-studio"]
+ReviewBackend = Literal["groundtruth", "label-studio", "none"]
 ResponseFormat = Literal["autolabel", "jumpstart"]
 
 
@@ -169,9 +172,19 @@ class ManifestResult(_Payload):
 
 
 class ReviewResult(_Payload):
-    """A completed labeling job, as the labeling callback reports it."""
+    """A completed review job, as every backend's callback reports it (the job's Ground Truth output)."""
 
     job_name: str
     status: str
     output_manifest_uri: str | None = None
     label_attribute: str
+
+
+def resolve_review(review: str, profile_backend: str) -> Literal["groundtruth", "label-studio", "skip"]:
+    """The backend a run reviews in: the run input's, else the profile's; ``skip`` for no review."""
+    chosen = profile_backend if review == "human" else review
+    if chosen in ("skip", "none"):
+        return "skip"
+    if chosen not in ("groundtruth", "label-studio"):
+        raise ValueError(f"unknown review backend {chosen!r}: groundtruth, label-studio or none")
+    return chosen  # type: ignore[return-value]

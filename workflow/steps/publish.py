@@ -51,6 +51,9 @@ from workflow.steps.labels import batch_files, labeled_frames
 from workflow.steps.manifest import RoutedFrame, review_workers, routed_frames
 from workflow.steps.prepare import run_profile
 
+# A stand-in reviewer (local --review simulate) wrote the review: no person looked at these frames.
+SIMULATED = "machine (simulated review, no person)"
+
 
 def _reviewed_lines(reviews: list[ReviewResult], s3: S3Store) -> list[tuple[ReviewResult, dict[str, Any]]]:
     lines: list[tuple[ReviewResult, dict[str, Any]]] = []
@@ -180,14 +183,16 @@ class _Dataset:
         self.lines.append(input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job) | verdict)
         self.coco.add_detections(dets)
         self.counts.update(dets.class_names)
-        self.labeled_by[dets.frame] = "people (verified)"
+        meta = next((v for k, v in verdict.items() if k.endswith("-metadata") and isinstance(v, dict)), {})
+        human = meta.get("human-annotated") == "yes"
+        self.labeled_by[dets.frame] = "people (verified)" if human else SIMULATED
 
     def reviewed(self, frame: ReviewedFrame, line: dict[str, Any]) -> None:
         """A frame published as people adjusted it."""
         self.lines.append(line)
         self.coco.add_reviewed(frame)
         self.counts.update(b.class_name for b in frame.boxes)
-        self.labeled_by[frame.source_ref] = "people (adjusted)"
+        self.labeled_by[frame.source_ref] = "people (adjusted)" if frame.human_annotated else SIMULATED
 
 
 def _worker_comments(meta: Any) -> list[str]:
@@ -276,8 +281,9 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
         review_failures = _with_people(frames, people, dataset)
         card = scorecard(people.adjusted, {d.frame: d for d in labeled}, profile.taxonomy)
         reviewed = [f for f, _ in people.adjusted.values()] + _failed(review_failures)
+        by_people = any(how.startswith("people") for how in dataset.labeled_by.values())
         review = {
-            "status": "reviewed",
+            "status": "reviewed" if by_people else "simulated (no person reviewed)",
             "jobs": [r.job_name for r in reviews],
             **_adjustment_stats(reviewed, {d.frame: d for d in labeled}),
             "frames_verified": len(people.verified),
