@@ -4,7 +4,8 @@ Label Studio runs from its own virtualenv (``make label-studio`` builds it on fi
 1 GB), on SQLite, with its data in a workspace folder (``OUT/review/label-studio/``), bound to
 127.0.0.1 only. Its admin account gets a generated password and a personal access token, kept in
 ``credentials.json`` (mode 0600) in the workspace so a rerun reuses them. Frames are served from
-their own folder (Label Studio's local-files serving, the folder as document root). Webhooks may
+their own folder (Label Studio's local-files serving; the document root is the folder's parent,
+since Label Studio refuses a storage whose path equals the document root). Webhooks may
 go to loopback only: Label Studio refuses private and loopback addresses by default (SSRF
 protection), so every default-banned range except 127.0.0.0/8 stays banned.
 
@@ -196,7 +197,7 @@ class LabelStudioSession:
 
     def start(self) -> None:
         if self.url is None:
-            self.server = LocalLabelStudio(self.review_dir / "label-studio", self.frames)
+            self.server = LocalLabelStudio(self.review_dir / "label-studio", self.frames.parent)
             print(f">> starting a local Label Studio on {self.server.url} (data in {self.server.workspace})")
             self.server.start()
             self.url, self.token = self.server.url, self.server.credentials["token"]
@@ -212,11 +213,9 @@ class LabelStudioSession:
 
     def environment(self, frames_prefix: str) -> dict[str, str]:
         """Variables the handlers read beside the template's (local mode: no Secrets Manager secret)."""
-        root = (
-            os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", str(self.frames))
-            if self.server is None
-            else str(self.frames)
-        )
+        root = str(self.frames.parent)
+        if self.server is None:  # an existing server: its document root, if the caller says it
+            root = os.environ.get("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", root)
         return {
             "LABEL_STUDIO_API_KEY": str(self.token),
             "LABEL_STUDIO_WEBHOOK_SECRET": self.webhook_secret,

@@ -1,0 +1,191 @@
+"""People review in a real local Label Studio: the run waits, the webhook resumes it, Publish counts their work.
+
+The Label Studio server (``.venv-labelstudio``, ``make label-studio``) runs on 127.0.0.1 with its
+data in a temporary workspace. The test plays the reviewers through Label Studio's REST API (the
+browser test in ``tests/e2e`` does it through the labeling page): it annotates one task of two,
+then both, moving one pre-label, deleting one and adding one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workflow.adapters.labelstudio import LabelStudioClient
+from workflow.local.endpoint import Predictor
+from workflow.local.labelstudio_server import VENV, LocalLabelStudio
+from workflow.local.runner import LocalModel, RunOutcome, run_local
+
+pytestmark = pytest.mark.slow
+FRAMES = ("000000.png", "000008.png")
+
+
+@pytest.fixture(scope="module")
+def frames(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("frames")
+    for name in FRAMES:
+        shutil.copy(shared_dir / "data" / "kitti_object" / "image_2" / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def studio(frames: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLabelStudio]:
+    if not (VENV / ".installed").exists():
+        pytest.skip("Label Studio is not installed: run `make label-studio` (builds .venv-labelstudio)")
+    server = LocalLabelStudio(tmp_path_factory.mktemp("label-studio"), frames.parent)
+    server.start()
+    yield server
+    server.stop()
+
+
+class Run:
+    """A local run in a background thread (it blocks until people finish)."""
+
+    def __init__(self, target: Callable[[], RunOutcome]) -> None:
+        self.outcome: RunOutcome | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(target,), daemon=True)
+        self.thread.start()
+
+    def _run(self, target: Callable[[], RunOutcome]) -> None:
+        try:
+            self.outcome = target()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 180) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+    return value
+
+
+def projects(out: Path) -> list[dict[str, Any]]:
+    path = out / "review" / "label-studio.json"
+    return json.loads(path.read_text())["projects"] if path.exists() else []
+
+
+def region(task: dict[str, Any]) -> list[dict[str, Any]]:
+    return copy.deepcopy(task["predictions"][0]["result"])
+
+
+def submit(client: LabelStudioClient, task: dict[str, Any], result: list[dict[str, Any]]) -> None:
+    client.request("POST", f"/api/tasks/{task['id']}/annotations/", {"result": result})
+
+
+def post_webhook(url: str, headers: dict[str, str], body: dict[str, Any]) -> int:
+    request = urllib.request.Request(
+        url, json.dumps(body).encode(), {"Content-Type": "application/json", **headers}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def test_people_review_in_label_studio_and_the_run_publishes_their_boxes(
+    studio: LocalLabelStudio, frames: Path, detector_factory: Callable[[], Predictor], tmp_path: Path
+) -> None:
+    # Given a run over two KITTI frames reviewed in the local Label Studio
+    out = tmp_path / "out"
+    token = studio.credentials["token"]
+    run = Run(
+        lambda: run_local(
+            frames,
+            out,
+            [LocalModel(name="nanodet-coco", factory=detector_factory)],
+            review="label-studio",
+            label_studio_url=studio.url,
+            label_studio_api_key=token,
+            overlays=False,
+            timeout_s=600,
+        )
+    )
+    (project,) = wait_for(lambda: projects(out), "the review project")
+    client = LabelStudioClient(studio.url, token)
+    tasks = {Path(t["data"]["source_ref"]).name: t for t in client.tasks(project["project_id"])}
+
+    # Then the project has one task per frame with the pre-labels as predictions, and the connection file is private
+    assert sorted(tasks) == sorted(FRAMES)
+    busy = tasks["000008.png"]
+    assert len(busy["predictions"][0]["result"]) >= 2, "KITTI 000008 should carry several pre-labels"
+    prediction = busy["predictions"][0]
+    assert "nanodet-coco" in prediction["model_version"]
+    assert all(0 < r["score"] <= 1 for r in prediction["result"])
+    assert (out / "review" / "label-studio.json").stat().st_mode & 0o777 == 0o600
+    config = client.project(project["project_id"])["label_config"]
+    assert "<RectangleLabels" in config and 'background="#' in config
+
+    # When a webhook comes with a wrong secret, Then it is refused
+    (hook,) = client.webhooks(project["project_id"])
+    assert (
+        post_webhook(
+            hook["url"], {"X-Autolabel-Webhook-Secret": "wrong"}, {"project": {"id": project["project_id"]}}
+        )
+        == 403
+    )
+
+    # When one task of two is annotated (the person moves one box and deletes another)
+    moved = region(busy)
+    moved[0]["value"]["x"] += 0.2 * moved[0]["value"]["width"]
+    del moved[-1]
+    submit(client, busy, moved)
+    time.sleep(3)
+    # and the same webhook is delivered again, out of order (a hint: the API says one task is pending)
+    assert (
+        post_webhook(
+            hook["url"],
+            hook["headers"],
+            {"action": "ANNOTATION_CREATED", "project": {"id": project["project_id"]}},
+        )
+        == 200
+    )
+    # Then the run keeps waiting
+    assert run.thread.is_alive() and run.outcome is None
+
+    # When the other task is annotated too (the person adds a box)
+    other = tasks["000000.png"]
+    added = region(other) + [
+        {
+            "id": "added0",
+            "from_name": "label",
+            "to_name": "image",
+            "type": "rectanglelabels",
+            "original_width": other["data"]["width"],
+            "original_height": other["data"]["height"],
+            "value": {
+                "x": 5,
+                "y": 40,
+                "width": 6,
+                "height": 12,
+                "rotation": 0,
+                "rectanglelabels": ["pedestrian"],
+            },
+        }
+    ]
+    submit(client, other, added)
+    run.thread.join(300)
+
+    # Then the webhook resumed the run and it published the people's boxes
+    assert run.error is None and run.outcome is not None, run.error
+    assert run.outcome.status == "SUCCEEDED", run.outcome.error
+    lines = [json.loads(raw) for raw in (out / "output.manifest").read_text().splitlines()]
+    assert len(lines) == 2 and all(line["reviewed-metadata"]["human-annotated"] == "yes" for line in lines)
+    assert {line["reviewed-metadata"]["adjustment-status"] for line in lines} == {"adjusted"}
+    card = json.loads((out / "scorecard.json").read_text())["total"]
+    assert (card["moved"], card["deleted"], card["added"]) == (1, 1, 1)
+    report = json.loads((out / "report.json").read_text())
+    assert {f["labeled_by"] for f in report["frames"]} == {"people (adjusted)"}
