@@ -1,4 +1,4 @@
-"""People review in a real local Label Studio: the run waits, the webhook resumes it, Publish counts their work.
+"""People review in a real local Label Studio: the run waits, the webhook resumes it, Publish counts it.
 
 The Label Studio server (``.venv-labelstudio``, ``make label-studio``) runs on 127.0.0.1 with its
 data in a temporary workspace. The test plays the reviewers through Label Studio's REST API (the
@@ -118,7 +118,7 @@ def test_people_review_in_label_studio_and_the_run_publishes_their_boxes(
     client = LabelStudioClient(studio.url, token)
     tasks = {Path(t["data"]["source_ref"]).name: t for t in client.tasks(project["project_id"])}
 
-    # Then the project has one task per frame with the pre-labels as predictions, and the connection file is private
+    # Then the project has one task per frame, the pre-labels as predictions; the connection file is private
     assert sorted(tasks) == sorted(FRAMES)
     busy = tasks["000008.png"]
     assert len(busy["predictions"][0]["result"]) >= 2, "KITTI 000008 should carry several pre-labels"
@@ -189,3 +189,49 @@ def test_people_review_in_label_studio_and_the_run_publishes_their_boxes(
     assert (card["moved"], card["deleted"], card["added"]) == (1, 1, 1)
     report = json.loads((out / "report.json").read_text())
     assert {f["labeled_by"] for f in report["frames"]} == {"people (adjusted)"}
+
+
+def test_a_label_studio_that_goes_away_ends_the_wait_with_a_clear_reason_and_every_frame_reported(
+    studio: LocalLabelStudio,
+    frames: Path,
+    detector_factory: Callable[[], Predictor],
+    local_cloud: Callable[..., Any],
+) -> None:
+    # Given a run reviewed in Label Studio with the shortest review timeout (60 s)
+    cloud = local_cloud(
+        {"autolabel-nanodet-coco": detector_factory},
+        parameters={"LabelStudioUrl": studio.url, "LabelStudioImages": "local-files"},
+    )
+    logs = "drive-logs"
+    cloud.s3.create_bucket(Bucket=logs)
+    for name in FRAMES:
+        cloud.s3.put_object(Bucket=logs, Key=f"gone/{name}", Body=(frames / name).read_bytes())
+    cloud.set_environment(
+        {
+            "LABEL_STUDIO_API_KEY": studio.credentials["token"],
+            "LABEL_STUDIO_WEBHOOK_SECRET": "s" * 32,
+            "LABEL_STUDIO_LOCAL_FILES": f"s3://{logs}/gone/={frames}={frames.parent}",
+        }
+    )
+    request = {"sources": [f"s3://{logs}/gone/"], "review": "label-studio", "review_timeout_seconds": 60}
+    arn = cloud.start_run(request, name="gone")
+    read = lambda key: json.loads(cloud.s3.get_object(Bucket=cloud.data_bucket, Key=key)["Body"].read())  # noqa: E731
+    listed = lambda: cloud.s3.list_objects_v2(  # noqa: E731
+        Bucket=cloud.data_bucket, Prefix="runs/gone/review/label-studio/"
+    ).get("Contents")
+    (entry,) = wait_for(listed, "the review project")
+    project_id = read(entry["Key"])["project_id"]
+    client = LabelStudioClient(studio.url, studio.credentials["token"])
+    wait_for(lambda: client.webhooks(project_id), "the webhook")
+
+    # When the Label Studio server goes away before anybody reviewed
+    studio.stop()
+    described = cloud.wait(arn, timeout=300)
+
+    # Then the wait ends at the review timeout with a reason that says so, and every frame is in the report
+    assert described["status"] == "SUCCEEDED"
+    assert json.loads(described["output"])["review"] == "failed"
+    report, review = read("runs/gone/report.json"), read("runs/gone/dataset/stats.json")["review"]
+    assert "ReviewTimedOut" in json.dumps(review) and "review_timeout_seconds" in json.dumps(review)
+    assert sorted(Path(f["frame"]).name for f in report["frames"]) == sorted(FRAMES)
+    assert {f["labeled_by"] for f in report["frames"]} == {"machine"}
