@@ -69,7 +69,7 @@ LAMBDA_MS: dict[str, tuple[float, float]] = {
     "MergeBatchFunction": (200, 15),  # per frame and model (read output, map classes, merge)
     "RecordBatchFailureFunction": (150, 0),
     "BuildManifestFunction": (1000, 0.5),  # per frame
-    "StartLabelingJobFunction": (400, 0),
+    "StartReviewFunction": (400, 0),
     "LabelingCallbackFunction": (300, 0),
     "PublishFunction": (1000, 1.0),  # per frame: dataset writers + one ledger update, 16 in flight
 }

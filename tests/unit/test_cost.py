@@ -53,7 +53,7 @@ def test_transitions_of_40_frames_match_the_local_benchmark(definition):
     assert sum(entries.values()) == 18
     assert entries["InvokeModels"] == entries["MergeBatch"] == 5
     assert entries["RecordBatchFailure"] == 0
-    assert entries["PrepareRun"] == entries["Publish"] == entries["StartLabelingJob"] == 1
+    assert entries["PrepareRun"] == entries["Publish"] == entries["StartReview"] == 1
 
 
 def test_skipping_review_leaves_out_the_review_states(definition):
@@ -62,7 +62,7 @@ def test_skipping_review_leaves_out_the_review_states(definition):
     # When the ASL is walked
     entries = state_entries(definition, shape)
     # Then NeedsReview goes straight to Publish: 125 batches x 2 + 6 parent states
-    assert "ReviewJobs" not in entries and "StartLabelingJob" not in entries
+    assert "ReviewJobs" not in entries and "StartReview" not in entries
     assert sum(entries.values()) == 125 * 2 + 6
 
 
@@ -72,7 +72,7 @@ def test_a_million_frames_need_one_labeling_job_per_100000(definition):
     # When the invocations are counted
     calls = lambda_invocations(definition, shape)
     # Then ten jobs start and ten callbacks resume them; every batch is invoked, called back and merged
-    assert calls["StartLabelingJobFunction"] == calls["LabelingCallbackFunction"] == 10
+    assert calls["StartReviewFunction"] == calls["LabelingCallbackFunction"] == 10
     assert calls["InvokeModelsFunction"] == calls["InferenceCallbackFunction"] == calls["MergeBatchFunction"]
     assert calls["InvokeModelsFunction"] == 125_000
 

@@ -109,6 +109,11 @@ class LabelStudioClient:
         }
         return dict(self.request("POST", "/api/projects", body))
 
+    def use_predictions(self, project_id: int, model_version: str) -> dict[str, Any]:
+        """Pre-fill each new annotation with the predictions of ``model_version`` (what people adjust)."""
+        body = {"model_version": model_version, "show_collab_predictions": True}
+        return dict(self.request("PATCH", f"/api/projects/{int(project_id)}", body))
+
     def project(self, project_id: int) -> dict[str, Any]:
         return dict(self.request("GET", f"/api/projects/{int(project_id)}"))
 

@@ -17,6 +17,7 @@ completion they find tasks pending, after it the token is already claimed.
 from __future__ import annotations
 
 import hmac
+from collections import Counter
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -141,7 +142,11 @@ def start_label_studio_review(
             else:
                 bucket, _, prefix = where.partition("/")
                 client.add_s3_storage(project_id, bucket, prefix, max(1, images.ttl // 60))
-        client.import_tasks(project_id, _tasks(lines, run, s3, manifest.prelabel_attribute, images))
+        tasks = _tasks(lines, run, s3, manifest.prelabel_attribute, images)
+        client.import_tasks(project_id, tasks)
+        versions = Counter(t["predictions"][0]["model_version"] for t in tasks)
+        if versions:
+            client.use_predictions(project_id, versions.most_common(1)[0][0])
     client.ensure_webhook(project_id, settings.label_studio_webhook_url, {SECRET_HEADER: webhook_secret})
     return {
         "job_name": name,
