@@ -17,8 +17,8 @@ completion they find tasks pending, after it the token is already claimed.
 from __future__ import annotations
 
 import hmac
-from collections import Counter
 import json
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
