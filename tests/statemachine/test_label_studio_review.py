@@ -3,13 +3,16 @@
 The Label Studio server (``.venv-labelstudio``, ``make label-studio``) runs on 127.0.0.1 with its
 data in a temporary workspace. The test plays the reviewers through Label Studio's REST API (the
 browser test in ``tests/e2e`` does it through the labeling page): it annotates one task of two,
-then both, moving one pre-label, deleting one and adding one.
+then both, moving one pre-label, deleting one and adding one. The browser test does the same on
+the labeling page, driven by Playwright on Debian's chromium (``apt-get install chromium``), and
+saves a screenshot of the page with the pre-labels (AUTOLABEL_SCREENSHOT_DIR to keep it).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import threading
 import time
@@ -189,6 +192,116 @@ def test_people_review_in_label_studio_and_the_run_publishes_their_boxes(
     assert (card["moved"], card["deleted"], card["added"]) == (1, 1, 1)
     report = json.loads((out / "report.json").read_text())
     assert {f["labeled_by"] for f in report["frames"]} == {"people (adjusted)"}
+
+
+# --- the browser test: a person on the labeling page (Playwright, Debian's chromium) ---------------
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def browser() -> Any:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is missing: apt-get install chromium (the browser test drives it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed: pip install playwright==1.65.2")
+    return sync_playwright()
+
+
+def canvas_point(page: Any, value: dict[str, float], dx: float = 0.5, dy: float = 0.5) -> tuple[float, float]:
+    """Screen coordinates of a point of a region (fractions of its box) on the labeling canvas."""
+    box = page.locator("canvas").first.bounding_box()
+    x = box["x"] + box["width"] * (value["x"] + dx * value["width"]) / 100
+    y = box["y"] + box["height"] * (value["y"] + dy * value["height"]) / 100
+    return x, y
+
+
+def drag(page: Any, start: tuple[float, float], end: tuple[float, float]) -> None:
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, steps=5)
+    page.mouse.move(*end, steps=5)
+    page.mouse.up()
+    page.wait_for_timeout(500)
+
+
+def test_a_person_moves_deletes_and_adds_a_box_in_the_browser_and_the_scorecard_counts_it(
+    studio: LocalLabelStudio, frames: Path, detector_factory: Callable[[], Predictor], tmp_path: Path
+) -> None:
+    with browser() as pw:
+        # Given a run over two KITTI frames waiting for people in the local Label Studio
+        out = tmp_path / "out"
+        token = studio.credentials["token"]
+        run = Run(
+            lambda: run_local(
+                frames,
+                out,
+                [LocalModel(name="nanodet-coco", factory=detector_factory)],
+                review="label-studio",
+                label_studio_url=studio.url,
+                label_studio_api_key=token,
+                overlays=False,
+                timeout_s=600,
+            )
+        )
+        (project,) = wait_for(lambda: projects(out), "the review project")
+        client = LabelStudioClient(studio.url, token)
+        tasks = {Path(t["data"]["source_ref"]).name: t for t in client.tasks(project["project_id"])}
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        page = chromium.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(studio.url + "/user/login/")
+        page.fill("input[name=email]", studio.credentials["username"])
+        page.fill("input[name=password]", studio.credentials["password"])
+        page.keyboard.press("Enter")
+        page.wait_for_load_state("networkidle")
+
+        def open_task(name: str) -> list[dict[str, Any]]:
+            page.goto(f"{studio.url}/projects/{project['project_id']}/data?tab=0&task={tasks[name]['id']}")
+            page.get_by_role("button", name="Submit").wait_for()
+            page.wait_for_timeout(3000)
+            return [r["value"] for r in tasks[name]["predictions"][0]["result"]]
+
+        # When the person opens the busy frame, drags its first box right and deletes its last one
+        regions = open_task("000008.png")
+        assert len(regions) >= 2
+        shots = Path(os.environ.get("AUTOLABEL_SCREENSHOT_DIR", tmp_path))
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "label-studio-prelabels.png"))
+        first = regions[0]
+        start = canvas_point(page, first)
+        page.mouse.click(*start)
+        end = (
+            start[0] + 0.3 * first["width"] / 100 * page.locator("canvas").first.bounding_box()["width"],
+            start[1],
+        )
+        drag(page, start, end)
+        page.keyboard.press("Escape")
+        page.mouse.click(*canvas_point(page, regions[-1]))
+        page.keyboard.press("Backspace")
+        page.wait_for_timeout(500)
+        page.get_by_role("button", name="Submit").click()
+        page.wait_for_timeout(2000)
+
+        # and on the other frame adds a car box where there was none, and submits
+        open_task("000000.png")
+        page.keyboard.press("1")
+        empty = {"x": 2, "y": 5, "width": 6, "height": 15}
+        drag(page, canvas_point(page, empty, 0, 0), canvas_point(page, empty, 1, 1))
+        page.get_by_role("button", name="Submit").click()
+        page.wait_for_timeout(2000)
+        chromium.close()
+
+        # Then the run resumes and the scorecard counts exactly one moved, one deleted, one added
+        run.thread.join(300)
+        assert run.error is None and run.outcome is not None, run.error
+        assert run.outcome.status == "SUCCEEDED", run.outcome.error
+        card = json.loads((out / "scorecard.json").read_text())["total"]
+        assert (card["moved"], card["deleted"], card["added"]) == (1, 1, 1), card
+        assert sorted(
+            Path(t["data"]["source_ref"]).name for t in client.tasks(project["project_id"])
+        ) == sorted(FRAMES)
+        assert (shots / "label-studio-prelabels.png").stat().st_size > 10_000
+        shutil.copy(shots / "label-studio-prelabels.png", tmp_path / "kept.png")
 
 
 def test_a_label_studio_that_goes_away_ends_the_wait_with_a_clear_reason_and_every_frame_reported(
