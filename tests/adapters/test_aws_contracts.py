@@ -425,7 +425,7 @@ def labeling_request(region: str, name: str, task: str = "AdjustmentBoundingBox"
         "LabelAttributeName": "reviewed",
         "InputConfig": {
             "DataSource": {"S3DataSource": {"ManifestS3Uri": f"{review}/input-000.manifest"}},
-            "DataAttributes": {"ContentClassifiers": ["FreeOfPersonallyIdentifiableInformation"]},
+            "DataAttributes": {"ContentClassifiers": ["FreeOfAdultContent"]},
         },
         "OutputConfig": {"S3OutputPath": f"{review}/output/"},
         "RoleArn": LABELING_ROLE,
