@@ -279,7 +279,9 @@ def publish(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: Fram
     if reviews and not review_error:
         people = _Review.read(reviews, s3, profile)
         review_failures = _with_people(frames, people, dataset)
-        card = scorecard(people.adjusted, {d.frame: d for d in labeled}, profile.taxonomy)
+        # A reviewer scorecard counts only frames a person submitted (never a stand-in's).
+        by_person = {uri: fl for uri, fl in people.adjusted.items() if fl[0].human_annotated}
+        card = scorecard(by_person, {d.frame: d for d in labeled}, profile.taxonomy) if by_person else None
         reviewed = [f for f, _ in people.adjusted.values()] + _failed(review_failures)
         by_people = any(how.startswith("people") for how in dataset.labeled_by.values())
         review = {
