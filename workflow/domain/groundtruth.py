@@ -24,7 +24,11 @@ from workflow.domain.taxonomy import Taxonomy
 
 CREATION_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 LABEL_CATEGORY_DOCUMENT_VERSION = "2018-11-28"
-MAX_BOUNDING_BOX_CATEGORIES = 50
+MAX_BOUNDING_BOX_CATEGORIES = 50  # a label category configuration file of a bounding-box job
+# The <crowd-bounding-box> element of a custom worker template (what these jobs use, to show the
+# pre-labels through initial-value) documents "Limit: 10 labels" for its labels attribute
+# (SageMaker Developer Guide, crowd-bounding-box element reference, read 2026-12-01).
+MAX_WORKER_UI_LABELS = 10
 MAX_DATA_OBJECTS_PER_JOB = 100_000
 OBJECT_DETECTION = "groundtruth/object-detection"
 SEMANTIC_SEGMENTATION = "groundtruth/semantic-segmentation"

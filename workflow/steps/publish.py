@@ -79,7 +79,7 @@ def _adjustment_stats(reviewed: list[ReviewedFrame], prelabels: dict[str, Detect
 def _combined(
     frames: list[ReviewedFrame], line: dict[str, Any], attribute: str, profile: LabelingProfile
 ) -> tuple[ReviewedFrame, dict[str, Any]]:
-    """One frame reviewed in several jobs (a taxonomy split into groups of 50 classes): the union."""
+    """One frame reviewed in several jobs (a taxonomy split into groups of 10 classes): the union."""
     if len(frames) == 1:
         return frames[0], line
     failed = [f for f in frames if f.failed]
