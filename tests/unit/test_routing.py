@@ -392,7 +392,7 @@ def test_a_taxonomy_over_10_reviewed_classes_is_split_into_jobs_of_10(s3: S3Stor
     )
     # When BuildManifest runs
     result = build_manifest(RUN, SETTINGS, s3)
-    # Then each group of at most 10 classes (a crowd-bounding-box's labels) has its own job and label category file
+    # Then each group of at most 10 classes (a crowd-bounding-box's labels) has its own job and categories
     sources = [
         [line["source-ref"].rsplit("/", 1)[1] for line in s3.get_lines(p.manifest_uri)] for p in result.parts
     ]
