@@ -156,19 +156,26 @@ def _execute(source: str, args: argparse.Namespace) -> int:
         bar.n = done
         bar.refresh()
 
-    outcome = run_local(
-        source,
-        args.out,
-        models,
-        review=args.review,
-        batch_size=args.batch_size,
-        max_concurrency=args.max_concurrency,
-        progress=progress,
-        overlays=not args.no_overlays,
-        profile=profile,
-        label_studio_url=args.label_studio_url,
-        label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
-    )
+    from workflow.adapters.labelstudio import LabelStudioError
+    from workflow.local.labelstudio_server import LabelStudioServerError
+
+    try:
+        outcome = run_local(
+            source,
+            args.out,
+            models,
+            review=args.review,
+            batch_size=args.batch_size,
+            max_concurrency=args.max_concurrency,
+            progress=progress,
+            overlays=not args.no_overlays,
+            profile=profile,
+            label_studio_url=args.label_studio_url,
+            label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
+        )
+    except (LabelStudioServerError, LabelStudioError) as exc:  # could not start or reach it
+        print(f"error: Label Studio: {exc}", file=sys.stderr)
+        return 2
     bar.close()
     return _print_summary(outcome)
 
