@@ -16,6 +16,7 @@ handlers read, and ``OUT/review/label-studio.json`` (URL, projects, token; mode 
 
 from __future__ import annotations
 
+import atexit
 import http.cookiejar
 import json
 import os
@@ -116,6 +117,7 @@ class LocalLabelStudio:
         self.process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workspace
         )
+        atexit.register(self.stop)  # never leave the server running after this process
         deadline = time.monotonic() + timeout_s
         while not self.healthy():
             if self.process.poll() is not None:
