@@ -16,6 +16,7 @@ from workflow.domain.labelstudio import (
     pending_tasks,
     review_task,
     reviewed_line,
+    task_state,
 )
 from workflow.domain.run import resolve_review
 from workflow.domain.taxonomy import Taxonomy, TaxonomyClass
@@ -138,6 +139,7 @@ class Fakes:
         self.status = "waiting"
         self.sent: list[dict[str, Any]] = []
         self.writes = 0
+        self.listed = 0
 
     # token store
     def review_link(self, key: str) -> str | None:
@@ -165,7 +167,17 @@ class Fakes:
 
     # API and callbacks
     def tasks(self, project_id: int) -> list[dict[str, Any]]:
+        self.listed += 1
         return self.tasks_
+
+    def project(self, project_id: int) -> dict[str, Any]:
+        """The counters Label Studio keeps (measured: finished = submitted tasks, skipped = skips)."""
+        states = [task_state(t) for t in self.tasks_]
+        return {
+            "task_number": len(self.tasks_),
+            "finished_task_number": states.count("submitted"),
+            "skipped_annotations_number": states.count("skipped"),
+        }
 
     def succeed(self, token: str, output: Any) -> bool:
         self.sent.append(output)
@@ -203,6 +215,7 @@ def test_a_webhook_for_a_partly_annotated_or_unknown_project_resumes_nothing(pro
     fakes.tasks_[0] = annotate(fakes.tasks_[0], [])
     outcome = deliver(fakes, project=project)
     assert outcome.status_code == 200 and fakes.sent == [] and fakes.writes == 0
+    assert fakes.listed == 0  # the project's counters said "not done": no task listing
 
 
 def test_duplicate_webhooks_after_completion_resume_once_and_rewrite_nothing() -> None:
