@@ -48,12 +48,15 @@ class LabelStudioServerError(RuntimeError):
 
 
 def _write_private(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON readable by the owner only (it holds a password or a token)."""
+    """Write JSON readable by the owner only (it holds a password or a token), whole: written to a
+    private temporary file, then renamed, so a script reading it never sees half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2)
-    os.chmod(path, 0o600)
+    os.chmod(partial, 0o600)
+    os.replace(partial, path)
 
 
 def ensure_installed(say: Callable[[str], None] = print) -> Path:
