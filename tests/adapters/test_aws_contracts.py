@@ -594,7 +594,7 @@ def labeling_request(region: str, name: str, task: str = "AdjustmentBoundingBox"
         "LabelAttributeName": "reviewed",
         "InputConfig": {
             "DataSource": {"S3DataSource": {"ManifestS3Uri": f"{review}/input-000.manifest"}},
-            "DataAttributes": {"ContentClassifiers": ["FreeOfPersonallyIdentifiableInformation"]},
+            "DataAttributes": {"ContentClassifiers": ["FreeOfAdultContent"]},
         },
         "OutputConfig": {"S3OutputPath": f"{review}/output/"},
         "RoleArn": LABELING_ROLE,
@@ -658,7 +658,7 @@ def test_start_labeling_job_creates_a_valid_job_in_every_supported_region(cloud,
     assert parked["Item"]["pk"] == {"S": f"job#{name}"} and parked["Item"]["token"] == {"S": TOKEN}
     sagemaker.verify()
     cloud.iam = TemplateIam(ROOT / "template.yaml", {"SourceBucketNames": [LOGS]}, region)
-    cloud.assert_contract("StartLabelingJobFunction", sagemaker)
+    cloud.assert_contract("StartReviewFunction", sagemaker)
 
 
 def test_a_verification_part_becomes_a_verification_job(cloud):
@@ -676,7 +676,7 @@ def test_a_verification_part_becomes_a_verification_job(cloud):
     # When StartLabelingJob runs, Then it asks for the verification task's built-in Lambdas
     start_labeling_job(TOKEN, part, run, manifest, cloud.settings, cloud.tokens, sagemaker.client)
     sagemaker.verify()
-    cloud.assert_contract("StartLabelingJobFunction", sagemaker)
+    cloud.assert_contract("StartReviewFunction", sagemaker)
 
 
 @pytest.mark.parametrize(
@@ -717,7 +717,7 @@ def test_a_retried_start_finds_the_job_it_already_created(cloud):
     # Then it answers with the existing job
     assert result["job_arn"].endswith(f"labeling-job/{name}")
     sagemaker.verify()
-    cloud.assert_contract("StartLabelingJobFunction", sagemaker)
+    cloud.assert_contract("StartReviewFunction", sagemaker)
 
 
 def described_job(name: str, status: str, failure: str | None = None) -> dict[str, Any]:

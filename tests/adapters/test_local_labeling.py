@@ -174,8 +174,8 @@ def assert_real_describe_shape(described: dict[str, Any]) -> None:
     botocore.validate.validate_parameters(body, shape)  # raises on a wrong key, type or a missing member
 
 
-def test_auto_mode_completes_with_the_ground_truth_output_and_event(stack: Stack):
-    # Given a pre-labeled input manifest (0, 1 and 2 boxes) and the service in auto mode
+def test_simulate_mode_completes_with_the_ground_truth_output_and_event(stack: Stack):
+    # Given a pre-labeled input manifest (0, 1 and 2 boxes) and the service in simulate mode (no person)
     svc = service(stack)
     params = job_params(stack, "adas-0001")
     # When the job is created with the boto3 parameters
@@ -190,8 +190,8 @@ def test_auto_mode_completes_with_the_ground_truth_output_and_event(stack: Stack
     assert output_uri == f"s3://{BUCKET}/gt-output/adas-0001/manifests/output/output.manifest"
     assert described["LabelCounters"] == {
         "TotalLabeled": 3,
-        "HumanLabeled": 3,
-        "MachineLabeled": 0,
+        "HumanLabeled": 0,
+        "MachineLabeled": 3,
         "FailedNonRetryableError": 0,
         "Unlabeled": 0,
     }
@@ -203,7 +203,8 @@ def test_auto_mode_completes_with_the_ground_truth_output_and_event(stack: Stack
         assert {k: after[k] for k in before} == before
         reviewed = parse_output_line(after, "reviewed")
         assert reviewed.boxes == parse_output_line(before, "prelabel").boxes
-        assert reviewed.adjustment_status == "unadjusted" and reviewed.human_annotated
+        # the stand-in says it is no person
+        assert reviewed.adjustment_status == "unadjusted" and not reviewed.human_annotated
         assert reviewed.job_name == "labeling-job/adas-0001"
     # And the state-change event reached the EventBridge rule's target
     events = stack.received_events("adas-0001")
@@ -452,7 +453,7 @@ def wait_for_file(path: Path, timeout_s: float = 10.0) -> Path:
     return path
 
 
-def test_auto_mode_verification_job_writes_ground_truths_verdict_lines(stack: Stack):
+def test_simulate_mode_verification_job_writes_ground_truths_verdict_lines(stack: Stack):
     # Given a verification job over three pre-labeled frames (0, 1 and 2 boxes) and a frame without
     # a pre-label, with the workflow's verdicts as label categories
     lines = [
@@ -471,7 +472,7 @@ def test_auto_mode_verification_job_writes_ground_truths_verdict_lines(stack: St
     assert described["LabelingJobStatus"] == "Completed"
     assert_real_describe_shape(described)
     assert [e["detail"]["LabelingJobStatus"] for e in stack.received_events("verify-auto")] == ["Completed"]
-    assert described["LabelCounters"]["HumanLabeled"] == 3
+    assert described["LabelCounters"]["MachineLabeled"] == 3  # a stand-in, not people
     assert described["LabelCounters"]["FailedNonRetryableError"] == 1
     # And each pre-labeled line comes back whole, with the first verdict as Ground Truth writes it
     outputs = output_lines(stack, described)
@@ -489,7 +490,7 @@ def test_auto_mode_verification_job_writes_ground_truths_verdict_lines(stack: St
             "creation-date",
         ]
         assert meta["class-name"] == VERDICT_CORRECT and meta["confidence"] == 1.0
-        assert meta["type"] == "groundtruth/label-verification" and meta["human-annotated"] == "yes"
+        assert meta["type"] == "groundtruth/label-verification" and meta["human-annotated"] == "no"
         assert meta["job-name"] == "labeling-job/verify-auto"
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}", meta["creation-date"])
         assert verification_verdict(after, "reviewed") == (True, VERDICT_CORRECT)

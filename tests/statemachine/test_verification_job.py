@@ -94,7 +94,8 @@ def jobs_of_the_run(cloud: LocalCloud, summary: dict[str, Any]) -> dict[str, dic
 def test_auto_review_verifies_the_frames_routed_to_verification(
     local_cloud: Callable[..., LocalCloud], detector_factory: Callable[[], Predictor], shared_dir: Path
 ) -> None:
-    # Given a local cloud whose labeling service accepts, and a profile routing frames to verification
+    # Given a local cloud whose labeling service is the stand-in that accepts (simulate: no person),
+    # and a profile routing frames to verification
     cloud = local_cloud({"autolabel-nanodet-coco": detector_factory})
     # When a human-review run labels three KITTI frames
     arn = run_three_kitti_frames(cloud, shared_dir, "verify-auto")
@@ -102,7 +103,11 @@ def test_auto_review_verifies_the_frames_routed_to_verification(
     # Then it succeeds and labels every frame, one per route
     assert described["status"] == "SUCCEEDED", (described.get("error"), described.get("cause"))
     report, summary = joined(cloud.s3, json.loads(described["output"]))
-    assert (summary["labeled"], summary["failed"], summary["review"]) == (3, 0, "reviewed")
+    assert (summary["labeled"], summary["failed"], summary["review"]) == (
+        3,
+        0,
+        "simulated (no person reviewed)",
+    )
     assert routes_of_the_run(cloud, summary["run_id"]) == ROUTES
     # And the verify frame went to a Ground Truth verification job with the verdicts as categories,
     # the adjust frame to an adjustment job
@@ -117,12 +122,12 @@ def test_auto_review_verifies_the_frames_routed_to_verification(
     (output,) = read_lines(cloud, verify["LabelingJobOutput"]["OutputDatasetS3Uri"])
     assert output[REVIEWED] == "0" and output[f"{REVIEWED}-metadata"]["type"] == VERIFICATION_TYPE
     assert verification_verdict(output, REVIEWED) == (True, VERDICT_CORRECT)
-    # And the published dataset marks the frame verified by people, with its machine boxes
+    # And the published dataset marks the frames the stand-in judged as simulated, never as people's
     by = {f["frame"].rsplit("/", 1)[-1]: f["labeled_by"] for f in report["frames"]}
     assert by == {
         "000000.png": "machine (auto-accepted)",
-        "000007.png": "people (verified)",
-        "000008.png": "people (adjusted)",
+        "000007.png": "machine (simulated review, no person)",
+        "000008.png": "machine (simulated review, no person)",
     }
     assert report["review"]["frames_verified"] == 1
     published = {
@@ -130,7 +135,7 @@ def test_auto_review_verifies_the_frames_routed_to_verification(
         for line in read_lines(cloud, summary["outputs"]["output_manifest"])
     }
     verified = published["000007.png"]
-    # (published as the job's output line: the machine pre-labels plus the people's verdict)
+    # (published as the job's output line: the machine pre-labels plus the stand-in's verdict)
     assert verified[f"{PRELABEL}-metadata"]["human-annotated"] == "no"
     assert verification_verdict(verified, REVIEWED) == (True, VERDICT_CORRECT)
     assert parse_output_line(verified, PRELABEL).boxes == parse_output_line(inputs[0], PRELABEL).boxes

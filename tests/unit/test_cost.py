@@ -60,7 +60,7 @@ def test_a_small_run_enters_each_state_once_per_source_page_batch_part_and_shard
     assert entries["ListPage"] == entries["MorePages"] == entries["StartListing"] == 1
     assert entries["InvokeModels"] == entries["MergeBatch"] == 5
     assert entries["RecordBatchFailure"] == 0
-    assert entries["PublishShard"] == entries["StartLabelingJob"] == entries["FinishRun"] == 1
+    assert entries["PublishShard"] == entries["StartReview"] == entries["FinishRun"] == 1
     # And every child start is billed too
     assert child_executions(definition, shape) == {"ListSources": 1, "LabelBatches": 5, "PublishShards": 1}
     assert (
@@ -123,7 +123,7 @@ def test_skipping_review_leaves_out_the_review_states(definition):
     # When the ASL is walked
     entries = state_entries(definition, shape)
     # Then NeedsReview goes straight to PublishShards: 125 batches x 2, the page loop, 8 parent states
-    assert "ReviewJobs" not in entries and "StartLabelingJob" not in entries
+    assert "ReviewJobs" not in entries and "StartReview" not in entries
     assert sum(entries.values()) == 125 * 2 + 4 + 1 + 8
 
 
@@ -134,7 +134,7 @@ def test_a_million_frames_need_one_labeling_job_per_100000(definition):
     calls = lambda_invocations(definition, shape)
     # Then ten jobs are assembled, started, called back and collected; 1,000 pages are listed;
     # every batch is invoked, called back and merged; 100 shards of 10,000 frames are published
-    for function in ("AssembleManifest", "StartLabelingJob", "LabelingCallback", "CollectReview"):
+    for function in ("AssembleManifest", "StartReview", "LabelingCallback", "CollectReview"):
         assert calls[f"{function}Function"] == 10
     assert calls["ListPageFunction"] == 1000
     assert calls["InvokeModelsFunction"] == calls["InferenceCallbackFunction"] == calls["MergeBatchFunction"]

@@ -169,10 +169,10 @@ def _many_classes(n: int, split: bool) -> dict[str, Any]:
             id="unknown profile version",
         ),
         pytest.param(
-            _many_classes(51, split=False),
-            r"51 reviewed classes, but a Ground Truth bounding-box job takes at most 50 label categories\. "
-            r"Map several model classes onto one taxonomy class",
-            id="51 reviewed classes are refused with how to fix it",
+            _many_classes(11, split=False),
+            r"11 reviewed classes, but a Ground Truth bounding-box worker UI \(crowd-bounding-box\) shows "
+            r"at most 10 labels\. Map several model classes onto one taxonomy class",
+            id="11 reviewed classes are refused with how to fix it",
         ),
     ],
 )
@@ -202,14 +202,23 @@ def test_a_missing_profile_file_is_a_configuration_error(tmp_path: Path) -> None
         load_profile(tmp_path / "absent.yaml")
 
 
-def test_more_than_50_reviewed_classes_split_into_groups_when_asked() -> None:
-    # Given 120 reviewed classes and review.large_taxonomy: split
-    profile = validate_profile(_many_classes(120, split=True))
+def test_more_than_10_reviewed_classes_split_into_groups_when_asked() -> None:
+    # Given 25 reviewed classes and review.large_taxonomy: split
+    profile = validate_profile(_many_classes(25, split=True))
     # When the label-category groups are cut
     groups = profile.review_groups()
-    # Then there are three groups of at most 50, in taxonomy order, covering every reviewed class once
-    assert [len(g) for g in groups] == [50, 50, 20]
+    # Then there are groups of at most 10 (a crowd-bounding-box's labels), in taxonomy order, covering
+    # every reviewed class once
+    assert [len(g) for g in groups] == [10, 10, 5]
     assert [n for g in groups for n in g] == list(profile.taxonomy.reviewed_names)
+
+
+def test_label_studio_takes_a_large_taxonomy_in_one_job() -> None:
+    # Given 25 reviewed classes reviewed in Label Studio (no worker UI limit), without split
+    data = _many_classes(25, split=False)
+    data["review"]["backend"] = "label-studio"
+    # Then the profile is valid and its classes form one group
+    assert [len(g) for g in validate_profile(data).review_groups()] == [25]
 
 
 # --- the run request and PrepareRun ---------------------------------------------------------------

@@ -359,11 +359,11 @@ def test_only_frames_routed_to_people_go_into_the_jobs(s3: S3Store, ledger: Fram
     assert summary["labeled"] == 1  # the frames people never returned fail: only the auto one is labeled
 
 
-def test_a_taxonomy_over_50_reviewed_classes_is_split_into_jobs_of_50(s3: S3Store) -> None:
-    # Given a profile of 120 reviewed classes that asks to split, and three frames to adjust: one with
+def test_a_taxonomy_over_10_reviewed_classes_is_split_into_jobs_of_10(s3: S3Store) -> None:
+    # Given a profile of 25 reviewed classes that asks to split, and three frames to adjust: one with
     # a class of the first group, one with classes of the first and third, one with no box at all
     data: dict[str, Any] = yaml.safe_load((PROFILES / "two-models.yaml").read_text())
-    data["taxonomy"] += [{"name": f"sign-{i:03d}"} for i in range(110)]
+    data["taxonomy"] += [{"name": f"sign-{i:03d}"} for i in range(15)]
     data["review"]["large_taxonomy"] = "split"
     profile = validate_profile(data)
     adjust = RouteDecision(route="adjust")
@@ -372,13 +372,13 @@ def test_a_taxonomy_over_50_reviewed_classes_is_split_into_jobs_of_50(s3: S3Stor
         profile,
         [
             (frame("a", ["car"], profile), adjust),
-            (frame("b", ["car", "sign-105"], profile), adjust),
+            (frame("b", ["car", "sign-012"], profile), adjust),
             (frame("c", [], profile), adjust),
         ],
     )
     # When PlanReview and AssembleManifest run
     result = planned(s3, RUN, SETTINGS)
-    # Then each group of at most 50 classes that holds a frame has its own job and label category file
+    # Then each group of at most 10 classes (a crowd-bounding-box's labels) has its own job and categories
     assert [p.stream for p in result.parts] == ["adjust-g0", "adjust-g1", "adjust-g2"]
     sources = [
         [line["source-ref"].rsplit("/", 1)[1] for line in s3.get_lines(p.manifest_uri)] for p in result.parts
@@ -386,13 +386,13 @@ def test_a_taxonomy_over_50_reviewed_classes_is_split_into_jobs_of_50(s3: S3Stor
     assert sources == [["a.jpg", "b.jpg", "c.jpg"], ["c.jpg"], ["b.jpg", "c.jpg"]]
     files = [p.label_categories_uri or result.label_categories_uri for p in result.parts]
     labels = [[c["label"] for c in s3.get_json(uri)["labels"]] for uri in files]
-    assert [len(group) for group in labels] == [50, 50, 20]
-    assert labels[2][-1] == "sign-109"
+    assert [len(group) for group in labels] == [10, 10, 5]
+    assert labels[2][-1] == "sign-014"
     # And a frame's line in a group's job shows only that group's boxes, numbered in that group
     third = {
         line["source-ref"].rsplit("/", 1)[1]: line for line in s3.get_lines(result.parts[2].manifest_uri)
     }
-    assert third["b.jpg"]["prelabel-metadata"]["class-map"] == {str(labels[2].index("sign-105")): "sign-105"}
+    assert third["b.jpg"]["prelabel-metadata"]["class-map"] == {str(labels[2].index("sign-012")): "sign-012"}
     assert json.dumps(third["c.jpg"]["prelabel"]["annotations"]) == "[]"
 
 
@@ -423,12 +423,12 @@ def verdict_line(uri: str, verdict: str) -> dict[str, Any]:
 def test_publish_writes_machine_labels_verdicts_and_the_union_of_split_jobs(
     s3: S3Store, ledger: FrameLedger
 ) -> None:
-    # Given a 120-class profile split into jobs, and four frames routed four ways
+    # Given a 25-class profile split into jobs, and four frames routed four ways
     data: dict[str, Any] = yaml.safe_load((PROFILES / "two-models.yaml").read_text())
-    data["taxonomy"] += [{"name": f"sign-{i:03d}"} for i in range(110)]
+    data["taxonomy"] += [{"name": f"sign-{i:03d}"} for i in range(15)]
     data["review"]["large_taxonomy"] = "split"
     profile = validate_profile(data)
-    contents = [("a", ["car"]), ("b", ["bus"]), ("c", ["car"]), ("d", ["car", "sign-105"])]
+    contents = [("a", ["car"]), ("b", ["bus"]), ("c", ["car"]), ("d", ["car", "sign-012"])]
     auto, good, bad, split = (frame(name, classes, profile) for name, classes in contents)
     store(
         s3,
@@ -485,7 +485,7 @@ def test_publish_writes_machine_labels_verdicts_and_the_union_of_split_jobs(
     names = profile.taxonomy.reviewed_names
     assert sorted((b.class_name, b.class_id) for b in reviewed.boxes) == [
         ("car", names.index("car")),
-        ("sign-105", names.index("sign-105")),
+        ("sign-012", names.index("sign-012")),
     ]
     assert reviewed.adjustment_status == "adjusted"
     by = {f["frame"]: f["labeled_by"] for f in frames if f["status"] == "labeled"}

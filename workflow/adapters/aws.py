@@ -66,6 +66,27 @@ class Aws:
     def sagemaker(self) -> Any:
         return self.client("sagemaker")
 
+    @cached_property
+    def label_studio_access(self) -> Any:
+        """URL, API token and webhook secret of the team's Label Studio (the secret read once)."""
+        from workflow.steps.review_labelstudio import label_studio_access
+
+        arn = self.settings.label_studio_secret_arn
+        return label_studio_access(self.settings, self.client("secretsmanager") if arn else None)
+
+    def label_studio(self) -> tuple[Any, Any, str]:
+        """(client, image locator, webhook secret) for the Label Studio review backend."""
+        from workflow.adapters.labelstudio import ImageLocator, LabelStudioClient
+
+        access = self.label_studio_access
+        images = ImageLocator(
+            self.settings.label_studio_images,
+            self.client("s3"),
+            self.settings.label_studio_presign_ttl_seconds,
+            self.settings.label_studio_local_files,
+        )
+        return LabelStudioClient(access.url, access.api_token), images, access.webhook_secret
+
 
 _instance: Aws | None = None
 

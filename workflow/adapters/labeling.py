@@ -64,7 +64,9 @@ def create_labeling_job_request(
         "LabelAttributeName": settings.label_attribute,
         "InputConfig": {
             "DataSource": {"S3DataSource": {"ManifestS3Uri": part.manifest_uri}},
-            "DataAttributes": {"ContentClassifiers": ["FreeOfPersonallyIdentifiableInformation"]},
+            # Driving frames show faces and number plates: never declare them free of personal data
+            # (the declaration would let public workforces see them). Adult content they do not hold.
+            "DataAttributes": {"ContentClassifiers": ["FreeOfAdultContent"]},
         },
         "OutputConfig": {"S3OutputPath": f"s3://{run.bucket}/{run.key('review', 'output')}/"},
         "RoleArn": settings.labeling_role_arn,

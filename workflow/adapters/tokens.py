@@ -207,6 +207,13 @@ class TokenStore:
             ),
         )
 
+    def job_waiting(self, job_name: str) -> bool:
+        """Whether the job's token is parked and not yet claimed."""
+        got = self.client.get_item(
+            TableName=self.table, Key=_item({"pk": f"job#{job_name}"}), ConsistentRead=True
+        )
+        return "Item" in got and _plain(got["Item"]).get("status") == "waiting"
+
     def claim_job(self, job_name: str) -> str | None:
         """The job's token, claimed once; None if unknown or already resumed."""
         try:
@@ -224,3 +231,18 @@ class TokenStore:
                 return None
             raise
         return str(_plain(got["Attributes"])["token"])
+
+    # --- review jobs of other backends (Label Studio) ----------------------------------------------
+    def link_review(self, key: str, descriptor_uri: str) -> None:
+        """Remember where a review job's description lies, by the backend's own key (project id)."""
+        self.client.put_item(
+            TableName=self.table,
+            Item=_item({"pk": f"review#{key}", "descriptor": descriptor_uri, "expires_at": self._expires()}),
+        )
+
+    def review_link(self, key: str) -> str | None:
+        """The description URI stored by :meth:`link_review`; None for a key nobody linked."""
+        got = self.client.get_item(
+            TableName=self.table, Key=_item({"pk": f"review#{key}"}), ConsistentRead=True
+        )
+        return str(_plain(got["Item"])["descriptor"]) if "Item" in got else None

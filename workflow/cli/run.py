@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,10 +25,18 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
     parser.add_argument(
         "--review",
-        choices=("auto", "wait", "skip"),
-        default="auto",
-        help="auto: the local Ground Truth accepts the pre-labels; wait: wait for a reviewed "
-        "manifest dropped into OUT/review/; skip: no review step",
+        choices=("label-studio", "groundtruth", "simulate", "skip", "wait"),
+        default="simulate",
+        help="label-studio: people review in Label Studio (a local one is started, or --label-studio-url); "
+        "groundtruth: the local Ground Truth waits for a reviewed manifest dropped into OUT/review/ "
+        "(wait is the old name); simulate (default): a stand-in accepts the pre-labels, outputs say "
+        "simulated, no person; skip: no review step",
+    )
+    parser.add_argument(
+        "--label-studio-url",
+        default=None,
+        metavar="URL",
+        help="review in this Label Studio instead of starting one (API token in LABEL_STUDIO_API_KEY)",
     )
     parser.add_argument(
         "--model",
@@ -157,17 +166,26 @@ def _execute(source: str, args: argparse.Namespace) -> int:
         bar.n = done
         bar.refresh()
 
-    outcome = run_local(
-        source,
-        args.out,
-        models,
-        review=args.review,
-        batch_size=args.batch_size,
-        max_concurrency=args.max_concurrency,
-        progress=progress,
-        overlays=not args.no_overlays,
-        profile=profile,
-    )
+    from workflow.adapters.labelstudio import LabelStudioError
+    from workflow.local.labelstudio_server import LabelStudioServerError
+
+    try:
+        outcome = run_local(
+            source,
+            args.out,
+            models,
+            review=args.review,
+            batch_size=args.batch_size,
+            max_concurrency=args.max_concurrency,
+            progress=progress,
+            overlays=not args.no_overlays,
+            profile=profile,
+            label_studio_url=args.label_studio_url,
+            label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
+        )
+    except (LabelStudioServerError, LabelStudioError) as exc:  # could not start or reach it
+        print(f"error: Label Studio: {exc}", file=sys.stderr)
+        return 2
     bar.close()
     return _print_summary(outcome)
 
@@ -221,4 +239,10 @@ def run_run(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     folder = args.input or demo_frames()
     print(f">> labeling {folder} through statemachine/autolabel.asl.json in local mode")
-    return _execute(str(folder), args)
+    status = _execute(str(folder), args)
+    if args.review == "simulate":
+        print(
+            "\nno person reviewed these labels (simulated review). To review them yourself in a local "
+            f"Label Studio:\n  .venv/bin/autolabel run {folder} --out {args.out} --review label-studio"
+        )
+    return status

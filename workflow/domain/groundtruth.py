@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
 CREATION_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
 LABEL_CATEGORY_DOCUMENT_VERSION = "2018-11-28"
-MAX_BOUNDING_BOX_CATEGORIES = 50
+MAX_BOUNDING_BOX_CATEGORIES = 50  # a label category configuration file of a bounding-box job
+# The <crowd-bounding-box> element of a custom worker template (what these jobs use, to show the
+# pre-labels through initial-value) documents "Limit: 10 labels" for its labels attribute
+# (SageMaker Developer Guide, crowd-bounding-box element reference, read 2026-12-01).
+MAX_WORKER_UI_LABELS = 10
 MAX_DATA_OBJECTS_PER_JOB = 100_000
 OBJECT_DETECTION = "groundtruth/object-detection"
 SEMANTIC_SEGMENTATION = "groundtruth/semantic-segmentation"
@@ -246,10 +250,14 @@ def output_manifest_line(
     *,
     image_size: ImageSize,
     created: datetime | None = None,
+    human_annotated: bool = True,
 ) -> dict[str, Any]:
-    """What Ground Truth writes for one object of an adjustment job: the input line plus the label."""
+    """What Ground Truth writes for one object of an adjustment job: the input line plus the label.
+
+    ``human_annotated=False`` only for a stand-in reviewer (no person looked at the frame).
+    """
     meta = {
-        "human-annotated": "yes",
+        "human-annotated": "yes" if human_annotated else "no",
         "creation-date": creation_date(created),
         "job-name": metadata_job_name(job_name),
         "adjustment-status": "adjusted" if adjusted else "unadjusted",

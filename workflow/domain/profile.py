@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from workflow.domain.errors import ConfigurationError
-from workflow.domain.groundtruth import MAX_BOUNDING_BOX_CATEGORIES
+from workflow.domain.groundtruth import MAX_WORKER_UI_LABELS
 from workflow.domain.prices import DEFAULT_WORKERS_PER_FRAME, Workforce
 from workflow.domain.routing import RoutingPolicy
 from workflow.domain.selection import LogSettings
@@ -147,7 +147,10 @@ class Calibration(_Section):
 
 
 class ReviewSettings(_Section):
-    """Human review: who reviews (for the cost estimate) and what to do with > 50 reviewed classes."""
+    """Human review: where people review (the backend), who reviews (for the cost estimate) and what to
+    do with > 50 reviewed classes. The run input's ``review`` overrides the backend."""
+
+    backend: Literal["groundtruth", "label-studio", "none"] = "groundtruth"
 
     workforce: Workforce = "public"
     workers_per_frame: int = Field(default=DEFAULT_WORKERS_PER_FRAME, ge=1, le=9)
@@ -208,13 +211,14 @@ class LabelingProfile(_Section):
         reviewed = len(self.taxonomy.reviewed_names)
         if reviewed == 0:
             raise ValueError("no taxonomy class is reviewed: mark at least one class reviewed: true")
-        if reviewed > MAX_BOUNDING_BOX_CATEGORIES and self.review.large_taxonomy == "refuse":
+        large = reviewed > MAX_WORKER_UI_LABELS and self.review.backend == "groundtruth"
+        if large and self.review.large_taxonomy == "refuse":
             raise ValueError(
-                f"{reviewed} reviewed classes, but a Ground Truth bounding-box job takes at most "
-                f"{MAX_BOUNDING_BOX_CATEGORIES} label categories. Map several model classes onto one "
-                f"taxonomy class in the class maps, mark classes people need not review with "
-                f"'reviewed: false', or set review.large_taxonomy: split to run one job per group of "
-                f"{MAX_BOUNDING_BOX_CATEGORIES} classes"
+                f"{reviewed} reviewed classes, but a Ground Truth bounding-box worker UI "
+                f"(crowd-bounding-box) shows at most {MAX_WORKER_UI_LABELS} labels. Map several model "
+                f"classes onto one taxonomy class in the class maps, mark classes people need not review "
+                f"with 'reviewed: false', set review.large_taxonomy: split to run one job per group of "
+                f"{MAX_WORKER_UI_LABELS} classes, or review in Label Studio (review.backend: label-studio)"
             )
         return self
 
@@ -243,9 +247,10 @@ class LabelingProfile(_Section):
         return ClassMap(taxonomy=self.taxonomy, mapping=dict(self.mapping(model).class_map))
 
     def review_groups(self) -> list[tuple[str, ...]]:
-        """The reviewed classes cut into label-category groups of at most 50, in taxonomy order."""
+        """The reviewed classes cut into label-category groups, in taxonomy order: at most 10 (what a
+        Ground Truth worker UI shows); one group for a profile that reviews in Label Studio."""
         names = self.taxonomy.reviewed_names
-        size = MAX_BOUNDING_BOX_CATEGORIES
+        size = len(names) if self.review.backend == "label-studio" else MAX_WORKER_UI_LABELS
         return [names[i : i + size] for i in range(0, len(names), size)]
 
 

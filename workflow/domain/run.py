@@ -10,7 +10,10 @@ from workflow.domain.frames import S3Uri
 from workflow.domain.profile import LabelingProfile, validate_profile
 from workflow.domain.records import BatchItem
 
-ReviewMode = Literal["human", "skip"]
+# "human": people review in the profile's backend (review.backend); a backend name overrides the
+# profile; "skip" (or "none") publishes the pre-labels without review.
+ReviewMode = Literal["human", "skip", "none", "groundtruth", "label-studio"]
+ReviewBackend = Literal["groundtruth", "label-studio", "none"]
 ResponseFormat = Literal["autolabel", "jumpstart"]
 
 
@@ -85,6 +88,11 @@ class RunContext(_Payload):
 
     def key(self, *parts: str) -> str:
         return "/".join([self.run_prefix.rstrip("/"), *parts])
+
+    @property
+    def reviewed(self) -> bool:
+        """Whether people review the run (``skip`` and ``none`` publish the pre-labels as they are)."""
+        return self.review not in ("skip", "none")
 
 
 class SourceItem(_Payload):
@@ -182,7 +190,7 @@ class ManifestResult(_Payload):
 
 
 class ReviewResult(_Payload):
-    """A completed labeling job, as the labeling callback reports it."""
+    """A completed review job, as every backend's callback reports it (the job's Ground Truth output)."""
 
     job_name: str
     status: str
@@ -202,3 +210,13 @@ def review_outcome(state: dict[str, Any]) -> tuple[dict[int, ReviewResult], str 
             f": {cause[:300]}" if cause else ""
         )
     return {r.part: r for r in reviews if r.part is not None}, reason
+
+
+def resolve_review(review: str, profile_backend: str) -> Literal["groundtruth", "label-studio", "skip"]:
+    """The backend a run reviews in: the run input's, else the profile's; ``skip`` for no review."""
+    chosen = profile_backend if review == "human" else review
+    if chosen in ("skip", "none"):
+        return "skip"
+    if chosen not in ("groundtruth", "label-studio"):
+        raise ValueError(f"unknown review backend {chosen!r}: groundtruth, label-studio or none")
+    return chosen  # type: ignore[return-value]

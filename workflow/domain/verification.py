@@ -21,8 +21,11 @@ def verification_output_line(
     confidence: float = 1.0,
     feedback: Sequence[str] = (),
     created: datetime | None = None,
+    human_annotated: bool = True,
 ) -> dict[str, Any]:
     """What Ground Truth writes for one object of a verification job: the input line plus the verdict.
+
+    ``human_annotated=False`` only for a stand-in reviewer (no person judged the frame).
 
     The label is the verdict's index in the job's label categories, as a string (``"1"``); the
     metadata names it (``class-name``). One local reviewer decides, so ``confidence`` is 1.0 unless
@@ -37,7 +40,7 @@ def verification_output_line(
         "confidence": round(float(confidence), 2),
         "type": VERIFICATION_TYPE,
         "job-name": metadata_job_name(job_name),
-        "human-annotated": "yes",
+        "human-annotated": "yes" if human_annotated else "no",
         "creation-date": creation_date(created),
     }
     if feedback:

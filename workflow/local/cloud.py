@@ -10,6 +10,7 @@ tables, topics, functions, the EventBridge rule, the state machine from the ASL 
 - ``CreateLabelingJob``/``DescribeLabelingJob`` to a :class:`LocalLabelingService` (moto has none);
 - EventBridge rules with Lambda targets (moto delivers only to SQS, logs and buses);
 - SendTaskFailure's ``cause``, which moto's response layer drops;
+- Lambda Function URLs (``FunctionUrlConfig``), as HTTP receivers on 127.0.0.1 (``function_url.py``);
 - atomic DynamoDB requests (moto checks a condition and writes in two steps, unsafe across threads).
 
 Handlers run the same code, boto3 calls included, as in AWS.
@@ -49,6 +50,7 @@ from moto.stepfunctions.responses import StepFunctionResponse
 from workflow.adapters import aws as aws_adapters
 from workflow.local.endpoint import LocalAsyncEndpoint, Predictor
 from workflow.local.endpoint_http import ApiError, request_params
+from workflow.local.function_url import FunctionUrlServer
 from workflow.local.labeling import LocalLabelingService
 from workflow.local.template import Resolver, Template
 
@@ -102,7 +104,7 @@ class LocalCloud:
         endpoints: dict[str, Callable[[], Predictor]],
         *,
         template: Path = DEFAULT_TEMPLATE,
-        review_mode: str = "auto",
+        review_mode: str = "simulate",
         review_dir: Path | None = None,
         parameters: dict[str, str] | None = None,
         max_concurrent_invocations: int = 2,
@@ -122,6 +124,7 @@ class LocalCloud:
         self.endpoints: dict[str, LocalAsyncEndpoint] = {}
         self.invocations: dict[str, int] = {}
         self.labeling: LocalLabelingService | None = None
+        self.function_urls: dict[str, FunctionUrlServer] = {}
         self._patches: list[Any] = []
         self._env_backup: dict[str, str | None] = {}
         self._mock: Any = None
@@ -150,6 +153,8 @@ class LocalCloud:
         refs, attrs = self._create_resources()
         resolver = Resolver(refs, attrs, self.template.data.get("Mappings", {}))
         env = {k: str(resolver(v)) for k, v in self.template.global_environment().items()}
+        for fn in self.template.functions():  # one process: the functions' own variables join the globals
+            env |= {k: str(resolver(v)) for k, v in fn.environment.items()}
         env |= {
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
@@ -174,6 +179,9 @@ class LocalCloud:
         self.data_bucket = refs["DataBucket"]
 
     def stop(self) -> None:
+        for server in self.function_urls.values():
+            server.close()
+        self.function_urls.clear()
         for endpoint in self.endpoints.values():
             endpoint.close(timeout=10)
         if self.labeling:
@@ -189,6 +197,11 @@ class LocalCloud:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+        aws_adapters.reset()
+
+    def set_environment(self, values: dict[str, str]) -> None:
+        """Variables the handlers read beyond the template's (restored when the cloud stops)."""
+        self._set_env(values)
         aws_adapters.reset()
 
     def _set_env(self, values: dict[str, str]) -> None:
@@ -228,6 +241,10 @@ class LocalCloud:
         for fn in self.template.functions():
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{fn.logical_id}"
             refs[fn.logical_id], attrs[f"{fn.logical_id}.Arn"] = fn.logical_id, arn
+            if fn.function_url is not None:
+                server = FunctionUrlServer(fn.logical_id, self._invoke)
+                self.function_urls[fn.logical_id] = server
+                attrs[f"{fn.logical_id}Url.FunctionUrl"] = server.url
         for name in self.template.of_type("AWS::Serverless::StateMachine"):
             refs[name] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
         return refs, attrs

@@ -13,9 +13,11 @@ picks one of the job's label categories as a verdict, and the output holds
 ``"<attr>": "<index of the verdict>"`` with ``class-name``, ``confidence``,
 ``type: groundtruth/label-verification`` and, when the worker commented, ``worker-feedback``.
 
-Review modes: ``auto`` accepts every pre-label (a reviewer who adjusts nothing, and who gives a
-verification job's first verdict); ``wait`` writes ``<review_dir>/<job>.draft.manifest`` (the
-``auto`` output) and waits for a person to save the reviewed lines as
+Review modes: ``simulate`` is a stand-in reviewer for tests and demos, no person: it accepts every
+pre-label (adjusts nothing, gives a verification job's first verdict) and says so, writing
+``human-annotated: "no"`` and counting the objects as machine-labeled; ``wait`` writes
+``<review_dir>/<job>.draft.manifest`` (the pre-labels in the output format, ``human-annotated:
+"no"``) and waits for a person to save the reviewed lines (``human-annotated: "yes"``) as
 ``<review_dir>/<job>.manifest``. To reject a verification, change the line's ``class-name`` to
 another label category (or its index; where the two differ, the one changed from the draft wins,
 and an object whose both changed to different verdicts fails); comments go in ``worker-feedback``.
@@ -194,15 +196,15 @@ class LocalLabelingService:
         events: Any,
         region: str,
         account: str,
-        review_mode: Literal["auto", "wait"] = "auto",
+        review_mode: Literal["simulate", "wait"] = "simulate",
         review_dir: str | Path | None = None,
         *,
         delay_s: float = 0.2,
         poll_interval_s: float = 0.5,
         event_bus_name: str = "default",
     ) -> None:
-        if review_mode not in ("auto", "wait"):
-            raise ValueError(f"review_mode must be 'auto' or 'wait', not {review_mode!r}")
+        if review_mode not in ("simulate", "wait"):
+            raise ValueError(f"review_mode must be 'simulate' or 'wait', not {review_mode!r}")
         if review_mode == "wait" and review_dir is None:
             raise ValueError("review_mode 'wait' needs a review_dir")
         self._s3, self._events = s3, events
@@ -354,8 +356,8 @@ class LocalLabelingService:
             prelabel = self._prelabel_attribute(job, lines)
             with self._lock:
                 job.counters["Unlabeled"] = len(lines)
-            if self._mode == "auto":
-                outputs = [self._auto_line(job, line, prelabel, categories) for line in lines]
+            if self._mode == "simulate":
+                outputs = [self._simulated_line(job, line, prelabel, categories) for line in lines]
             else:
                 reviewed = self._await_review(job, lines, prelabel, categories)
                 if reviewed is None:
@@ -462,21 +464,30 @@ class LocalLabelingService:
             return frame.image_size, frame.boxes
         return self._image_size(line["source-ref"]), ()
 
-    def _auto_line(
+    def _simulated_line(
         self, job: _Job, line: dict[str, Any], prelabel: str | None, categories: list[str] | None
     ) -> dict[str, Any]:
-        """What a reviewer who changes nothing produces: the pre-labels unadjusted, or the first verdict."""
+        """What a stand-in that changes nothing produces: the pre-labels unadjusted, or the first verdict,
+        marked ``human-annotated: "no"`` (no person looked at the frame)."""
         try:
             if job.task == "verify":
                 self._require_prelabel(line, prelabel)
                 verdicts = _verdicts(categories)
-                return verification_output_line(line, job.label_attribute, verdicts, verdicts[0], job.name)
+                return verification_output_line(
+                    line, job.label_attribute, verdicts, verdicts[0], job.name, human_annotated=False
+                )
             size, boxes = self._prelabels(line, prelabel)
             labeled = self._in_categories(boxes, categories)
         except GroundTruthError as exc:
             return _failed_line(job, line, f"ClientError: {exc}")
         return output_manifest_line(
-            line, job.label_attribute, labeled, job.name, adjusted=False, image_size=size
+            line,
+            job.label_attribute,
+            labeled,
+            job.name,
+            adjusted=False,
+            image_size=size,
+            human_annotated=False,
         )
 
     def _require_prelabel(self, line: dict[str, Any], prelabel: str | None) -> None:
@@ -490,7 +501,7 @@ class LocalLabelingService:
         """Write the draft, then poll for the reviewed manifest; None when the job is stopped first."""
         assert self._review_dir is not None
         self._review_dir.mkdir(parents=True, exist_ok=True)
-        draft = [self._auto_line(job, line, prelabel, categories) for line in lines]
+        draft = [self._simulated_line(job, line, prelabel, categories) for line in lines]
         # Written whole, then renamed: a person (or a script) never sees half a draft.
         target = self._review_dir / f"{job.name}.draft.manifest"
         partial = target.with_name(f".{target.name}.partial")
@@ -567,12 +578,17 @@ class LocalLabelingService:
         except ClientError as exc:
             raise JobFailed(f"ClientError: cannot write the output manifest {uri}: {exc}") from exc
         failed = sum(1 for o in outputs if job.label_attribute not in o)
+        human = sum(
+            1
+            for o in outputs
+            if (o.get(f"{job.label_attribute}-metadata") or {}).get("human-annotated") == "yes"
+        )
         with self._lock:
             job.output_uri = uri
             job.counters.update(
                 TotalLabeled=len(outputs) - failed,
-                HumanLabeled=len(outputs) - failed,
-                MachineLabeled=0,
+                HumanLabeled=human,
+                MachineLabeled=len(outputs) - failed - human,
                 FailedNonRetryableError=failed,
                 Unlabeled=0,
             )

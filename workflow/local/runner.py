@@ -105,24 +105,29 @@ def run_local(
     out_dir: Path,
     models: list[LocalModel],
     *,
-    review: str = "auto",
+    review: str = "simulate",
     batch_size: int = 8,
     max_concurrency: int = 4,
     progress: Callable[[int, int], None] | None = None,
     overlays: bool = True,
     timeout_s: float = 3600,
     profile: LabelingProfile | None = None,
+    label_studio_url: str | None = None,
+    label_studio_api_key: str | None = None,
 ) -> RunOutcome:
     """Label a folder (or an S3 prefix) through the state machine in local mode; outputs go to ``out_dir``.
 
-    ``review``: ``auto`` accepts the pre-labels as a reviewer would, ``wait`` waits for a reviewed
-    manifest dropped into ``out_dir/review/``, ``skip`` publishes the pre-labels without review.
+    ``review``: ``label-studio`` has people review in Label Studio (a local one started here, or the
+    server at ``label_studio_url``); ``groundtruth`` (or ``wait``) has the local Ground Truth wait
+    for a reviewed manifest dropped into ``out_dir/review/``; ``simulate`` has a stand-in accept the
+    pre-labels (outputs say simulated, no person); ``skip`` publishes the pre-labels without review.
     ``profile`` travels inline in the run request; ``models`` must serve its endpoints (or, when
     they are other models, the profile must map them).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     review_dir = out_dir / "review"
-    if review == "wait":
+    if review in ("wait", "groundtruth"):
+        review = "wait"
         review_dir.mkdir(exist_ok=True)
     staging: Path | None = None
     if isinstance(source, str) and source.startswith("s3://"):
@@ -133,11 +138,15 @@ def run_local(
         raise FileNotFoundError(f"input folder {folder} does not exist")
     run_id = f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
+    studio = _label_studio(review, out_dir, folder, label_studio_url, label_studio_api_key)
     with LocalCloud(
         {m.endpoint_name: m.factory for m in models},
-        review_mode="wait" if review == "wait" else "auto",
+        review_mode="wait" if review == "wait" else "simulate",
         review_dir=review_dir if review == "wait" else None,
+        parameters=studio.parameters() if studio else None,
     ) as cloud:
+        if studio:
+            cloud.set_environment(studio.environment(f"s3://{INPUT_BUCKET}/{run_id}/"))
         upload_folder(cloud, folder, run_id)
         request = _request(run_id, models, profile, review, batch_size, max_concurrency)
         arn = cloud.start_run(request, name=run_id)
@@ -148,9 +157,14 @@ def run_local(
                 f"as {review_dir}/<job>.manifest to resume the run."
             )
         tick = _Progress(cloud, run_id, progress)
-        described = cloud.wait(
-            arn, timeout=timeout_s, on_poll=_also_export_input(cloud, run_id, out_dir, tick)
-        )
+        on_poll = _also_export_input(cloud, run_id, out_dir, tick)
+        if studio:
+            on_poll = _both(on_poll, studio.watch(cloud.s3, cloud.data_bucket, run_id))
+        try:
+            described = cloud.wait(arn, timeout=timeout_s, on_poll=on_poll)
+        finally:
+            if studio:
+                studio.stop()
         tick()
         outcome = RunOutcome(
             summary=json.loads(described.get("output") or "{}"),
@@ -172,6 +186,25 @@ def run_local(
     return outcome
 
 
+def _label_studio(review: str, out_dir: Path, folder: Path, url: str | None, key: str | None) -> Any:
+    """The Label Studio session of a ``label-studio`` review (started here), else None."""
+    if review != "label-studio":
+        return None
+    from workflow.local.labelstudio_server import LabelStudioSession
+
+    studio = LabelStudioSession(out_dir, folder, url, key)
+    studio.start()
+    return studio
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def poll() -> None:
+        first()
+        second()
+
+    return poll
+
+
 def _request(
     run_id: str,
     models: list[LocalModel],
@@ -185,7 +218,7 @@ def _request(
         "sources": [f"s3://{INPUT_BUCKET}/{run_id}/"],
         "batch_size": batch_size,
         "max_concurrency": max_concurrency,
-        "review": "skip" if review == "skip" else "human",
+        "review": {"skip": "skip", "label-studio": "label-studio"}.get(review, "groundtruth"),
         "run_id": run_id,
     }
     served = [(m.name, m.endpoint_name) for m in models]

@@ -50,6 +50,8 @@ class FunctionSpec:
     code_uri: str
     handler: str
     events: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)  # the function's own variables
+    function_url: dict[str, Any] | None = None  # FunctionUrlConfig
 
 
 @dataclass
@@ -133,6 +135,8 @@ class Template:
                 code_uri=res["Properties"]["CodeUri"],
                 handler=res["Properties"]["Handler"],
                 events=res["Properties"].get("Events", {}),
+                environment=dict(res["Properties"].get("Environment", {}).get("Variables", {})),
+                function_url=res["Properties"].get("FunctionUrlConfig"),
             )
             for name, res in self.of_type("AWS::Serverless::Function").items()
         ]

@@ -131,15 +131,16 @@ def _review_section(
     total: dict[str, Any],
     labeled: int,
 ) -> dict[str, Any]:
-    if run.review == "skip":
+    if not run.reviewed:
         return {"status": "skipped"}
     if review_failed:
         return {"status": "failed", "error": review_failed}
     if not jobs:
         return {"status": "auto-accepted" if profile.routing.enabled and labeled else "none"}
     review = total["review"]
+    by_people = any(how.startswith("people") for how in total["labeled_by"])
     return {
-        "status": "reviewed",
+        "status": "reviewed" if by_people else "simulated (no person reviewed)",
         "jobs": [jobs[p].job_name for p in sorted(jobs)],
         "frames_adjusted": review.get("frames_adjusted", 0),
         "frames_unadjusted": review.get("frames_unadjusted", 0),
@@ -149,6 +150,7 @@ def _review_section(
         "objects_before_review": review.get("objects_before_review", 0),
         "objects_after_review": review.get("objects_after_review", 0),
         "frames_verified": review.get("frames_verified", 0),
+        "frames_simulated": review.get("frames_simulated", 0),
         "audit": {"frames": review.get("audit_frames", 0), "adjusted": review.get("audit_adjusted", 0)},
     }
 

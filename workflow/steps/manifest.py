@@ -3,8 +3,8 @@ assembly of each job's input manifest from the batches' lines.
 
 Frames the profile's routing auto-accepts go to no job: Publish writes them as machine labels.
 The others go to adjustment jobs, or to verification jobs when routed to ``verify``. Each job
-takes at most 100,000 frames and 50 label categories: a profile with more reviewed classes (and
-``review.large_taxonomy: split``) gets one job per group of 50 classes, in taxonomy order. A frame
+takes at most 100,000 frames and 10 labels (crowd-bounding-box): a profile with more reviewed classes (and
+``review.large_taxonomy: split``) gets one job per group of 10 classes, in taxonomy order. A frame
 goes to each group's job that holds a class of its boxes, showing only that group's boxes; a frame
 without reviewed boxes goes to every group's job, so people can draw objects of any class.
 
@@ -78,7 +78,7 @@ def review_lines(
     batch_id: str, frames: list[LabeledFrame], run: RunContext, profile: LabelingProfile, settings: Settings
 ) -> dict[str, list[dict[str, Any]]]:
     """The batch's input-manifest lines per review stream (adjust groups, verify)."""
-    if run.review == "skip":
+    if not run.reviewed:
         return {}
     reviewed = profile.taxonomy.reviewed_names
     adjust = [f for f in frames if f.route.job_task == "adjust"]

@@ -46,7 +46,7 @@ def plan_review(run: RunContext, settings: Settings, s3: S3Store) -> ManifestRes
     base = S3Uri(run.bucket, run.key("review"))
     groups = profile.review_groups()
     categories_uri, template_uri = _group_files(s3, base, settings, groups[0], "")
-    review_parts = cut_parts(ordered) if run.review != "skip" else []
+    review_parts = cut_parts(ordered) if run.reviewed else []
     parts = [_manifest_part(p, store, s3, base, settings, groups) for p in review_parts]
     for part in review_parts:
         store.put_part(part)
@@ -54,7 +54,7 @@ def plan_review(run: RunContext, settings: Settings, s3: S3Store) -> ManifestRes
     store.put_shards(shards)
     return ManifestResult(
         parts=parts,
-        frames_to_review=0 if run.review == "skip" else sum(c.to_people for c in ordered),
+        frames_to_review=0 if not run.reviewed else sum(c.to_people for c in ordered),
         frames=sum(c.frames for c in ordered),
         labeled=sum(c.labeled for c in ordered),
         failed=sum(c.failed for c in ordered),

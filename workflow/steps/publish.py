@@ -62,12 +62,14 @@ from workflow.settings import Settings
 from workflow.steps.prepare import run_profile
 
 SETTLE_THREADS = 16
+# A stand-in reviewer (local --review simulate) wrote the review: no person looked at these frames.
+SIMULATED = "machine (simulated review, no person)"
 
 
 def _combined(
     frames: list[ReviewedFrame], line: dict[str, Any], attribute: str, profile: LabelingProfile
 ) -> tuple[ReviewedFrame, dict[str, Any]]:
-    """One frame reviewed in several jobs (a taxonomy split into groups of 50 classes): the union."""
+    """One frame reviewed in several jobs (a taxonomy split into groups of 10 classes): the union."""
     if len(frames) == 1:
         return frames[0], line
     failed = [f for f in frames if f.failed]
@@ -184,8 +186,10 @@ class _Shard:
         self.lines.append(input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job) | verdict)
         self.coco.add_detections(dets)
         self.counts.update(dets.class_names)
-        self.review["frames_verified"] += 1
-        self._published(frame, "people (verified)", len(dets))
+        meta = next((v for k, v in verdict.items() if k.endswith("-metadata") and isinstance(v, dict)), {})
+        human = meta.get("human-annotated") == "yes"
+        self.review["frames_verified" if human else "frames_simulated"] += 1
+        self._published(frame, "people (verified)" if human else SIMULATED, len(dets))
 
     def reviewed(
         self, frame: LabeledFrame, dets: Detections, people: tuple[ReviewedFrame, dict[str, Any]]
@@ -202,9 +206,14 @@ class _Shard:
         if frame.route.audit:
             self.review["audit_frames"] += 1
             self.review["audit_adjusted"] += int(status == "adjusted")
-        self.adjusted[frame.frame] = people
-        self.prelabeled[frame.frame] = dets
-        self._published(frame, "people (adjusted)", len(reviewed.boxes))
+        if reviewed.human_annotated:  # a reviewer scorecard counts only frames a person submitted
+            self.adjusted[frame.frame] = people
+            self.prelabeled[frame.frame] = dets
+        else:
+            self.review["frames_simulated"] += 1
+        self._published(
+            frame, "people (adjusted)" if reviewed.human_annotated else SIMULATED, len(reviewed.boxes)
+        )
 
     def fail(self, failure: FrameFailure) -> None:
         self.failed.append(failure)
@@ -254,7 +263,7 @@ def publish_shard(
                 out.reviewed(frame, dets, people.adjusted[frame.frame])
             elif frame.frame in people.verified:
                 out.verified(frame, dets, people.verified[frame.frame])
-            elif run.review == "skip":
+            elif not run.reviewed:
                 out.machine(frame, dets, "machine")
             elif not frame.route.to_people:
                 out.machine(frame, dets, "machine (auto-accepted)")

@@ -1,17 +1,60 @@
-"""StartLabelingJob and the labeling-job callback: human review, waited for with a task token."""
+"""StartReview: the one review port. A review job per manifest part, waited for with a task token.
+
+The backend is the run input's ``review`` (``groundtruth``, ``label-studio``), else the profile's
+``review.backend``. Whatever the backend, the token is parked by job name and resumed with a
+:class:`ReviewResult` naming a Ground Truth OUTPUT manifest, so Publish reads one format.
+Ground Truth jobs resume through their EventBridge state-change event (this module); Label
+Studio projects through their webhook (``workflow.steps.review_labelstudio``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from workflow.adapters.callbacks import TaskCallbacks
 from workflow.adapters.labeling import create_labeling_job_request
+from workflow.adapters.s3 import S3Store
 from workflow.adapters.tokens import TokenStore
+from workflow.domain.errors import ConfigurationError
 from workflow.domain.notifications import LabelingJobStateChange
-from workflow.domain.run import ManifestPart, ManifestResult, ReviewResult, RunContext
+from workflow.domain.run import ManifestPart, ManifestResult, ReviewResult, RunContext, resolve_review
 from workflow.settings import Settings
+from workflow.steps.prepare import run_profile
+
+
+def start_review(
+    token: str,
+    part: ManifestPart,
+    run: RunContext,
+    manifest: ManifestResult,
+    settings: Settings,
+    tokens: TokenStore,
+    s3: S3Store,
+    sagemaker: Callable[[], Any],
+    label_studio: Callable[[], tuple[Any, Any, str]],
+) -> dict[str, Any]:
+    """Start the part's review job in the run's backend. ``sagemaker`` and ``label_studio`` build the
+    backend's clients on demand (``label_studio``: client, image locator, webhook secret)."""
+    profile = run_profile(run, s3)
+    backend = resolve_review(run.review, profile.review.backend)
+    if backend == "groundtruth":
+        return {
+            "backend": "groundtruth",
+            **start_labeling_job(token, part, run, manifest, settings, tokens, sagemaker()),
+        }
+    if backend == "label-studio":
+        from workflow.steps.review_labelstudio import start_label_studio_review
+
+        client, images, secret = label_studio()
+        return start_label_studio_review(
+            token, part, run, manifest, profile, settings, tokens, s3, client, images, secret
+        )
+    raise ConfigurationError(
+        f"run {run.run_id} has no review backend (review {run.review!r}) but reached StartReview"
+    )
 
 
 def start_labeling_job(
@@ -43,7 +86,7 @@ def on_labeling_job_change(
     callbacks: TaskCallbacks,
     sagemaker: Any,
 ) -> str:
-    """Resume the waiting ReviewJobs task when its job ends; redelivered events change nothing."""
+    """Resume the waiting review task when its job ends; redelivered events change nothing."""
     if change.status not in ("Completed", "Failed", "Stopped"):
         return "ignored"
     token = tokens.claim_job(change.job_name)

@@ -1,4 +1,5 @@
-"""StartLabelingJob: create the adjustment job; the task token waits in DynamoDB by job name."""
+"""StartReview: start the review job of one manifest part in the run's backend (Ground Truth or
+Label Studio); the task token waits in DynamoDB by job name until the backend's callback resumes it."""
 
 from typing import Any
 
@@ -7,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
 from workflow.domain.run import ManifestPart, ManifestResult, RunContext
-from workflow.steps.review import start_labeling_job
+from workflow.steps.review import start_review
 
 
 @logger.inject_lambda_context
@@ -15,15 +16,17 @@ from workflow.steps.review import start_labeling_job
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     a = aws()
-    result = start_labeling_job(
+    result = start_review(
         event["task_token"],
         ManifestPart.model_validate(event["part"]),
         RunContext.model_validate(event["run"]),
         ManifestResult.model_validate(event["manifest"]),
         a.settings,
         a.tokens,
-        a.sagemaker,
+        a.s3,
+        lambda: a.sagemaker,
+        a.label_studio,
     )
-    logger.info("labeling job started", extra=result)
-    metrics.add_metric(name="LabelingJobsStarted", unit=MetricUnit.Count, value=1)
+    logger.info("review job started", extra=result)
+    metrics.add_metric(name="ReviewJobsStarted", unit=MetricUnit.Count, value=1)
     return result
