@@ -135,6 +135,9 @@ class LocalCloud:
         self._lock = threading.Lock()
         self._event_threads: list[threading.Thread] = []
         self._persisted_buckets: set[str] = set()
+        # Called with (bucket, key, body) for every object stored (progress reads its records here
+        # instead of listing local S3).
+        self.object_listeners: list[Callable[[str, str, bytes], None]] = []
 
     # --- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -406,6 +409,8 @@ class LocalCloud:
             key = original_put_object(backend, bucket_name, key_name, value, **kw)
             if cloud.workspace is not None and bucket_name in cloud._persisted_buckets:
                 cloud.workspace.put_object(bucket_name, key_name, bytes(value))
+            for listener in list(cloud.object_listeners):
+                listener(bucket_name, key_name, value)
             return key
 
         def delete_object(backend: S3Backend, bucket_name: str, key_name: str, *a: Any, **kw: Any) -> Any:

@@ -88,7 +88,7 @@ def _keys_of(action: str, body: dict[str, Any], hash_key: Any) -> list[tuple[str
     return found
 
 
-READ_ONLY = {"GetItem", "BatchGetItem", "TransactGetItems", "DescribeTable", "ListTables", "DescribeTimeToLive"}
+READ_ONLY = {"GetItem", "BatchGetItem", "TransactGetItems", "DescribeTable", "ListTables"}
 WHOLE_TABLE = {"Scan", "Query"}
 
 
