@@ -174,6 +174,10 @@ def _execute(
     from workflow.local.runner import run_local
     from workflow.local.workspace import Workspace
 
+    if args.threads is None:
+        # Each local endpoint runs one invocation per core; one onnxruntime thread each keeps the
+        # cores busy without oversubscribing them (measured in `make bench`, bench-out/bench.json).
+        args.threads = 1
     try:
         profile = load_profile(args.profile) if args.profile is not None else None
         models = _models(args, profile)

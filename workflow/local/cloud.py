@@ -46,6 +46,8 @@ from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3 import (
     ResourceEvalS3,
 )
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from workflow.adapters import aws as aws_adapters
@@ -449,7 +451,36 @@ class LocalCloud:
                 finally:
                     rule.targets = saved
 
+        # moto parses the ASL when the state machine is created (to validate it) and again when each
+        # execution starts (about 1.3 s each here). The tree parsed to validate is handed to the
+        # first execution of that definition instead of parsing it again; later executions parse
+        # their own (an execution never shares a tree with another).
+        validated: dict[str, Any] = {}
+        validating = threading.local()
+        original_parse = AmazonStateLanguageParser.parse
+        original_validate = StepFunctionsParserBackend._validate_definition
+
+        def parse(definition: str) -> Any:
+            spare = validated.pop(definition, None)
+            if spare is not None and not getattr(validating, "on", False):
+                return spare
+            result = original_parse(definition)
+            if getattr(validating, "on", False):
+                validated[definition] = result
+            return result
+
+        def validate_definition(definition: str) -> Any:
+            validating.on = True
+            try:
+                return original_validate(definition)
+            finally:
+                validating.on = False
+
         self._patches = [
+            mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(parse)),
+            mock.patch.object(
+                StepFunctionsParserBackend, "_validate_definition", staticmethod(validate_definition)
+            ),
             mock.patch.object(LambdaFunction, "_invoke_lambda", invoke_lambda),
             mock.patch.object(SageMakerRuntimeResponse, "invoke_endpoint_async", invoke_endpoint_async),
             mock.patch.object(

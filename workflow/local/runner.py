@@ -166,6 +166,7 @@ def run_local(
     request: dict[str, Any] | None = None,
     command: list[str] | None = None,
     stage: Callable[[str], None] | None = None,
+    endpoint_workers: int | None = None,
 ) -> RunOutcome:
     """Label a folder (or an S3 prefix) through the state machine in local mode; outputs go to ``out_dir``.
 
@@ -180,7 +181,9 @@ def run_local(
     :mod:`workflow.local.workspace`); without one the run lives in memory only. ``run_id`` and
     ``request`` given together resume that run: the state machine starts again with them and
     finishes only what is missing. Ctrl-C (or SIGTERM) stops the run, writes its partial report
-    and returns an outcome with ``interrupted`` set.
+    and returns an outcome with ``interrupted`` set. ``endpoint_workers``: invocations each local
+    endpoint runs at once (its MaxConcurrentInvocationsPerInstance; default: one per CPU core, with
+    one onnxruntime intra-op thread each, as the CLI sets it).
     """
     say = stage or (lambda _text: None)
     out_dir.mkdir(parents=True, exist_ok=True)
