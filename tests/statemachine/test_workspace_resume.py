@@ -159,3 +159,67 @@ def test_a_run_killed_mid_run_resumes_and_labels_every_frame_exactly_once(tmp_pa
     )
     assert third.summary["labeled"] == 0 and third.already_labeled == FRAMES
     assert again.frames == []
+
+
+def test_ctrl_c_stops_cleanly_with_a_partial_report_and_the_run_resumes(tmp_path: Path) -> None:
+    folder = frames_folder(tmp_path / "frames")
+    workspace = tmp_path / "workspace"
+    script = tmp_path / "first_run.py"
+    script.write_text(
+        MODEL
+        + textwrap.dedent(f"""
+        import json
+        from pathlib import Path
+        from workflow.local.runner import LocalModel, run_local
+        from workflow.local.workspace import Workspace
+
+        outcome = run_local(
+            {str(folder)!r}, Path({str(tmp_path / "out1")!r}),
+            [LocalModel("nanodet-coco", lambda: Fixed(delay=0.4))],
+            review="skip", batch_size={BATCH}, max_concurrency=2, overlays=False,
+            workspace=Workspace({str(workspace)!r}), run_id={RUN_ID!r}, command=["run", {str(folder)!r}],
+        )
+        print(json.dumps({{"interrupted": outcome.interrupted, "status": outcome.status}}))
+        """)
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(
+        [sys.executable, str(script)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while len(committed(workspace)) < 2 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # When the run gets Ctrl-C
+    first.send_signal(signal.SIGINT)
+    stdout, stderr = first.communicate(timeout=120)
+    # Then it stops without a traceback, says it was interrupted, and leaves a partial report
+    assert first.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert json.loads(stdout.strip().splitlines()[-1]) == {"interrupted": True, "status": "ABORTED"}
+    report = json.loads((tmp_path / "out1" / "report.json").read_text())
+    assert report["status"] == "ABORTED" and 0 < report["labeled"] < FRAMES
+    record = Workspace(workspace).run(RUN_ID)
+    assert record is not None and record["status"] == "interrupted"
+
+    # And resuming it labels the rest: every frame once
+    model = Fixed()
+    outcome = run_local(
+        str(folder),
+        tmp_path / "out2",
+        [LocalModel("nanodet-coco", lambda: model)],
+        review="skip",
+        overlays=False,
+        workspace=Workspace(workspace),
+        run_id=RUN_ID,
+        request=record["request"],
+    )
+    assert outcome.status == "SUCCEEDED", outcome.error
+    lines = [json.loads(x) for x in (tmp_path / "out2" / "report-frames.jsonl").read_text().splitlines()]
+    assert sorted(line["frame"] for line in lines) == [f"{i:03d}.jpg" for i in range(FRAMES)]
+    assert {line["status"] for line in lines} == {"labeled"}
+    assert len(model.frames) <= FRAMES - report["labeled"]

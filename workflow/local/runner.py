@@ -327,7 +327,13 @@ def _stop(cloud: LocalCloud, arn: str) -> dict[str, Any]:
         previous = signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # a second Ctrl-C: leave now
     try:
         cloud.sfn.stop_execution(executionArn=arn, error="Interrupted", cause="stopped on this machine")
+        deadline = time.monotonic() + 30
         described = dict(cloud.sfn.describe_execution(executionArn=arn))
+        while described["status"] == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.1)  # moto stops the execution's worker asynchronously
+            described = dict(cloud.sfn.describe_execution(executionArn=arn))
+        if described["status"] == "RUNNING":
+            described |= {"status": "ABORTED", "error": "Interrupted", "cause": "stopped on this machine"}
         cloud.emit_status_change(described)
         return described
     finally:
