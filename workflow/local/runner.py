@@ -280,6 +280,9 @@ def run_local(
         say("exporting")
         _export(cloud, run_id, out_dir, folder, prefix, original)
     outcome.already_labeled = _already_labeled(out_dir)
+    counted = outcome.summary
+    if not counted and (out_dir / "report.json").exists():  # a stopped run: its partial report's counts
+        counted = json.loads((out_dir / "report.json").read_text())
     if workspace is not None:
         workspace.record_run(
             run_id,
@@ -288,7 +291,7 @@ def run_local(
             else ("succeeded" if outcome.status == "SUCCEEDED" else "failed"),
             ended_at=time.time(),
             elapsed_s=round(outcome.elapsed_s, 2),
-            counts={k: outcome.summary.get(k) for k in ("frames_found", "labeled", "skipped", "failed")}
+            counts={k: counted.get(k) for k in ("frames_found", "labeled", "skipped", "failed")}
             | {"already_labeled": outcome.already_labeled},
             error=outcome.error,
         )
