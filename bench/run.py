@@ -194,6 +194,7 @@ def bench_compare() -> dict[str, Any]:
     same 120 frames in the same process, one after the other: ``raw_fps`` is the best of the raw
     thread settings tried, ``workflow_fps`` the frames over the execution's time (start to end of
     the state machine), with the run's other stages (start, upload, export) beside it."""
+    import dataclasses
     import tempfile
     import threading
     from concurrent.futures import ThreadPoolExecutor
@@ -272,6 +273,48 @@ def bench_compare() -> dict[str, Any]:
             endpoint_workers=cores,
         )
         total = time.perf_counter() - started
+
+        # The same run with a model that costs nothing: what the orchestration alone takes, and
+        # in which functions (wall time summed over concurrent invocations).
+        from workflow.local.cloud import LocalCloud
+
+        spent: dict[str, float] = {}
+        invoke = LocalCloud._invoke
+
+        def timed(cloud: Any, name: str, event: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return invoke(cloud, name, event)
+            finally:
+                with lock:
+                    spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+
+        free = load_detector(MODEL, InferenceSettings(**MODES["letterbox"], intra_op_num_threads=1))
+        canned = free.predict_bytes(data[0][1], data[0][0])
+
+        class Free:
+            def predict_bytes(self, blob: bytes, frame: str) -> Any:
+                return dataclasses.replace(canned, frame=frame)
+
+        LocalCloud._invoke = timed  # type: ignore[method-assign]
+        free_stages: dict[str, float] = {}
+        free_started = time.perf_counter()
+        try:
+            run_local(
+                str(folder),
+                Path(tmp) / "out-free",
+                [LocalModel(MODEL, Free)],
+                review="skip",
+                batch_size=8,
+                max_concurrency=4,
+                overlays=False,
+                workspace=Workspace(Path(tmp) / "workspace-free"),
+                stage=lambda name: free_stages.setdefault(name, time.perf_counter() - free_started),
+                endpoint_workers=cores,
+            )
+        finally:
+            LocalCloud._invoke = invoke  # type: ignore[method-assign]
+        orchestration = free_stages["exporting"] - free_stages["labeling"]
     assert outcome.status == "SUCCEEDED", outcome.error
     execution = stages["exporting"] - stages["labeling"]
     workflow_fps = n / execution
@@ -295,6 +338,13 @@ def bench_compare() -> dict[str, Any]:
             "of which model calls / workers (wall share)": round(inference["seconds"] / cores, 2),
             "export outputs": round(total - stages["exporting"], 2),
             "total": round(total, 2),
+        },
+        "orchestration_only": {
+            "note": "the same run with a model that returns canned detections at no cost",
+            "execution_s": round(orchestration, 2),
+            "functions_s (wall, summed over concurrent invocations)": {
+                k: round(v, 2) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])
+            },
         },
         "labeled": outcome.summary.get("labeled"),
         "state_transitions": outcome.state_transitions,
@@ -363,6 +413,7 @@ def _write_bench_json(out: Path, compare: dict[str, Any], results: list[dict[str
     )
     for name, seconds in compare["breakdown_s"].items():
         print(f"  {name:<46} {seconds:7.2f} s")
+    print(f"  orchestration alone (no-cost model): {compare['orchestration_only']['execution_s']:.2f} s")
 
 
 def _logs_bench() -> int:
