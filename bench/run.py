@@ -183,6 +183,176 @@ def bench_workflow(batch_size: int = 8) -> dict[str, Any]:
     }
 
 
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def bench_compare() -> dict[str, Any]:
+    """Raw model and the whole local workflow (``run_local``, as ``autolabel run`` runs it) on the
+    same 120 frames in the same process, one after the other: ``raw_fps`` is the best of the raw
+    thread settings tried, ``workflow_fps`` the frames over the execution's time (start to end of
+    the state machine), with the run's other stages (start, upload, export) beside it."""
+    import dataclasses
+    import tempfile
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workflow.inference.runner import load_detector
+    from workflow.inference.settings import InferenceSettings
+    from workflow.local.runner import LocalModel, run_local
+    from workflow.local.workspace import Workspace
+
+    cores = _cores()
+    paths = frames()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "frames"
+        folder.mkdir()
+        for copy in range(WORKFLOW_COPIES):
+            for p in paths:
+                (folder / f"{copy}-{p.name}").write_bytes(p.read_bytes())
+        data = [(str(p), p.read_bytes()) for p in sorted(folder.iterdir())]
+        n = len(data)
+
+        raw: list[dict[str, Any]] = []
+        for threads, callers in ((None, 1), (1, 1), (1, cores)):
+            detector = load_detector(
+                MODEL, InferenceSettings(**MODES["letterbox"], intra_op_num_threads=threads)
+            )
+            detector.predict_bytes(data[0][1], data[0][0])
+            start = time.perf_counter()
+            with ThreadPoolExecutor(callers) as pool:
+                list(pool.map(lambda item, d=detector: d.predict_bytes(item[1], item[0]), data))
+            elapsed = time.perf_counter() - start
+            raw.append(
+                {
+                    "intra_op_threads": threads or "onnxruntime default",
+                    "callers": callers,
+                    "seconds": round(elapsed, 3),
+                    "fps": round(n / elapsed, 2),
+                }
+            )
+        best = max(raw, key=lambda r: r["fps"])
+
+        inference = {"seconds": 0.0, "frames": 0}
+        lock = threading.Lock()
+
+        class Timed:
+            """The workflow's model, timed per call (summed over the endpoint's workers)."""
+
+            def __init__(self) -> None:
+                self.detector = load_detector(
+                    MODEL, InferenceSettings(**MODES["letterbox"], intra_op_num_threads=1)
+                )
+
+            def predict_bytes(self, blob: bytes, frame: str) -> Any:
+                start = time.perf_counter()
+                try:
+                    return self.detector.predict_bytes(blob, frame)
+                finally:
+                    with lock:
+                        inference["seconds"] += time.perf_counter() - start
+                        inference["frames"] += 1
+
+        model = Timed()
+        model.predict_bytes(data[0][1], "warm-up")
+        inference.update(seconds=0.0, frames=0)
+        stages: dict[str, float] = {}
+        started = time.perf_counter()
+        outcome = run_local(
+            str(folder),
+            Path(tmp) / "out",
+            [LocalModel(MODEL, lambda: model)],
+            review="skip",
+            batch_size=8,
+            max_concurrency=4,
+            overlays=False,
+            workspace=Workspace(Path(tmp) / "workspace"),
+            stage=lambda name: stages.setdefault(name, time.perf_counter() - started),
+            endpoint_workers=cores,
+        )
+        total = time.perf_counter() - started
+
+        # The same run with a model that costs nothing: what the orchestration alone takes, and
+        # in which functions (wall time summed over concurrent invocations).
+        from workflow.local.cloud import LocalCloud
+
+        spent: dict[str, float] = {}
+        invoke = LocalCloud._invoke
+
+        def timed(cloud: Any, name: str, event: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return invoke(cloud, name, event)
+            finally:
+                with lock:
+                    spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+
+        free = load_detector(MODEL, InferenceSettings(**MODES["letterbox"], intra_op_num_threads=1))
+        canned = free.predict_bytes(data[0][1], data[0][0])
+
+        class Free:
+            def predict_bytes(self, blob: bytes, frame: str) -> Any:
+                return dataclasses.replace(canned, frame=frame)
+
+        LocalCloud._invoke = timed  # type: ignore[method-assign]
+        free_stages: dict[str, float] = {}
+        free_started = time.perf_counter()
+        try:
+            run_local(
+                str(folder),
+                Path(tmp) / "out-free",
+                [LocalModel(MODEL, Free)],
+                review="skip",
+                batch_size=8,
+                max_concurrency=4,
+                overlays=False,
+                workspace=Workspace(Path(tmp) / "workspace-free"),
+                stage=lambda name: free_stages.setdefault(name, time.perf_counter() - free_started),
+                endpoint_workers=cores,
+            )
+        finally:
+            LocalCloud._invoke = invoke  # type: ignore[method-assign]
+        orchestration = free_stages["exporting"] - free_stages["labeling"]
+    assert outcome.status == "SUCCEEDED", outcome.error
+    execution = stages["exporting"] - stages["labeling"]
+    workflow_fps = n / execution
+    return {
+        "path": "compare",
+        "mode": "letterbox",
+        "frames": n,
+        "cores": cores,
+        "raw_fps": best["fps"],
+        "raw_setting": f"{best['callers']} caller(s) x {best['intra_op_threads']} intra-op thread(s)",
+        "raw_settings_tried": raw,
+        "workflow_fps": round(workflow_fps, 2),
+        "workflow_over_raw": round(workflow_fps / best["fps"], 3),
+        "workflow_setting": f"{cores} endpoint workers x 1 intra-op thread, batch 8, 4 batches at once",
+        "end_to_end_fps": round(n / total, 2),
+        "breakdown_s": {
+            "start (moto, template, models)": round(stages.get("uploading", 0.0), 2),
+            "upload frames": round(stages["labeling"] - stages.get("uploading", 0.0), 2),
+            "execution (state machine start to end)": round(execution, 2),
+            "of which model calls (summed over workers)": round(inference["seconds"], 2),
+            "of which model calls / workers (wall share)": round(inference["seconds"] / cores, 2),
+            "export outputs": round(total - stages["exporting"], 2),
+            "total": round(total, 2),
+        },
+        "orchestration_only": {
+            "note": "the same run with a model that returns canned detections at no cost",
+            "execution_s": round(orchestration, 2),
+            "functions_s (wall, summed over concurrent invocations)": {
+                k: round(v, 2) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])
+            },
+        },
+        "labeled": outcome.summary.get("labeled"),
+        "state_transitions": outcome.state_transitions,
+        "fps": round(workflow_fps, 2),
+        "peak_mb": _peak_mb(),
+    }
+
+
 def _child(args: list[str]) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "bench.run", *args], cwd=ROOT, capture_output=True, text=True, check=False
@@ -195,17 +365,19 @@ def _child(args: list[str]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=("raw", "endpoint", "workflow", "logs"))
+    parser.add_argument("--only", choices=("raw", "endpoint", "workflow", "compare", "logs"))
     parser.add_argument("--one", nargs=2, metavar=("PATH", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only == "logs":  # drive-log extraction and selection: bench/logs.py, bench-out/logs.json
         return _logs_bench()
     if args.one:
         path, mode = args.one
-        result = {"raw": bench_raw, "endpoint": bench_endpoint}.get(path, lambda _m: bench_workflow())(mode)
+        benches = {"raw": bench_raw, "endpoint": bench_endpoint, "compare": lambda _m: bench_compare()}
+        result = benches.get(path, lambda _m: bench_workflow())(mode)
         print(json.dumps(result))
         return 0
     jobs = [(p, m) for p in ("raw", "endpoint") for m in MODES] + [("workflow", "letterbox")]
+    jobs.append(("compare", "letterbox"))
     results = []
     for path, mode in jobs:
         if args.only and path != args.only:
@@ -221,8 +393,27 @@ def main() -> int:
     out = ROOT / "bench-out"
     out.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
+    compare = next((r for r in results if r["path"] == "compare"), None)
+    if compare is not None:
+        _write_bench_json(out, compare, results)
     print(f"results in {out / 'results.json'}")
     return _logs_bench() if not args.only else 0
+
+
+def _write_bench_json(out: Path, compare: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    """bench-out/bench.json: raw and workflow frames per second measured in the same run."""
+    figures = {
+        **{k: v for k, v in compare.items() if k not in ("path", "fps")},
+        "other_measurements": [r for r in results if r["path"] != "compare"],
+    }
+    (out / "bench.json").write_text(json.dumps(figures, indent=2))
+    print(
+        f"whole local workflow {compare['workflow_fps']:.1f} frames/s = {compare['workflow_over_raw']:.2f}x "
+        f"raw {compare['raw_fps']:.1f} frames/s ({compare['raw_setting']}); in {out / 'bench.json'}"
+    )
+    for name, seconds in compare["breakdown_s"].items():
+        print(f"  {name:<46} {seconds:7.2f} s")
+    print(f"  orchestration alone (no-cost model): {compare['orchestration_only']['execution_s']:.2f} s")
 
 
 def _logs_bench() -> int:

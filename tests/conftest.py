@@ -113,3 +113,9 @@ def load_function() -> Callable[[str], Handler]:
         return handler
 
     return load
+
+
+@pytest.fixture(autouse=True)
+def _own_workspace(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's local runs keep their state in a workspace of its own, never the user's."""
+    monkeypatch.setenv("AUTOLABEL_WORKSPACE", str(tmp_path_factory.mktemp("workspace")))

@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cost": ("workflow.cli.cost", "estimate what a run of N frames costs in AWS"),
     "scorecard": ("workflow.cli.scorecard", "how reviewers changed the pre-labels, per class and per model"),
     "endpoint": ("workflow.cli.endpoint", "package, upload or resolve a model endpoint for sam deploy"),
+    "runs": ("workflow.cli.runs", "list the local runs of a workspace with their counts"),
+    "resume": ("workflow.cli.runs", "finish an interrupted local run: only what is missing is labeled"),
     "logs": ("workflow.cli.logs", "inspect drive logs (.bag, .db3, .mcap) and extract their camera frames"),
 }
 
@@ -40,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args._argv = list(sys.argv[1:] if argv is None else argv)  # a local run records it, to resume it
     return int(args._runner(args))
 
 

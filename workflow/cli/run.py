@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,9 +58,26 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="frames per batch / async invocation")
     parser.add_argument("--max-concurrency", type=int, default=4, help="batches labeled at once")
     parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay images")
+    add_workspace_argument(parser)
+    parser.add_argument(
+        "--relabel",
+        action="store_true",
+        help="label frames again even if an earlier run in this workspace labeled them",
+    )
     from workflow.cli.detect import add_inference_arguments
 
     add_inference_arguments(parser)
+
+
+def add_workspace_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where local mode keeps the frame ledger and the runs between commands (default: "
+        "$AUTOLABEL_WORKSPACE, else the user data dir, e.g. ~/.local/share/autolabel/workspace)",
+    )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,11 +161,23 @@ def _models(args: argparse.Namespace, profile: LabelingProfile | None = None) ->
     return models
 
 
-def _execute(source: str, args: argparse.Namespace) -> int:
+def _execute(
+    source: str,
+    args: argparse.Namespace,
+    *,
+    run_id: str | None = None,
+    request: dict | None = None,  # type: ignore[type-arg]
+    relabel: bool | None = None,
+) -> int:
     from workflow.domain.errors import ConfigurationError
     from workflow.domain.profile import load_profile
     from workflow.local.runner import run_local
+    from workflow.local.workspace import Workspace
 
+    if args.threads is None:
+        # Each local endpoint runs one invocation per core; one onnxruntime thread each keeps the
+        # cores busy without oversubscribing them (measured in `make bench`, bench-out/bench.json).
+        args.threads = 1
     try:
         profile = load_profile(args.profile) if args.profile is not None else None
         models = _models(args, profile)
@@ -158,17 +188,11 @@ def _execute(source: str, args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    bar = tqdm(total=0, unit="frame", desc="labeling", disable=not sys.stderr.isatty())
-
-    def progress(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-
+    display = StageProgress()
     from workflow.adapters.labelstudio import LabelStudioError
     from workflow.local.labelstudio_server import LabelStudioServerError
 
+    workspace = Workspace(args.workspace)
     try:
         outcome = run_local(
             source,
@@ -177,21 +201,86 @@ def _execute(source: str, args: argparse.Namespace) -> int:
             review=args.review,
             batch_size=args.batch_size,
             max_concurrency=args.max_concurrency,
-            progress=progress,
+            progress=display.frames,
             overlays=not args.no_overlays,
             profile=profile,
             label_studio_url=args.label_studio_url,
             label_studio_api_key=os.environ.get("LABEL_STUDIO_API_KEY"),
+            workspace=workspace,
+            relabel=args.relabel if relabel is None else relabel,
+            run_id=run_id,
+            request=request,
+            command=getattr(args, "_argv", None),
+            stage=display.stage,
         )
     except (LabelStudioServerError, LabelStudioError) as exc:  # could not start or reach it
+        display.close()
         print(f"error: Label Studio: {exc}", file=sys.stderr)
         return 2
-    bar.close()
+    except KeyboardInterrupt:  # before the run started (loading models, reading the folder)
+        display.close()
+        print("\ninterrupted before the run started; nothing to resume", file=sys.stderr)
+        return 130
+    finally:
+        workspace.close()
+    display.close()
     return _print_summary(outcome)
+
+
+class StageProgress:
+    """The progress display: the stage (starting, uploading, labeling N/M, ..., overlays) on a
+    progress bar when stderr is a terminal; else a line per stage and every few seconds."""
+
+    EVERY_S = 5.0
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.name = ""
+        self.last_line = 0.0
+        self.counts = (0, 0)
+        self.bar = tqdm(total=0, unit="frame", desc="starting", disable=not self.tty)
+
+    def stage(self, name: str) -> None:
+        self.name = name
+        if self.tty:
+            self.bar.set_description(name)
+        else:
+            self._line()
+
+    def frames(self, done: int, total: int) -> None:
+        changed = (done, total) != self.counts
+        self.counts = (done, total)
+        if self.tty:
+            if self.bar.total != total:
+                self.bar.total = total
+            self.bar.n = done
+            self.bar.refresh()
+        elif changed and time.monotonic() - self.last_line >= self.EVERY_S:
+            self._line()
+
+    def _line(self) -> None:
+        self.last_line = time.monotonic()
+        done, total = self.counts
+        counts = f" {done}/{total} frames" if self.name == "labeling" and total else ""
+        print(f"[{self.last_line - self.started:6.1f} s] {self.name}{counts}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _print_summary(outcome) -> int:  # type: ignore[no-untyped-def]
     s = outcome.summary
+    if outcome.interrupted:
+        report = outcome.out_dir / "report.json"
+        print(
+            f"\nrun {outcome.run_id} interrupted after {outcome.elapsed_s:.1f} s; "
+            f"partial report in {report}\n"
+            f"finish only what is missing with: autolabel resume {outcome.run_id}"
+            + (f" --workspace {outcome.workspace}" if outcome.workspace else ""),
+            file=sys.stderr,
+        )
+        return 130
     if outcome.status != "SUCCEEDED":
         print(f"run {outcome.status}: {outcome.error}", file=sys.stderr)
         return 2
@@ -199,6 +288,11 @@ def _print_summary(outcome) -> int:  # type: ignore[no-untyped-def]
         f"\nrun {s['run_id']}: {s['frames_found']} found, {s['labeled']} labeled, "
         f"{s['skipped']} skipped, {s['failed']} failed  ({outcome.elapsed_s:.1f} s, review: {s['review']})"
     )
+    if outcome.already_labeled:
+        print(
+            f"  {outcome.already_labeled} of the skipped frames were already labeled by an earlier run "
+            f"(workspace {outcome.workspace}); --relabel labels them again"
+        )
     for name, count in s.get("objects_per_class", {}).items():
         print(f"  {name:<16} {count:>6}")
     routing = s.get("routing")
@@ -214,11 +308,13 @@ def _print_summary(outcome) -> int:  # type: ignore[no-untyped-def]
         import json
 
         mapping = json.loads((outcome.out_dir / "frames-map.json").read_text())
-        prefix, folder = mapping["s3_prefix"], Path(mapping["local_folder"])
-        for frame in json.loads(report.read_text())["frames"]:
-            if frame["status"] != "labeled":
-                uri = frame["frame"]
-                where = folder / uri[len(prefix) :] if uri.startswith(prefix) else uri
+        folder = Path(mapping["local_folder"])
+        lines = (outcome.out_dir / "report-frames.jsonl").read_text().splitlines()
+        for frame in (json.loads(line) for line in lines if line.strip()):
+            earlier = str(frame.get("reason", "")).startswith("already labeled")
+            if frame["status"] != "labeled" and not earlier:
+                name = frame["frame"]
+                where = name if name.startswith("s3://") else folder / name
                 print(f"  {frame['status']:<8} {where}: {frame['reason']}")
     print(
         f"outputs in {outcome.out_dir}/: output.manifest, input.manifest, coco.json, report.json, overlays/"
@@ -239,7 +335,8 @@ def run_run(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     folder = args.input or demo_frames()
     print(f">> labeling {folder} through statemachine/autolabel.asl.json in local mode")
-    status = _execute(str(folder), args)
+    # The demo labels its photos every time (an earlier demo in the same workspace labeled them too).
+    status = _execute(str(folder), args, relabel=True)
     if args.review == "simulate":
         print(
             "\nno person reviewed these labels (simulated review). To review them yourself in a local "

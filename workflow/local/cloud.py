@@ -40,11 +40,14 @@ from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import JsonRESTError
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import Rule
+from moto.s3.models import S3Backend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3 import (
     ResourceEvalS3,
 )
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
 from workflow.adapters import aws as aws_adapters
@@ -53,6 +56,7 @@ from workflow.local.endpoint_http import ApiError, request_params
 from workflow.local.function_url import FunctionUrlServer
 from workflow.local.labeling import LocalLabelingService
 from workflow.local.template import Resolver, Template
+from workflow.local.workspace import Workspace
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -108,8 +112,10 @@ class LocalCloud:
         review_dir: Path | None = None,
         parameters: dict[str, str] | None = None,
         max_concurrent_invocations: int = 2,
+        workspace: Workspace | None = None,
     ) -> None:
         self.template = Template(template)
+        self.workspace = workspace  # where tables and buckets persist between processes (else memory)
         self.endpoint_factories = endpoints
         self.review_mode = review_mode
         self.review_dir = review_dir
@@ -130,6 +136,10 @@ class LocalCloud:
         self._mock: Any = None
         self._lock = threading.Lock()
         self._event_threads: list[threading.Thread] = []
+        self._persisted_buckets: set[str] = set()
+        # Called with (bucket, key, body) for every object stored (progress reads its records here
+        # instead of listing local S3).
+        self.object_listeners: list[Callable[[str, str, bytes], None]] = []
 
     # --- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -151,6 +161,8 @@ class LocalCloud:
         self.events = boto3.client("events", region_name=REGION)
         self.lambda_ = boto3.client("lambda", region_name=REGION)
         refs, attrs = self._create_resources()
+        if self.workspace is not None:
+            self._restore_workspace(refs)
         resolver = Resolver(refs, attrs, self.template.data.get("Mappings", {}))
         env = {k: str(resolver(v)) for k, v in self.template.global_environment().items()}
         for fn in self.template.functions():  # one process: the functions' own variables join the globals
@@ -248,6 +260,18 @@ class LocalCloud:
         for name in self.template.of_type("AWS::Serverless::StateMachine"):
             refs[name] = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
         return refs, attrs
+
+    def _restore_workspace(self, refs: dict[str, str]) -> None:
+        """Load the workspace's items and objects into moto; later writes go through to it."""
+        from moto.dynamodb.models import dynamodb_backends
+        from moto.s3.models import s3_backends
+
+        assert self.workspace is not None
+        self._persisted_buckets = {refs[name] for name in self.template.of_type("AWS::S3::Bucket")}
+        backend = dynamodb_backends[ACCOUNT][REGION]
+        self.workspace.restore_tables(backend, list(self.template.of_type("AWS::DynamoDB::Table")))
+        for bucket in self._persisted_buckets:
+            self.workspace.restore_bucket(s3_backends[ACCOUNT]["global"], bucket)
 
     def _create_functions(self, resolver: Resolver) -> None:
         code = _dummy_zip()
@@ -373,7 +397,29 @@ class LocalCloud:
             # DynamoDB applies each request atomically (a condition and its write, a transaction);
             # moto 5.2.5 does not, and local mode calls it from many threads at once.
             with dynamodb_lock:
-                return handle_dynamodb(resp)
+                if cloud.workspace is None:
+                    return handle_dynamodb(resp)
+                action = str(resp.headers.get("X-Amz-Target", "")).rsplit(".", 1)[-1]
+                body = json.loads(resp.body or "{}") if isinstance(resp.body, (str, bytes)) else {}
+                with cloud.workspace.dynamodb_request(action, body, resp.dynamodb_backend):
+                    return handle_dynamodb(resp)
+
+        original_put_object = S3Backend.put_object
+        original_delete_object = S3Backend.delete_object
+
+        def put_object(backend: S3Backend, bucket_name: str, key_name: str, value: bytes, **kw: Any) -> Any:
+            key = original_put_object(backend, bucket_name, key_name, value, **kw)
+            if cloud.workspace is not None and bucket_name in cloud._persisted_buckets:
+                cloud.workspace.put_object(bucket_name, key_name, bytes(value))
+            for listener in list(cloud.object_listeners):
+                listener(bucket_name, key_name, value)
+            return key
+
+        def delete_object(backend: S3Backend, bucket_name: str, key_name: str, *a: Any, **kw: Any) -> Any:
+            result = original_delete_object(backend, bucket_name, key_name, *a, **kw)
+            if cloud.workspace is not None and bucket_name in cloud._persisted_buckets:
+                cloud.workspace.delete_object(bucket_name, key_name)
+            return result
 
         def list_objects_v2_items(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
             # moto 5.2.5's listObjectsV2 ItemReader yields only the first page (1,000 keys) and fails on
@@ -405,7 +451,36 @@ class LocalCloud:
                 finally:
                     rule.targets = saved
 
+        # moto parses the ASL when the state machine is created (to validate it) and again when each
+        # execution starts (about 1.3 s each here). The tree parsed to validate is handed to the
+        # first execution of that definition instead of parsing it again; later executions parse
+        # their own (an execution never shares a tree with another).
+        validated: dict[str, Any] = {}
+        validating = threading.local()
+        original_parse = AmazonStateLanguageParser.parse
+        original_validate = StepFunctionsParserBackend._validate_definition
+
+        def parse(definition: str) -> Any:
+            spare = validated.pop(definition, None)
+            if spare is not None and not getattr(validating, "on", False):
+                return spare
+            result = original_parse(definition)
+            if getattr(validating, "on", False):
+                validated[definition] = result
+            return result
+
+        def validate_definition(definition: str) -> Any:
+            validating.on = True
+            try:
+                return original_validate(definition)
+            finally:
+                validating.on = False
+
         self._patches = [
+            mock.patch.object(AmazonStateLanguageParser, "parse", staticmethod(parse)),
+            mock.patch.object(
+                StepFunctionsParserBackend, "_validate_definition", staticmethod(validate_definition)
+            ),
             mock.patch.object(LambdaFunction, "_invoke_lambda", invoke_lambda),
             mock.patch.object(SageMakerRuntimeResponse, "invoke_endpoint_async", invoke_endpoint_async),
             mock.patch.object(
@@ -420,6 +495,8 @@ class LocalCloud:
             mock.patch.object(Rule, "send_to_targets", send_to_targets),
             mock.patch.object(StepFunctionResponse, "send_task_failure", send_task_failure),
             mock.patch.object(DynamoHandler, "call_action", serialised_dynamodb),
+            mock.patch.object(S3Backend, "put_object", put_object),
+            mock.patch.object(S3Backend, "delete_object", delete_object),
             mock.patch.object(ResourceEvalS3, "_handle_list_objects_v2", staticmethod(list_objects_v2_items)),
         ]
         for patcher in self._patches:

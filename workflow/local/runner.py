@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 import shutil
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +21,7 @@ from workflow.domain.frames import IMAGE_SUFFIXES, S3Uri
 from workflow.domain.groundtruth import OBJECT_DETECTION
 from workflow.local.cloud import LocalCloud
 from workflow.local.endpoint import Predictor
+from workflow.local.workspace import Workspace
 
 if TYPE_CHECKING:
     from workflow.domain.profile import LabelingProfile
@@ -46,6 +52,10 @@ class RunOutcome:
     state_transitions: int
     lambda_invocations: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    run_id: str = ""
+    interrupted: bool = False
+    already_labeled: int = 0  # frames skipped because an earlier run labeled them
+    workspace: Path | None = None
 
 
 def upload_folder(cloud: LocalCloud, folder: Path, prefix: str) -> list[str]:
@@ -57,6 +67,18 @@ def upload_folder(cloud: LocalCloud, folder: Path, prefix: str) -> list[str]:
         cloud.s3.put_object(Bucket=INPUT_BUCKET, Key=key, Body=path.read_bytes())
         uris.append(f"s3://{INPUT_BUCKET}/{key}")
     return uris
+
+
+def source_prefix(source: str | Path) -> str:
+    """The local S3 prefix a source's frames get: the same for the same folder (or s3:// prefix) in
+    every run, so the frame ledger knows a frame an earlier run labeled."""
+    text = source if isinstance(source, str) and source.startswith("s3://") else str(Path(source).resolve())
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text.rstrip("/").rsplit("/", 1)[-1])[:40] or "frames"
+    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+class Interrupted(Exception):
+    """SIGTERM in a local run: handled like Ctrl-C."""
 
 
 def download_prefix(uri: str, dest: Path) -> Path:
@@ -74,30 +96,54 @@ def download_prefix(uri: str, dest: Path) -> Path:
 
 
 class _Progress:
-    """Counts frames whose batch has finished, from the records the run writes (pages, counts)."""
+    """Counts frames whose batch has finished, from the records the run writes (pages, counts).
+
+    The records are seen as they are stored (a listener on local S3), not listed at every poll;
+    one listing at the start counts what an earlier process of the same run already finished.
+    """
 
     def __init__(self, cloud: LocalCloud, run_id: str, callback: Callable[[int, int], None] | None) -> None:
         self.cloud, self.run_id, self.callback = cloud, run_id, callback
         self.pages: dict[str, int] = {}
         self.done: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._prefix = f"runs/{run_id}/"
+        if callback is None:
+            return
+        cloud.object_listeners.append(self._stored)
+        for sub in ("pages", "counts"):
+            listing = cloud.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=cloud.data_bucket, Prefix=f"{self._prefix}{sub}/"
+            )
+            for page in listing:
+                for obj in page.get("Contents", []):
+                    body = cloud.s3.get_object(Bucket=cloud.data_bucket, Key=obj["Key"])["Body"].read()
+                    self._stored(cloud.data_bucket, obj["Key"], body)
 
-    def _new(self, sub: str, seen: dict[str, int], field: str) -> None:
-        bucket = self.cloud.data_bucket
-        pages = self.cloud.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket, Prefix=f"runs/{self.run_id}/{sub}/"
-        )
-        for page in pages:
-            for obj in page.get("Contents", []):
-                if obj["Key"] not in seen:
-                    body = self.cloud.s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-                    seen[obj["Key"]] = int(json.loads(body).get(field, 0))
+    def _stored(self, bucket: str, key: str, body: bytes) -> None:
+        if bucket != self.cloud.data_bucket or not key.startswith(self._prefix):
+            return
+        sub = key[len(self._prefix) :].split("/", 1)[0]
+        seen = {"pages": self.pages, "counts": self.done}.get(sub)
+        if seen is None or not key.endswith(".json"):
+            return
+        try:
+            frames = int(json.loads(bytes(body)).get("frames", 0))
+        except (ValueError, AttributeError):
+            return
+        with self._lock:
+            seen[key] = frames
 
     def __call__(self) -> None:
         if self.callback is None:
             return
-        self._new("pages", self.pages, "frames")
-        self._new("counts", self.done, "frames")
-        self.callback(sum(self.done.values()), max(sum(self.pages.values()), sum(self.done.values())))
+        with self._lock:
+            done, listed = sum(self.done.values()), sum(self.pages.values())
+        self.callback(done, max(listed, done))
+
+    def close(self) -> None:
+        if self._stored in self.cloud.object_listeners:
+            self.cloud.object_listeners.remove(self._stored)
 
 
 def run_local(
@@ -114,6 +160,13 @@ def run_local(
     profile: LabelingProfile | None = None,
     label_studio_url: str | None = None,
     label_studio_api_key: str | None = None,
+    workspace: Workspace | None = None,
+    relabel: bool = False,
+    run_id: str | None = None,
+    request: dict[str, Any] | None = None,
+    command: list[str] | None = None,
+    stage: Callable[[str], None] | None = None,
+    endpoint_workers: int | None = None,
 ) -> RunOutcome:
     """Label a folder (or an S3 prefix) through the state machine in local mode; outputs go to ``out_dir``.
 
@@ -123,33 +176,70 @@ def run_local(
     pre-labels (outputs say simulated, no person); ``skip`` publishes the pre-labels without review.
     ``profile`` travels inline in the run request; ``models`` must serve its endpoints (or, when
     they are other models, the profile must map them).
+
+    ``workspace`` keeps the ledger and the runs' records between processes (see
+    :mod:`workflow.local.workspace`); without one the run lives in memory only. ``run_id`` and
+    ``request`` given together resume that run: the state machine starts again with them and
+    finishes only what is missing. Ctrl-C (or SIGTERM) stops the run, writes its partial report
+    and returns an outcome with ``interrupted`` set. ``endpoint_workers``: invocations each local
+    endpoint runs at once (its MaxConcurrentInvocationsPerInstance; default: one per CPU core, with
+    one onnxruntime intra-op thread each, as the CLI sets it).
     """
+    say = stage or (lambda _text: None)
     out_dir.mkdir(parents=True, exist_ok=True)
     review_dir = out_dir / "review"
     if review in ("wait", "groundtruth"):
         review = "wait"
         review_dir.mkdir(exist_ok=True)
+    original = str(source)
+    prefix = source_prefix(source)
     staging: Path | None = None
     if isinstance(source, str) and source.startswith("s3://"):
+        say("downloading")
         staging = download_prefix(source, out_dir / ".source")
         source = staging
     folder = Path(source)
     if not folder.is_dir():
         raise FileNotFoundError(f"input folder {folder} does not exist")
-    run_id = f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_id = run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
     studio = _label_studio(review, out_dir, folder, label_studio_url, label_studio_api_key)
-    with LocalCloud(
-        {m.endpoint_name: m.factory for m in models},
-        review_mode="wait" if review == "wait" else "simulate",
-        review_dir=review_dir if review == "wait" else None,
-        parameters=studio.parameters() if studio else None,
-    ) as cloud:
+    say("starting")
+    interrupted = False
+    with (
+        _interruptible(),
+        LocalCloud(
+            {m.endpoint_name: m.factory for m in models},
+            review_mode="wait" if review == "wait" else "simulate",
+            review_dir=review_dir if review == "wait" else None,
+            parameters=studio.parameters() if studio else None,
+            workspace=workspace,
+        ) as cloud,
+    ):
         if studio:
-            cloud.set_environment(studio.environment(f"s3://{INPUT_BUCKET}/{run_id}/"))
-        upload_folder(cloud, folder, run_id)
-        request = _request(run_id, models, profile, review, batch_size, max_concurrency)
+            cloud.set_environment(studio.environment(f"s3://{INPUT_BUCKET}/{prefix}/"))
+        if workspace is not None:
+            _release_dead_runs(cloud, workspace, keep=run_id)
+        say("uploading")
+        upload_folder(cloud, folder, prefix)
+        if request is None:
+            request = _request(run_id, models, profile, review, batch_size, max_concurrency, prefix)
+            if relabel:
+                request["relabel"] = True
+        if workspace is not None:
+            workspace.record_run(
+                run_id,
+                status="running",
+                pid=os.getpid(),
+                source=original,
+                folder=str(folder.resolve()) if staging is None else None,
+                out_dir=str(out_dir.resolve()),
+                request=request,
+                command=command,
+                started_at=time.time(),
+            )
         arn = cloud.start_run(request, name=run_id)
+        say("labeling")
         if review == "wait":
             print(
                 f"Waiting for review: when the labeling job starts, {review_dir}/<job>.draft.manifest holds "
@@ -161,11 +251,17 @@ def run_local(
         if studio:
             on_poll = _both(on_poll, studio.watch(cloud.s3, cloud.data_bucket, run_id))
         try:
-            described = cloud.wait(arn, timeout=timeout_s, on_poll=on_poll)
+            described = cloud.wait(arn, timeout=timeout_s, poll=0.5, on_poll=on_poll)
+        except (KeyboardInterrupt, Interrupted):
+            interrupted = True
+            say("stopping")
+            described = _stop(cloud, arn)
         finally:
             if studio:
                 studio.stop()
-        tick()
+        if not interrupted:
+            tick()
+        tick.close()
         outcome = RunOutcome(
             summary=json.loads(described.get("output") or "{}"),
             status=described["status"],
@@ -177,13 +273,103 @@ def run_local(
             error=None
             if described["status"] == "SUCCEEDED"
             else f"{described.get('error')}: {described.get('cause')}",
+            run_id=run_id,
+            interrupted=interrupted,
+            workspace=workspace.root if workspace is not None else None,
         )
-        _export(cloud, run_id, out_dir, folder)
+        say("exporting")
+        _export(cloud, run_id, out_dir, folder, prefix, original)
+    outcome.already_labeled = _already_labeled(out_dir)
+    counted = outcome.summary
+    if not counted and (out_dir / "report.json").exists():  # a stopped run: its partial report's counts
+        counted = json.loads((out_dir / "report.json").read_text())
+    if workspace is not None:
+        workspace.record_run(
+            run_id,
+            status="interrupted"
+            if interrupted
+            else ("succeeded" if outcome.status == "SUCCEEDED" else "failed"),
+            ended_at=time.time(),
+            elapsed_s=round(outcome.elapsed_s, 2),
+            counts={k: counted.get(k) for k in ("frames_found", "labeled", "skipped", "failed")}
+            | {"already_labeled": outcome.already_labeled},
+            error=outcome.error,
+        )
     if overlays and outcome.status == "SUCCEEDED":
-        _write_overlays(out_dir, folder, run_id)
+        say("overlays")
+        _write_overlays(out_dir, folder, original)
     if staging is not None:
         shutil.rmtree(staging, ignore_errors=True)
+    outcome.elapsed_s = time.monotonic() - started
     return outcome
+
+
+class _interruptible:
+    """SIGTERM raises :class:`Interrupted` in the main thread while a run waits (Ctrl-C already
+    raises KeyboardInterrupt); a second Ctrl-C while stopping leaves at once."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise Interrupted(f"signal {signum}")
+
+
+def _stop(cloud: LocalCloud, arn: str) -> dict[str, Any]:
+    """Stop the execution as Step Functions' StopExecution does; the status change event has
+    ReportFailedRun write the partial report and release the run's frames."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # a second Ctrl-C: leave now
+    try:
+        cloud.sfn.stop_execution(executionArn=arn, error="Interrupted", cause="stopped on this machine")
+        deadline = time.monotonic() + 30
+        described = dict(cloud.sfn.describe_execution(executionArn=arn))
+        while described["status"] == "RUNNING" and time.monotonic() < deadline:
+            time.sleep(0.1)  # moto stops the execution's worker asynchronously
+            described = dict(cloud.sfn.describe_execution(executionArn=arn))
+        if described["status"] == "RUNNING":
+            described |= {"status": "ABORTED", "error": "Interrupted", "cause": "stopped on this machine"}
+        cloud.emit_status_change(described)
+        return described
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _release_dead_runs(cloud: LocalCloud, workspace: Workspace, keep: str) -> None:
+    """A run whose process died (SIGKILL, power loss) still holds its frames' claims: record it as
+    failed in the ledger, which releases them to the next run (as ReportFailedRun does in AWS)."""
+    import boto3
+
+    from workflow.adapters.ledger import FrameLedger
+
+    client = boto3.client("dynamodb", region_name=cloud.sfn.meta.region_name)
+    ledger = FrameLedger(client, cloud.environment["LEDGER_TABLE"])
+    for record in workspace.runs():
+        if record["status"] == "interrupted" and record["run_id"] != keep and not record.get("released"):
+            ledger.mark_run(record["run_id"], "failed", "the local process ended before the run did")
+            workspace.record_run(record["run_id"], released=True)
+
+
+def _already_labeled(out_dir: Path) -> int:
+    lines = out_dir / "report-frames.jsonl"
+    if not lines.exists():
+        return 0
+    count = 0
+    for raw in lines.read_text().splitlines():
+        if raw.strip():
+            line = json.loads(raw)
+            if line.get("status") == "skipped" and str(line.get("reason", "")).startswith("already labeled"):
+                count += 1
+    return count
 
 
 def _label_studio(review: str, out_dir: Path, folder: Path, url: str | None, key: str | None) -> Any:
@@ -212,10 +398,11 @@ def _request(
     review: str,
     batch_size: int,
     max_concurrency: int,
+    prefix: str | None = None,
 ) -> dict[str, Any]:
     """The state machine input; a profile's own models are left to PrepareRun to take from it."""
     request: dict[str, Any] = {
-        "sources": [f"s3://{INPUT_BUCKET}/{run_id}/"],
+        "sources": [f"s3://{INPUT_BUCKET}/{prefix or run_id}/"],
         "batch_size": batch_size,
         "max_concurrency": max_concurrency,
         "review": {"skip": "skip", "label-studio": "label-studio"}.get(review, "groundtruth"),
@@ -259,14 +446,15 @@ _EXPORTS = {
 }
 
 
-def _export(cloud: LocalCloud, run_id: str, out_dir: Path, folder: Path) -> None:
+def _export(cloud: LocalCloud, run_id: str, out_dir: Path, folder: Path, prefix: str, source: str) -> None:
     """Copy the run's outputs out of local S3 (local S3 is gone when the run ends).
 
     The dataset's shards are joined into one file each (a local run is small): ``output.manifest``,
     ``coco.json``, ``prelabels.coco.json``, ``segmentation.manifest`` and ``report-frames.jsonl`` (one
-    report line per frame: labeled, failed or skipped, with the reason). Manifests keep the S3 URIs
-    the workflow wrote, as in AWS; ``frames-map.json`` says which local folder each URI prefix
-    stands for (frames, and the segmentation label maps copied to ``segmentation/``).
+    report line per frame: labeled, failed or skipped, with the reason). Frames are named by their
+    path relative to the input folder (or their original ``s3://`` URI), see :func:`point_at_files`;
+    ``frames-map.json`` says which local S3 prefix stood for them in the run's records, and where
+    the segmentation label maps (copied to ``segmentation/``) were.
     """
     run_prefix = f"runs/{run_id}/"
 
@@ -312,21 +500,57 @@ def _export(cloud: LocalCloud, run_id: str, out_dir: Path, folder: Path) -> None
         target.parent.mkdir(exist_ok=True)
         target.write_bytes(cloud.s3.get_object(Bucket=cloud.data_bucket, Key=key)["Body"].read())
     mapping = {
-        "s3_prefix": f"s3://{INPUT_BUCKET}/{run_id}/",
+        "s3_prefix": f"s3://{INPUT_BUCKET}/{prefix}/",
+        "frames_named": frame_base(source) or "relative to local_folder",
         "local_folder": str(folder.resolve()),
         "segmentation_prefix": f"s3://{cloud.data_bucket}/{run_prefix}segmentation/",
         "segmentation_folder": str((out_dir / "segmentation").resolve()),
     }
     (out_dir / "frames-map.json").write_text(json.dumps(mapping, indent=2))
+    point_at_files(out_dir, prefix, source)
 
 
-def local_path(frame_uri: str, folder: Path, run_id: str) -> Path:
-    prefix = f"s3://{INPUT_BUCKET}/{run_id}/"
-    return folder / frame_uri[len(prefix) :] if frame_uri.startswith(prefix) else Path(frame_uri)
+# What a local run writes for people and tools names each frame where it really is.
+_POINTED = (
+    "coco.json",
+    "prelabels.coco.json",
+    "report.json",
+    "report-frames.jsonl",
+    "output.manifest",
+    "input.manifest",
+    "segmentation.manifest",
+)
 
 
-def _write_overlays(out_dir: Path, folder: Path, run_id: str) -> None:
-    """Overlay images of the published labels on the original frames."""
+def frame_base(source: str) -> str:
+    """What the frames' local S3 prefix becomes in the outputs: nothing for a folder (paths relative
+    to it), the original prefix for an s3:// source."""
+    return source.rstrip("/") + "/" if source.startswith("s3://") else ""
+
+
+def point_at_files(out_dir: Path, prefix: str, source: str) -> None:
+    """Rewrite the local S3 URIs of the input frames in the exported files: ``a/b.jpg`` (relative
+    to the input folder) or the original ``s3://`` URI. The URIs are plain JSON strings, so the
+    prefix is replaced as text (it holds no character JSON escapes)."""
+    local = f"s3://{INPUT_BUCKET}/{prefix}/"
+    base = frame_base(source)
+    for name in _POINTED:
+        path = out_dir / name
+        if path.exists():
+            text = path.read_text(encoding="utf-8")
+            if local in text:
+                path.write_text(text.replace(local, base), encoding="utf-8")
+
+
+def local_path(frame: str, folder: Path, source: str) -> Path:
+    """The file of a frame as the outputs name it (see :func:`point_at_files`)."""
+    base = frame_base(source)
+    return folder / frame[len(base) :] if base and frame.startswith(base) else folder / frame
+
+
+def _write_overlays(out_dir: Path, folder: Path, source: str) -> None:
+    """Overlay images of the published labels on the original frames, at the frame's path relative
+    to the input folder (``overlays/sub/a.jpg``; the frame's own format), so two frames never share one."""
     from workflow.domain.errors import FrameError
     from workflow.domain.groundtruth import parse_output_line
     from workflow.inference.images import decode_image
@@ -337,20 +561,25 @@ def _write_overlays(out_dir: Path, folder: Path, run_id: str) -> None:
         return
     target = out_dir / "overlays"
     target.mkdir(exist_ok=True)
+    root = folder.resolve()
     for raw in manifest.read_text().splitlines():
         line = json.loads(raw)
         attribute = _label_attribute(line)
         frame = parse_output_line(line, attribute)
         if frame.failed:
             continue
-        path = local_path(frame.source_ref, folder, run_id)
+        path = local_path(frame.source_ref, folder, source)
         if not path.exists() or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
+            relative = path.resolve().relative_to(root)
+        except ValueError:
             continue
         try:
             image = decode_image(path.read_bytes(), str(path))
         except FrameError:
             continue
-        save_overlay(image, frame.to_detections(), target / f"{path.stem}.jpg")
+        save_overlay(image, frame.to_detections(), target / relative)
 
 
 def _label_attribute(line: dict[str, Any]) -> str:
