@@ -169,11 +169,12 @@ def test_s3_requests_grow_with_batches_not_frames():
     # Given the same frames in batches of 10, then 100 (no review, so no Ground Truth traffic)
     small, large = (s3_requests(RunShape(frames=100_000, batch_size=b, review="skip")) for b in (10, 100))
     # When the workflow's requests are compared
-    # Then 9,000 fewer batches save each batch's PUTs (batch, request, labels, counts) and GETs
-    # (InvokeModels 2, MergeBatch 3 + the output, PlanReview 1, PublishShard 1), and PlanReview's
-    # listings of counts/ and batches/ take 10 pages each instead of 1
-    assert small["workflow"][0] - large["workflow"][0] == 9000 * 4 + 2 * 9
-    assert small["workflow"][1] - large["workflow"][1] == 9000 * 8
+    # Then 9,000 fewer batches save each batch's PUTs (batch, request, labels, counts, the callback's
+    # inference records) and GETs (InvokeModels 2, MergeBatch 3 + the output + the records,
+    # PlanReview 1, PublishShard 1), and PlanReview's listings of counts/ and batches/ take 10 pages
+    # each instead of 1
+    assert small["workflow"][0] - large["workflow"][0] == 9000 * 5 + 2 * 9
+    assert small["workflow"][1] - large["workflow"][1] == 9000 * 9
     assert "ground truth" not in small
 
 

@@ -232,4 +232,5 @@ def test_duplicate_webhooks_after_completion_resume_once_and_rewrite_nothing() -
         "status": "Completed",
         "output_manifest_uri": "s3://d/out.manifest",
         "label_attribute": "reviewed",
+        "part": None,  # CollectReview sets it
     }

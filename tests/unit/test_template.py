@@ -131,7 +131,7 @@ def test_inlined_template_gives_every_substitution_a_plausible_arn(source):
         "RecordBatchFailure",
         "PlanReview",
         "AssembleManifest",
-        "StartLabelingJob",
+        "StartReview",
         "CollectReview",
         "PublishShard",
         "FinishRun",
