@@ -307,21 +307,38 @@ def flatness(results: list[dict[str, Any]]) -> dict[str, float]:
     return {step: large["peak_mb"][step] / max(small["peak_mb"][step], 1e-6) for step in large["peak_mb"]}
 
 
-def extrapolate(result: dict[str, Any], frames: int) -> dict[str, Any]:
-    """The shape of a run of ``frames`` frames, from the measured run's records and constants."""
+def _slope(results: list[dict[str, Any]], step: str, per: Callable[[dict[str, Any]], int]) -> float:
+    """MB per object read, between the smallest and the largest measured run (0 when one run)."""
+    first, last = results[0], results[-1]
+    span = per(last) - per(first)
+    return 0.0 if span <= 0 else max(0.0, (last["peak_mb"][step] - first["peak_mb"][step]) / span)
+
+
+def extrapolate(results: list[dict[str, Any]], frames: int) -> dict[str, Any]:
+    """The shape of a run of ``frames`` frames, from the workflow's constants and the measured runs."""
     from workflow.domain.records import MAX_FRAMES_PER_JOB, PAGE_SIZE, SHARD_FRAMES
 
-    batch = result["batch_size"]
+    last = results[-1]
+    batch = last["batch_size"]
     sources = math.ceil(frames / SOURCE_PREFIX_FRAMES)
     pages_per_source = math.ceil(SOURCE_PREFIX_FRAMES / PAGE_SIZE)
     pages = sources * pages_per_source
     batches = math.ceil(frames / batch)
     shards = math.ceil(frames / SHARD_FRAMES)
-    # A source's child execution: ExecutionStarted, StartListing (2), per page a Task (~5 events:
-    # entered, scheduled, started, succeeded, exited) and a Choice (2), Listed (2), ExecutionSucceeded.
-    loop_events = 2 + 2 + pages_per_source * 7 + 2 + 1
+    # A source's child execution: ExecutionStarted, StartListing (2), per page a Task (entered,
+    # scheduled, started, succeeded, exited) and a Choice (entered, exited), Listed (2), Succeeded.
+    loop_events = 1 + 2 + pages_per_source * 7 + 2 + 1
+    plan_read = lambda r: r["objects_read"]["PlanReview"]["counts"]  # noqa: E731
+    finish_read = lambda r: sum(r["objects_read"]["FinishRun"].values())  # noqa: E731
+    plan_mb = last["peak_mb"]["PlanReview"] + _slope(results, "PlanReview", plan_read) * (
+        batches - plan_read(last)
+    )
+    finish_mb = last["peak_mb"]["FinishRun"] + _slope(results, "FinishRun", finish_read) * (
+        shards + pages - finish_read(last)
+    )
     return {
         "frames": frames,
+        "sources": sources,
         "invocations": {
             "ListPage": pages,
             "InvokeModels": batches,
@@ -332,24 +349,25 @@ def extrapolate(result: dict[str, Any], frames: int) -> dict[str, Any]:
         },
         "largest_invocation_frames": {
             "ListPage": PAGE_SIZE,
+            "InvokeModels": batch,
             "MergeBatch": batch,
             "PublishShard": SHARD_FRAMES,
         },
-        "objects_read": {"PlanReview": 2 * batches, "FinishRun": shards + pages},
-        "child_executions": sources + batches + shards,
+        "objects_read": {
+            "PlanReview": {"batches_listed": batches, "counts": batches},
+            "FinishRun": {"shard_counts": shards, "pages": pages},
+        },
+        "projected_peak_mb": {"PlanReview": round(plan_mb, 1), "FinishRun": round(finish_mb, 1)},
+        "child_executions": {
+            "ListSources": sources,
+            "LabelBatches": batches,
+            "PublishShards": shards,
+            "total": sources + batches + shards,
+        },
         "labeling_jobs_if_reviewed": math.ceil(frames / MAX_FRAMES_PER_JOB),
         "listpage_events_per_source": loop_events,
-        "listpage_events_per_source_note": (
-            f"{pages_per_source} pages per {SOURCE_PREFIX_FRAMES:,}-frame prefix; a single prefix of "
-            f"{frames:,} frames would need ~{math.ceil(frames / PAGE_SIZE) * 7 + 7:,} events "
-            f"(limit {HISTORY_EVENTS:,}: at most ~{(HISTORY_EVENTS - 7) // 7 * PAGE_SIZE:,} frames per prefix)"
-        ),
+        "one_prefix_events": math.ceil(frames / PAGE_SIZE) * 7 + 6,
     }
-
-
-def scale_time(results: list[dict[str, Any]], step: str, frames: int) -> float:
-    """Seconds of a step's largest invocation at ``frames`` frames, linear in the measured growth."""
-    return results[-1]["rerun_s"][step]
 
 
 def main() -> int:
@@ -358,7 +376,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--max-concurrency", type=int, default=40)
     parser.add_argument("--out", default=str(ROOT / "bench-out" / "scale.json"))
+    parser.add_argument("--from-json", help="print the checks and extrapolation of an earlier scale.json")
     args = parser.parse_args()
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        args.batch_size = results[-1]["batch_size"]
+        return report(results, args)
     sizes = [int(s) for s in args.frames.split(",") if s.strip()]
 
     recorded, origin = recorded_detections()
@@ -386,24 +409,40 @@ def main() -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
+    return report(results, args)
 
+
+def report(results: list[dict[str, Any]], args: argparse.Namespace) -> int:
+    """Print the flatness check and the extrapolation; 1 when a step's peak grows over the limit."""
     ok = True
     if len(results) > 1:
-        print(f"peak memory from {results[0]['frames']:,} to {results[-1]['frames']:,} frames (limit {FLAT_LIMIT}x):")
+        print(
+            f"peak memory from {results[0]['frames']:,} to {results[-1]['frames']:,} frames "
+            f"(limit {FLAT_LIMIT}x):"
+        )
         for step, ratio in flatness(results).items():
             flat = ratio <= FLAT_LIMIT
             ok &= flat
             print(f"  {step:<13} {ratio:5.2f}x  {'flat' if flat else 'GROWS'}")
-    print("extrapolation (from the measured shape; batch size", args.batch_size, "):")
-    for frames in (1_000_000, 10_000_000):
-        e = extrapolate(results[-1], frames)
-        print(f"  {frames:>10,} frames: invocations {json.dumps(e['invocations'])}")
+    print(
+        f"extrapolation at batch size {args.batch_size}, {SOURCE_PREFIX_FRAMES:,} frames per source prefix:"
+    )
+    extrapolations = [extrapolate(results, n) for n in (1_000_000, 10_000_000)]
+    for e in extrapolations:
+        print(f"  {e['frames']:>10,} frames, {e['sources']:,} sources:")
+        print(f"    invocations {json.dumps(e['invocations'])}")
+        print(f"    largest invocation (frames) {json.dumps(e['largest_invocation_frames'])}")
+        print(f"    objects read {json.dumps(e['objects_read'])}")
+        print(f"    projected peak MB (linear in objects read) {json.dumps(e['projected_peak_mb'])}")
+        print(f"    child executions {json.dumps(e['child_executions'])}")
         print(
-            f"               largest invocation (frames) {json.dumps(e['largest_invocation_frames'])}; "
-            f"objects read {json.dumps(e['objects_read'])}; child executions {e['child_executions']:,}"
+            f"    ListPage loop: {e['listpage_events_per_source']} history events per source "
+            f"(limit {HISTORY_EVENTS:,}); all {e['frames']:,} frames under ONE prefix would need "
+            f"{e['one_prefix_events']:,}"
         )
-        print(f"               ListPage loop events per source: {e['listpage_events_per_source']} "
-              f"(limit {HISTORY_EVENTS:,}); {e['listpage_events_per_source_note']}")
+    max_prefix = (HISTORY_EVENTS - 6) // 7 * 1000
+    print(f"  one source prefix holds at most ~{max_prefix:,} frames before its listing loop hits the limit")
+    Path(args.out).with_name("scale-extrapolation.json").write_text(json.dumps(extrapolations, indent=2))
     print(f"results in {args.out}")
     return 0 if ok else 1
 
