@@ -515,6 +515,8 @@ def s3_requests(shape: RunShape) -> dict[str, tuple[int, int]]:
     line_bytes = _LINE_BYTES + _LINE_BYTES_PER_OBJECT * shape.objects_per_frame
     gets += parts + reviewed_batches
     puts += sum(_upload(frames * line_bytes) for frames, _ in shape.parts)
+    # StartReview, per job: the run's profile (its review backend).
+    gets += parts
     # CollectReview, per job: its plan, the job's output manifest; reviewed lines per batch.
     gets += 2 * parts
     puts += reviewed_batches
