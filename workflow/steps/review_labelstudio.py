@@ -35,7 +35,8 @@ from workflow.domain.labelstudio import label_config, model_version, pending_tas
 from workflow.domain.profile import LabelingProfile
 from workflow.domain.run import ManifestPart, ManifestResult, ReviewResult, RunContext
 from workflow.settings import Settings
-from workflow.steps.manifest import routed_frames
+from workflow.adapters.run_store import RunStore
+from workflow.domain.records import BATCH_FIELD, LabeledFrame
 
 SECRET_HEADER = "X-Autolabel-Webhook-Secret"
 
@@ -159,15 +160,25 @@ def start_label_studio_review(
 def _tasks(
     lines: list[dict[str, Any]], run: RunContext, s3: S3Store, prelabel: str, images: ImageLocator
 ) -> list[dict[str, Any]]:
-    routed = {f.detections.frame: f for f in routed_frames(run, s3)}
+    routed = _routed(lines, run, s3)
     tasks = []
     for line in lines:
         frame = str(line["source-ref"])
         found = routed.get(frame)
-        models = _frame_models(found.detections) if found else {}
-        score = found.decision.min_score if found else None
+        models = _frame_models(found.detections()) if found else {}
+        score = found.route.min_score if found else None
         tasks.append(review_task(line, prelabel, images.url(frame), model_version(models), score))
     return tasks
+
+
+def _routed(lines: list[dict[str, Any]], run: RunContext, s3: S3Store) -> dict[str, LabeledFrame]:
+    """The labeled frames of the lines' batches (each line names its batch), by frame URI."""
+    store = RunStore(s3, run.bucket, run.run_prefix)
+    found: dict[str, LabeledFrame] = {}
+    for batch in sorted({str(line[BATCH_FIELD]) for line in lines if line.get(BATCH_FIELD)}):
+        labels = store.get_labels(batch)
+        found.update({f.frame: f for f in labels.frames} if labels else {})
+    return found
 
 
 # --- the webhook --------------------------------------------------------------------------------
