@@ -8,9 +8,7 @@ virtualenv is built by ``make label-studio``); the tasks are checked against its
 from __future__ import annotations
 
 import json
-import shutil
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +21,9 @@ from workflow.exports.records import ExportBox, ExportFrame, mask_outline, rle_m
 from workflow.exports.source import LocalRun, S3Run
 from workflow.exports.writers import write_cvat, write_yolo
 from workflow.exports.yolo_reader import YoloFormatError, parse_label_line, read_yolo
-from workflow.local.endpoint import Predictor
 
 pytestmark = pytest.mark.slow
-FRAMES = ("000000.png", "000008.png")
-
-
-@pytest.fixture(scope="module")
-def run_out(
-    shared_dir: Path, detector_factory: Callable[[], Predictor], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    from workflow.local.runner import LocalModel, run_local
-
-    folder = tmp_path_factory.mktemp("frames")
-    for name in FRAMES:
-        shutil.copy(shared_dir / "data" / "kitti_object" / "image_2" / name, folder / name)
-    out = tmp_path_factory.mktemp("run") / "out"
-    outcome = run_local(
-        folder, out, [LocalModel(name="nanodet-coco", factory=detector_factory)], timeout_s=600
-    )
-    assert outcome.status == "SUCCEEDED", outcome.error
-    return out
+FRAMES = ("000000.png", "000008.png")  # the run_out fixture's (conftest.py)
 
 
 def export(run_out: Path, fmt: str, tmp_path: Path) -> Path:

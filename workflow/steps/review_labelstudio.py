@@ -26,6 +26,7 @@ from typing import Any
 from workflow.adapters.callbacks import TaskCallbacks
 from workflow.adapters.labeling import job_name
 from workflow.adapters.labelstudio import ImageLocator, LabelStudioClient, LabelStudioError
+from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
 from workflow.adapters.tokens import TokenStore
 from workflow.domain.detections import Detections
@@ -33,10 +34,9 @@ from workflow.domain.errors import ConfigurationError
 from workflow.domain.frames import S3Uri
 from workflow.domain.labelstudio import label_config, model_version, pending_tasks, review_task, reviewed_line
 from workflow.domain.profile import LabelingProfile
+from workflow.domain.records import BATCH_FIELD, LabeledFrame
 from workflow.domain.run import ManifestPart, ManifestResult, ReviewResult, RunContext
 from workflow.settings import Settings
-from workflow.adapters.run_store import RunStore
-from workflow.domain.records import BATCH_FIELD, LabeledFrame
 
 SECRET_HEADER = "X-Autolabel-Webhook-Secret"
 
