@@ -21,7 +21,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workflow.adapters.callbacks import TaskCallbacks
 from workflow.adapters.labeling import job_name
@@ -29,7 +29,6 @@ from workflow.adapters.labelstudio import ImageLocator, LabelStudioClient, Label
 from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
 from workflow.adapters.tokens import TokenStore
-from workflow.domain.detections import Detections
 from workflow.domain.errors import ConfigurationError
 from workflow.domain.frames import S3Uri
 from workflow.domain.labelstudio import label_config, model_version, pending_tasks, review_task, reviewed_line
@@ -37,6 +36,9 @@ from workflow.domain.profile import LabelingProfile
 from workflow.domain.records import BATCH_FIELD, LabeledFrame
 from workflow.domain.run import ManifestPart, ManifestResult, ReviewResult, RunContext
 from workflow.settings import Settings
+
+if TYPE_CHECKING:  # the webhook stays light: Detections (numpy) loads only when a frame is read
+    from workflow.domain.detections import Detections
 
 SECRET_HEADER = "X-Autolabel-Webhook-Secret"
 
