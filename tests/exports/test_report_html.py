@@ -52,6 +52,12 @@ def test_a_local_runs_report_opens_offline_with_its_overlays(
 ) -> None:
     report = json.loads((run_out / "report.json").read_text())
     assert report["outputs"]["report_html"].endswith("/report.html")
+    # FinishRun wrote it in the run's S3 prefix (copied out): in AWS the gallery links presigned frames
+    data = json.loads(
+        (run_out / "report.html").read_text().split('id="gallery-data">')[1].split("</script>")[0]
+    )
+    assert len(data) == report["labeled"]
+    assert all(e["u"].startswith("https://") and "Signature=" in e["u"] for e in data)
     page, errors, remote = open_page(browser, run_out / "report.html")
     # Then the summary and sections are there
     assert page.locator("#summary .card .num").first.inner_text() == str(report["frames_found"])

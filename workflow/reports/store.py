@@ -52,4 +52,4 @@ def _elapsed(store: RunStore) -> float | None:
         head = store.s3.client.head_object(Bucket=uri.bucket, Key=uri.key)
     except Exception:  # noqa: BLE001 - elapsed is shown as unknown
         return None
-    return (datetime.now(UTC) - head["LastModified"]).total_seconds()
+    return float((datetime.now(UTC) - head["LastModified"]).total_seconds())
