@@ -258,7 +258,11 @@ def _model_version(frame: ExportFrame) -> str:
 
 
 def write_label_studio(
-    frames: Iterable[ExportFrame], categories: Sequence[Category], out: Path, resolve: Resolve
+    frames: Iterable[ExportFrame],
+    categories: Sequence[Category],
+    out: Path,
+    resolve: Resolve,
+    document_root: str | Path = "/",
 ) -> int:
     """``tasks.json`` (Label Studio's import format: ``data.image``, ``predictions`` with
     ``model_version``, a task score and per-region ``score``; frames people reviewed also carry their
@@ -268,7 +272,6 @@ def write_label_studio(
     these through a cloud storage connection), or for local runs ``/data/local-files/?d=<path>``
     relative to ``document_root`` (Label Studio's ``LOCAL_FILES_DOCUMENT_ROOT``)."""
     out.mkdir(parents=True, exist_ok=True)
-    root = os.environ.get("LABEL_STUDIO_DOCUMENT_ROOT", "/")
     (out / "label_config.xml").write_text(label_studio_config(categories))
     count = 0
     with (out / "tasks.json").open("w") as f:
@@ -279,7 +282,7 @@ def write_label_studio(
             if image.path is not None:
                 from workflow.domain.labelstudio import local_files_url
 
-                url = local_files_url(os.path.relpath(image.path, root))
+                url = local_files_url(os.path.relpath(image.path, document_root))
             scores = [b.score for b in frame.prelabels if b.score is not None]
             task: dict[str, Any] = {
                 "data": {"image": url, "source_ref": frame.uri, **frame.provenance()},
