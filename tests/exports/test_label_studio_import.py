@@ -30,7 +30,7 @@ def studio(frames_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
     if not (VENV / ".installed").exists():
         pytest.skip("Label Studio is not installed: run `make label-studio` (builds .venv-labelstudio)")
-    server = LocalLabelStudio(tmp_path_factory.mktemp("label-studio"), frames_dir)
+    server = LocalLabelStudio(tmp_path_factory.mktemp("label-studio"), frames_dir.parent)
     server.start()
     yield server
     server.stop()
@@ -43,7 +43,7 @@ def test_exported_tasks_import_into_label_studio_with_scores_and_images(
 
     target = tmp_path / "ls"
     argv = ["export", str(run_out), "--format", "label-studio", "--out", str(target)]
-    assert main([*argv, "--document-root", str(frames_dir)]) == 0
+    assert main([*argv, "--document-root", str(frames_dir.parent)]) == 0  # storage: a folder under it
     exported = json.loads((target / "tasks.json").read_text())
     client = LabelStudioClient(studio.url, studio.credentials["token"])  # type: ignore[attr-defined]
     project = client.create_project("export check", (target / "label_config.xml").read_text())
