@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -10,14 +11,30 @@ from workflow.adapters.run_store import RunStore
 from workflow.domain.records import ShardCounts, add_counts
 from workflow.reports.html import render_report
 
+LOG = logging.getLogger(__name__)
 # A presigned URL lives at most 7 days (SigV4); the gallery's frame links expire with it.
 LINK_SECONDS = 7 * 24 * 3600
 
 
 def write_report_html(
     store: RunStore, report: dict[str, Any], shards: list[ShardCounts], colors: dict[str, str]
+) -> str | None:
+    """Render the page from the shards' counters and put it at ``report.html``; returns its URI.
+
+    The page is a view of ``report.json`` (already written): a page that cannot be rendered is
+    logged with its reason and the run goes on (None returned); S3 errors are raised as usual.
+    """
+    try:
+        page = _render(store, report, shards, colors)
+    except (KeyError, TypeError, ValueError) as exc:
+        LOG.error("report.html of %s not written: %s: %s", store.prefix, type(exc).__name__, exc)
+        return None
+    return store.s3.put_bytes(store.uri("report.html"), page.encode(), "text/html; charset=utf-8")
+
+
+def _render(
+    store: RunStore, report: dict[str, Any], shards: list[ShardCounts], colors: dict[str, str]
 ) -> str:
-    """Render the page from the shards' counters and put it at ``report.html``; returns its URI."""
     histogram: Counter[str] = Counter()
     for shard in shards:
         add_counts(histogram, shard.score_histogram)
@@ -34,7 +51,7 @@ def write_report_html(
         except Exception:  # noqa: BLE001 - a link that cannot be signed stays the frame's URI
             return frame
 
-    page = render_report(
+    return render_report(
         report,
         score_histogram=histogram,
         gallery=[e for s in shards for e in s.gallery],
@@ -42,7 +59,6 @@ def write_report_html(
         colors=colors,
         elapsed_s=_elapsed(store),
     )
-    return store.s3.put_bytes(store.uri("report.html"), page.encode(), "text/html; charset=utf-8")
 
 
 def _elapsed(store: RunStore) -> float | None:
