@@ -19,7 +19,7 @@ from pycocotools.coco import COCO
 from workflow.cli.main import main
 from workflow.exports.records import ExportBox, ExportFrame, mask_outline, rle_mask
 from workflow.exports.source import LocalRun, S3Run
-from workflow.exports.writers import write_cvat, write_yolo
+from workflow.exports.writers import file_name, write_cvat, write_yolo
 from workflow.exports.yolo_reader import YoloFormatError, parse_label_line, read_yolo
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ def test_yolo_reads_back_to_the_published_boxes(run_out: Path, tmp_path: Path) -
     assert len(data.images) == len(FRAMES)
     assert all((target / image).exists() for image in data.images)
     for image in source["images"]:
-        stem = Path(image["file_name"]).parent.name + "__" + Path(image["file_name"]).stem
+        stem = Path(file_name(image["file_name"])).stem
         objects = data.labels[stem]
         anns = [a for a in source["annotations"] if a["image_id"] == image["id"]]
         assert len(objects) == len(anns)

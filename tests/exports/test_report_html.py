@@ -73,7 +73,8 @@ def test_a_local_runs_report_opens_offline_with_its_overlays(
         timeout=10_000,
     )
     srcs = page.eval_on_selector_all("#tiles img", "els => els.map(e => e.getAttribute('src'))")
-    assert sorted(srcs) == sorted(f"overlays/{p.name}" for p in (run_out / "overlays").glob("*.jpg"))
+    drawn = [p for p in (run_out / "overlays").rglob("*") if p.is_file()]
+    assert sorted(srcs) == sorted(p.relative_to(run_out).as_posix() for p in drawn)
     shots = Path(os.environ.get("AUTOLABEL_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shots / "report.png"), full_page=True)

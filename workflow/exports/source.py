@@ -81,8 +81,15 @@ class LocalRun(RunSource):
         yield ShardFiles(coco=_read_json(self.out / "coco.json"), prelabels=prelabels, report=report)
 
     def image(self, uri: str) -> Image:
-        if self.folder is not None and self.prefix and uri.startswith(self.prefix):
-            path = (self.folder / uri[len(self.prefix) :]).resolve()
+        """A frame named by the run's local S3 URI, or (outputs that point at the files) by its path
+        relative to the input folder; an original ``s3://`` URI has no local file."""
+        relative = None
+        if self.prefix and uri.startswith(self.prefix):
+            relative = uri[len(self.prefix) :]
+        elif "://" not in uri:
+            relative = uri
+        if self.folder is not None and relative is not None:
+            path = (self.folder / relative).resolve()
             return Image(uri, path, str(path))
         return Image(uri, None, uri)
 

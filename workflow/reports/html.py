@@ -5,7 +5,8 @@ No network at view time (inline CSS, JS and SVG; no fonts or scripts fetched), s
 file or an S3 presigned URL. The gallery lists the frames the shards' counters carry (at most
 ``GALLERY_PER_SHARD`` per shard) as data, and draws one page of thumbnails at a time: images are
 linked, never inlined, and load lazily. Opened from a file (a local run's OUT folder) a thumbnail
-is ``overlays/<frame stem>.jpg``; elsewhere the frame's URL (presigned in AWS).
+is ``overlays/<frame>`` when the outputs name frames by their path in the input folder, else
+``overlays/<frame stem>.jpg``; elsewhere the frame's URL (presigned in AWS).
 
 Standard library only: FinishRun imports this and must stay light (no numpy, no Pillow).
 """
@@ -210,7 +211,7 @@ const PAGE=%(page)d, COLORS=%(colors)s, ROUTE={auto:'#2e7d32',verify:'#f9a825',a
 const local=location.protocol==='file:';
 const $=id=>document.getElementById(id);
 let page=0, shown=D;
-function src(e){return local?'overlays/'+e.o:e.u;}
+function src(e){return local?'overlays/'+(e.f.includes('://')?e.o:e.f):e.u;}
 function apply(){
   const c=$('f-class').value, r=$('f-route').value;
   const lo=parseFloat($('f-min').value||'0'), hi=parseFloat($('f-max').value||'1');
