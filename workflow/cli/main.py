@@ -22,11 +22,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cost": ("workflow.cli.cost", "estimate what a run of N frames costs in AWS"),
     "scorecard": ("workflow.cli.scorecard", "how reviewers changed the pre-labels, per class and per model"),
     "endpoint": ("workflow.cli.endpoint", "package, upload or resolve a model endpoint for sam deploy"),
+    "logs": ("workflow.cli.logs", "inspect drive logs (.bag, .db3, .mcap) and extract their camera frames"),
     "export": (
         "workflow.cli.export",
         "a run's labels as COCO, COCO results, YOLO, Label Studio, CVAT or FiftyOne",
     ),
-    "logs": ("workflow.cli.logs", "inspect drive logs (.bag, .db3, .mcap) and extract their camera frames"),
 }
 
 

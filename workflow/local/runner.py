@@ -331,7 +331,7 @@ def _write_overlays(out_dir: Path, folder: Path, run_id: str) -> None:
     from workflow.domain.errors import FrameError
     from workflow.domain.groundtruth import parse_output_line
     from workflow.inference.images import decode_image
-    from workflow.inference.overlay import profile_colors, save_overlay
+    from workflow.inference.overlay import save_overlay
 
     manifest = out_dir / "output.manifest"
     if not manifest.exists():
@@ -351,12 +351,7 @@ def _write_overlays(out_dir: Path, folder: Path, run_id: str) -> None:
             image = decode_image(path.read_bytes(), str(path))
         except FrameError:
             continue
-        save_overlay(
-            image,
-            frame.to_detections(),
-            target / f"{path.stem}.jpg",
-            profile_colors(out_dir / "profile.json"),
-        )
+        save_overlay(image, frame.to_detections(), target / f"{path.stem}.jpg")
 
 
 def _label_attribute(line: dict[str, Any]) -> str:

@@ -5,8 +5,8 @@ No network at view time (inline CSS, JS and SVG; no fonts or scripts fetched), s
 file or an S3 presigned URL. The gallery lists the frames the shards' counters carry (at most
 ``GALLERY_PER_SHARD`` per shard) as data, and draws one page of thumbnails at a time: images are
 linked, never inlined, and load lazily. Opened from a file (a local run's OUT folder) a thumbnail
-is ``overlays/<frame>`` when the outputs name frames by their path in the input folder, else
-``overlays/<frame stem>.jpg``; elsewhere the frame's URL (presigned in AWS).
+is tried at the places a local run may have drawn it (:func:`overlay_candidates`), then the
+frame's URL; elsewhere the frame's URL (presigned in AWS).
 
 Standard library only: FinishRun imports this and must stay light (no numpy, no Pillow).
 """
@@ -165,13 +165,25 @@ def _failures(report: Mapping[str, Any]) -> str:
     return f'<section id="failures"><h2>Failures</h2>{body}</section>'
 
 
+def overlay_candidates(frame: str) -> list[str]:
+    """Where a local run's overlay of the frame may be, under ``overlays/``: the frame's path in the
+    input folder (a relative name, or the URI's key less its leading prefix segments), then
+    ``<stem>.jpg``."""
+    if "://" in frame:
+        parts = frame.split("://", 1)[1].split("/")[1:]  # the key's segments, after the bucket
+        found = ["/".join(parts[i:]) for i in range(1, len(parts))]
+    else:
+        found = [frame]
+    found.append(frame.rsplit("/", 1)[-1].rsplit(".", 1)[0] + ".jpg")
+    return list(dict.fromkeys(c for c in found if c))
+
+
 def gallery_entry(entry: Mapping[str, Any], url: str) -> dict[str, Any]:
     frame = str(entry["frame"])
-    stem = frame.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     return {
         "f": frame,
         "u": url,
-        "o": f"{stem}.jpg",
+        "o": overlay_candidates(frame),
         "r": entry.get("route", ""),
         "a": bool(entry.get("audit")),
         "c": list(entry.get("classes") or []),
@@ -211,7 +223,7 @@ const PAGE=%(page)d, COLORS=%(colors)s, ROUTE={auto:'#2e7d32',verify:'#f9a825',a
 const local=location.protocol==='file:';
 const $=id=>document.getElementById(id);
 let page=0, shown=D;
-function src(e){return local?'overlays/'+(e.f.includes('://')?e.o:e.f):e.u;}
+function src(e){return local?'overlays/'+e.o[0]:e.u;}
 function apply(){
   const c=$('f-class').value, r=$('f-route').value;
   const lo=parseFloat($('f-min').value||'0'), hi=parseFloat($('f-max').value||'1');
@@ -226,7 +238,11 @@ function draw(){
     const t=document.createElement('div'); t.className='tile';
     const a=document.createElement('a'); a.href=src(e); a.target='_blank';
     const img=document.createElement('img'); img.loading='lazy'; img.alt=e.f; img.src=src(e);
-    if(local) img.onerror=function(){if(this.src!==e.u&&!e.u.startsWith('s3:')){this.src=e.u;}};
+    let next=1;
+    if(local) img.onerror=function(){
+      if(next<e.o.length){this.src='overlays/'+e.o[next++];}
+      else if(next++===e.o.length&&!e.u.startsWith('s3:')){this.src=e.u;}
+    };
     a.appendChild(img); t.appendChild(a);
     const m=document.createElement('div'); m.className='meta';
     const n=document.createElement('div'); n.className='name'; n.textContent=e.f.split('/').pop(); n.title=e.f; m.appendChild(n);

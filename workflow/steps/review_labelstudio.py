@@ -21,24 +21,21 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from workflow.adapters.callbacks import TaskCallbacks
 from workflow.adapters.labeling import job_name
 from workflow.adapters.labelstudio import ImageLocator, LabelStudioClient, LabelStudioError
-from workflow.adapters.run_store import RunStore
+from workflow.adapters.run_store import RunStore, bounded_map
 from workflow.adapters.s3 import S3Store
 from workflow.adapters.tokens import TokenStore
 from workflow.domain.errors import ConfigurationError
 from workflow.domain.frames import S3Uri
 from workflow.domain.labelstudio import label_config, model_version, pending_tasks, review_task, reviewed_line
 from workflow.domain.profile import LabelingProfile
-from workflow.domain.records import BATCH_FIELD, LabeledFrame
+from workflow.domain.records import BATCH_FIELD
 from workflow.domain.run import ManifestPart, ManifestResult, ReviewResult, RunContext
 from workflow.settings import Settings
-
-if TYPE_CHECKING:  # the webhook stays light: Detections (numpy) loads only when a frame is read
-    from workflow.domain.detections import Detections
 
 SECRET_HEADER = "X-Autolabel-Webhook-Secret"
 
@@ -74,11 +71,13 @@ def label_studio_access(settings: Settings, secrets: Any = None) -> LabelStudioA
     return LabelStudioAccess(settings.label_studio_url, token, secret)
 
 
-def _frame_models(dets: Detections) -> dict[str, str]:
-    members = dets.provenance.settings.get("models") if dets.provenance.settings else None
+def _frame_models(labels: Mapping[str, Any]) -> dict[str, str]:
+    """The models (and versions) that labeled a frame, from its stored labels' provenance."""
+    provenance = labels.get("provenance") or {}
+    members = (provenance.get("settings") or {}).get("models")
     if isinstance(members, list) and members:
         return {str(m.get("name") or m.get("model")): str(m.get("version", "")) for m in members}
-    return {dets.provenance.model or "unknown": dets.provenance.version}
+    return {str(provenance.get("model") or "unknown"): str(provenance.get("version", ""))}
 
 
 def _categories(
@@ -162,25 +161,19 @@ def start_label_studio_review(
 def _tasks(
     lines: list[dict[str, Any]], run: RunContext, s3: S3Store, prelabel: str, images: ImageLocator
 ) -> list[dict[str, Any]]:
-    routed = _routed(lines, run, s3)
+    store = RunStore(s3, run.bucket, run.run_prefix)
+    batches = sorted({str(line.get(BATCH_FIELD, "")) for line in lines} - {""})
+    routed = {
+        f.frame: f for labels in bounded_map(store.get_labels, batches) if labels for f in labels.frames
+    }
     tasks = []
     for line in lines:
         frame = str(line["source-ref"])
         found = routed.get(frame)
-        models = _frame_models(found.detections()) if found else {}
+        models = _frame_models(found.labels) if found else {}
         score = found.route.min_score if found else None
         tasks.append(review_task(line, prelabel, images.url(frame), model_version(models), score))
     return tasks
-
-
-def _routed(lines: list[dict[str, Any]], run: RunContext, s3: S3Store) -> dict[str, LabeledFrame]:
-    """The labeled frames of the lines' batches (each line names its batch), by frame URI."""
-    store = RunStore(s3, run.bucket, run.run_prefix)
-    found: dict[str, LabeledFrame] = {}
-    for batch in sorted({str(line[BATCH_FIELD]) for line in lines if line.get(BATCH_FIELD)}):
-        labels = store.get_labels(batch)
-        found.update({f.frame: f for f in labels.frames} if labels else {})
-    return found
 
 
 # --- the webhook --------------------------------------------------------------------------------
