@@ -120,6 +120,9 @@ def test_a_failed_execution_writes_the_report_with_what_was_never_reached(world:
     )
     assert (report["published"], report["labeled_not_published"]) == (0, 1)
     assert report["failures"] == [{"reason": "InferenceFailed: the model container crashed", "frames": 1}]
+    # And report.html beside it shows the status and the failure's reason
+    page = world.s3.get_bytes(f"s3://{DATA}/{run.run_prefix}/report.html").decode()
+    assert "status FAILED" in page and "InferenceFailed: the model container crashed" in page
     # And the run is marked failed, so the next run takes over the frames it still holds
     assert world.run_status("run-1") == "failed"
     never_reached = world.ledger.claim(FRAMES[2], "run-2", page="s0000-p000000")

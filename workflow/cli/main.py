@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("workflow.cli.runs", "list the local runs of a workspace with their counts"),
     "resume": ("workflow.cli.runs", "finish an interrupted local run: only what is missing is labeled"),
     "logs": ("workflow.cli.logs", "inspect drive logs (.bag, .db3, .mcap) and extract their camera frames"),
+    "export": (
+        "workflow.cli.export",
+        "a run's labels as COCO, COCO results, YOLO, Label Studio, CVAT or FiftyOne",
+    ),
 }
 
 

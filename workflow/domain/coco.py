@@ -89,6 +89,8 @@ class CocoBuilder:
         image_id = self.add_frame(name, detections.image_width, detections.image_height)
         for i, (x1, y1, x2, y2) in enumerate(detections.boxes.tolist()):
             extra: dict[str, Any] = {"score": round(float(detections.scores[i]), 5)}
+            if detections.support is not None:  # provenance: the models that supported the box
+                extra["support"] = [s.to_dict() for s in detections.support[i]]
             if detections.masks is not None:
                 rle = detections.masks[i]
                 extra |= {"segmentation": _rle_json(rle), "area": round(_rle_area(rle), 2)}

@@ -38,6 +38,8 @@ MAX_FRAMES_PER_JOB = 100_000
 BATCH_FIELD = "autolabel-batch"
 # Failure and skip reasons kept verbatim per batch/page; beyond that, counted per reason only.
 EXAMPLES = 5
+# Labeled frames per shard that report.html's gallery lists (frame, route, classes, lowest score).
+GALLERY_PER_SHARD = 500
 
 
 class _Record(BaseModel):
@@ -274,6 +276,17 @@ class ShardCounts(_Record):
     segmentation_errors: list[str] = Field(default_factory=list)
     scorecard: dict[str, Any] | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
+    score_histogram: dict[str, int] = Field(
+        default_factory=dict, description="pre-labels per 'model|class|bin' (bin = score in tenths, 0..9)"
+    )
+    gallery: list[dict[str, Any]] = Field(
+        default_factory=list, description=f"the first {GALLERY_PER_SHARD} labeled frames, for report.html"
+    )
+
+
+def score_bin(score: float) -> int:
+    """The histogram bin of a score in [0, 1]: tenths, 1.0 in the last bin."""
+    return min(9, max(0, int(float(score) * 10)))
 
 
 def add_counts(total: Counter[str], part: Mapping[str, int]) -> None:

@@ -436,6 +436,7 @@ def _also_export_input(
 
 _EXPORTS = {
     "report.json": "report.json",
+    "report.html": "report.html",
     "dataset/stats.json": "stats.json",
     "dataset/scorecard.json": "scorecard.json",
     "dataset/index.json": "index.json",

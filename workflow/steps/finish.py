@@ -18,6 +18,7 @@ from workflow.domain.profile import LabelingProfile
 from workflow.domain.records import EXAMPLES, FrameFailure, ShardCounts, add_counts, short_reason
 from workflow.domain.run import ReviewResult, RunContext, review_outcome
 from workflow.domain.scorecard import merge_scorecards, scorecard_from_state
+from workflow.reports.store import write_report_html
 from workflow.settings import Settings
 from workflow.steps.plan import review_workers
 from workflow.steps.prepare import run_profile
@@ -88,7 +89,9 @@ def finish_run(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: F
         "segmentation": _segmentation_section(shards, settings),
         "frame_reports": [s.outputs["frame_report"] for s in shards],
     }
+    outputs["report_html"] = str(store.uri("report.html"))
     s3.put_json(store.uri("report.json"), report)
+    write_report_html(store, report, shards, {c.name: c.color for c in profile.taxonomy.classes})
     ledger.mark_run(run.run_id, "succeeded")
     return summary
 

@@ -39,12 +39,14 @@ from workflow.domain.profile import LabelingProfile
 from workflow.domain.records import (
     BATCH_FIELD,
     EXAMPLES,
+    GALLERY_PER_SHARD,
     BatchLabels,
     FrameFailure,
     LabeledFrame,
     ShardCounts,
     ShardPlan,
     add_counts,
+    score_bin,
     short_reason,
 )
 from workflow.domain.routing import verification_verdict
@@ -159,7 +161,7 @@ class _Shard:
         self.adjusted: dict[str, tuple[ReviewedFrame, dict[str, Any]]] = {}
         self.prelabeled: dict[str, Detections] = {}
 
-    def _published(self, frame: LabeledFrame, how: str, objects: int) -> None:
+    def _published(self, frame: LabeledFrame, how: str, objects: int, classes: Any = ()) -> None:
         self.labeled_by[how] += 1
         entry: dict[str, Any] = {
             "frame": frame.frame,
@@ -167,6 +169,8 @@ class _Shard:
             "objects": objects,
             "route": frame.route.route,
             "labeled_by": how,
+            "classes": sorted(set(classes)),
+            "min_score": frame.route.min_score,
         }
         if frame.route.audit:
             entry["audit"] = True
@@ -178,7 +182,7 @@ class _Shard:
         self.lines.append(input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job))
         self.coco.add_detections(dets)
         self.counts.update(dets.class_names)
-        self._published(frame, how, len(dets))
+        self._published(frame, how, len(dets), dets.class_names)
 
     def verified(self, frame: LabeledFrame, dets: Detections, verdict: dict[str, Any]) -> None:
         """A frame people verified: its pre-label line plus the verdict, as Ground Truth writes it."""
@@ -189,7 +193,7 @@ class _Shard:
         meta = next((v for k, v in verdict.items() if k.endswith("-metadata") and isinstance(v, dict)), {})
         human = meta.get("human-annotated") == "yes"
         self.review["frames_verified" if human else "frames_simulated"] += 1
-        self._published(frame, "people (verified)" if human else SIMULATED, len(dets))
+        self._published(frame, "people (verified)" if human else SIMULATED, len(dets), dets.class_names)
 
     def reviewed(
         self, frame: LabeledFrame, dets: Detections, people: tuple[ReviewedFrame, dict[str, Any]]
@@ -212,7 +216,10 @@ class _Shard:
         else:
             self.review["frames_simulated"] += 1
         self._published(
-            frame, "people (adjusted)" if reviewed.human_annotated else SIMULATED, len(reviewed.boxes)
+            frame,
+            "people (adjusted)" if reviewed.human_annotated else SIMULATED,
+            len(reviewed.boxes),
+            [b.class_name for b in reviewed.boxes],
         )
 
     def fail(self, failure: FrameFailure) -> None:
@@ -240,6 +247,7 @@ def publish_shard(
     dropped: Counter[str] = Counter()
     routes: Counter[str] = Counter()
     route_objects: Counter[str] = Counter()
+    histogram: Counter[str] = Counter()
     frames = 0
     parts = shard.review_parts or [[] for _ in shard.batches]
     pairs = list(zip(shard.batches, parts, strict=True))
@@ -256,6 +264,7 @@ def publish_shard(
         for frame in labels.frames:
             dets = frame.detections()
             out.prelabels.add_detections(dets)
+            _count_scores(histogram, dets)
             routes[frame.route.route] += 1
             routes["audit"] += int(frame.route.audit)
             route_objects[frame.route.route] += len(dets)
@@ -297,9 +306,20 @@ def publish_shard(
         segmentation_errors=out.segmentation_errors[:EXAMPLES],
         scorecard=None if card is None else scorecard_state(card),
         outputs=outputs,
+        score_histogram=dict(histogram),
+        gallery=[e for e in out.report if e["status"] == "labeled"][:GALLERY_PER_SHARD],
     )
     store.put_shard_counts(counts)
     return counts
+
+
+def _count_scores(histogram: Counter[str], dets: Detections) -> None:
+    """Pre-labels per model, class and score bin (each supporting model's own score)."""
+    fallback = frame_models(dets)[0]
+    for i, name in enumerate(dets.class_names):
+        votes = dets.support[i] if dets.support is not None else ()
+        for model, score in [(v.model, v.score) for v in votes] or [(fallback, float(dets.scores[i]))]:
+            histogram[f"{model}|{name}|{score_bin(score)}"] += 1
 
 
 def _write_shard(store: RunStore, index: int, out: _Shard) -> dict[str, str]:
