@@ -16,7 +16,7 @@ QUIET_PIP = 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" 
 INPUT ?=
 OUT ?= demo-out
 
-.PHONY: help venv model demo test lint bench clean sam-cli jumpstart-sdk label-studio
+.PHONY: faults help venv model demo test lint bench clean sam-cli jumpstart-sdk label-studio
 
 help:
 	@echo "make demo   - label real street photos through the local Step Functions workflow"
@@ -54,6 +54,10 @@ demo: model
 test: model $(NODE_STAMP) $(JUMPSTART_STAMP)
 	@echo ">> running tests"
 	@$(PY) -m pytest -q
+
+faults: $(STAMP)
+	@echo ">> fault-injection suite (local mode, real ASL, stand-in model; table in bench-out/faults.json)"
+	@$(PY) -m pytest -q -m faults tests/faults
 
 
 sam-cli: $(SAM_STAMP)

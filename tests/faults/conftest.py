@@ -1,4 +1,4 @@
-"""The fault suite's table: one row per scenario, printed after the run and written to bench-out/faults.json."""
+"""The fault suite's table: one row per scenario, printed after the run, written to bench-out/faults.json."""
 
 from __future__ import annotations
 

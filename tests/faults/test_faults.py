@@ -409,7 +409,21 @@ STEPS = [
 ]
 
 
-@pytest.mark.parametrize("step", STEPS)
+KNOWN = {  # found by this suite, not fixed yet (strict: each flips to a failure once fixed)
+    "ListPageFunction": "ListPage always failing: the run SUCCEEDS, its frames in no report",
+    "RecordBatchFailureFunction": "its 6 retries (2 s, backoff 2) outlast the scenario's 120 s wait",
+    "PublishShardFunction": "PublishShard always failing: the run SUCCEEDS, the reason unreported",
+    "FinishRunFunction": "the resumed execution after a failed FinishRun does not end within 120 s",
+}
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        pytest.param(s, marks=pytest.mark.xfail(reason=KNOWN[s], strict=True)) if s in KNOWN else s
+        for s in STEPS
+    ],
+)
 def test_lambda_exception_in_step(
     cloud: LocalCloud, fault_table: list[dict[str, Any]], step: str, models: dict[str, StandIn]
 ) -> None:
@@ -510,13 +524,25 @@ def slow_down(operation: str, every: int, limit: int | None = None) -> Iterator[
         setattr(S3Response, operation, original)
 
 
+SLOWDOWN_BUG = (
+    "found by this suite, not fixed yet: moto's 503 SlowDown reaches a handler as ClientError '(503)' "
+    "unretried, and the run fails"
+)
+
+
 @pytest.mark.parametrize(
     ("scenario", "operation", "every", "limit"),
     [
-        ("s3_slowdown_reads", "get_object", 3, None),
-        ("s3_slowdown_writes", "put_object", 3, None),
+        pytest.param(
+            "s3_slowdown_reads", "get_object", 3, None, marks=pytest.mark.xfail(reason=SLOWDOWN_BUG)
+        ),
+        pytest.param(
+            "s3_slowdown_writes", "put_object", 3, None, marks=pytest.mark.xfail(reason=SLOWDOWN_BUG)
+        ),
         # the LabelBatches Map's ItemReader (listObjectsV2) and ListPage list; SlowDown in a row
-        ("s3_slowdown_item_reader", "list_objects_v2", 1, 6),
+        pytest.param(
+            "s3_slowdown_item_reader", "list_objects_v2", 1, 6, marks=pytest.mark.xfail(reason=SLOWDOWN_BUG)
+        ),
     ],
 )
 def test_s3_slowdown(
