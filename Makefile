@@ -100,13 +100,15 @@ $(LABEL_STUDIO_STAMP): requirements-labelstudio.lock
 	@set -o pipefail; $(LABEL_STUDIO_VENV)/bin/python -m pip install --quiet -r requirements-labelstudio.lock $(QUIET_PIP)
 	@touch $(LABEL_STUDIO_STAMP)
 
-lint: $(STAMP) $(SAM_STAMP) $(NODE_STAMP)
+lint: $(STAMP) $(SAM_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	@echo ">> ruff"
 	@$(VENV)/bin/ruff check workflow functions tests
 	@echo ">> mypy (domain package)"
 	@$(VENV)/bin/mypy workflow/domain
 	@echo ">> cfn-lint (template + inlined state machine)"
 	@$(PY) -m workflow.tools.lint_template
+	@echo ">> checkov (template.yaml; skipped checks and why: docs/checkov.md)"
+	@$(CHECKOV_VENV)/bin/checkov -f template.yaml --config-file .checkov.yaml
 
 bench: model
 	@echo ">> benchmarks (results in bench-out/)"
