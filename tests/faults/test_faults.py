@@ -525,8 +525,8 @@ def slow_down(operation: str, every: int, limit: int | None = None) -> Iterator[
 
 
 SLOWDOWN_BUG = (
-    "found by this suite, not fixed yet: moto's 503 SlowDown reaches a handler as ClientError '(503)' "
-    "unretried, and the run fails"
+    "found by this suite, not fixed yet: a 503 SlowDown on one S3 call in 10 reaches a handler as "
+    "ClientError '(503)' although its clients use standard-mode retries; the run fails"
 )
 
 
@@ -534,10 +534,10 @@ SLOWDOWN_BUG = (
     ("scenario", "operation", "every", "limit"),
     [
         pytest.param(
-            "s3_slowdown_reads", "get_object", 3, None, marks=pytest.mark.xfail(reason=SLOWDOWN_BUG)
+            "s3_slowdown_reads", "get_object", 10, None, marks=pytest.mark.xfail(reason=SLOWDOWN_BUG)
         ),
         pytest.param(
-            "s3_slowdown_writes", "put_object", 3, None, marks=pytest.mark.xfail(reason=SLOWDOWN_BUG)
+            "s3_slowdown_writes", "put_object", 10, None, marks=pytest.mark.xfail(reason=SLOWDOWN_BUG)
         ),
         # the LabelBatches Map's ItemReader (listObjectsV2) and ListPage list; SlowDown in a row
         pytest.param(
