@@ -5,6 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed
 JUMPSTART_VENV := .venv-jumpstart
 JUMPSTART_STAMP := $(JUMPSTART_VENV)/.installed
@@ -16,7 +18,7 @@ QUIET_PIP = 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" 
 INPUT ?=
 OUT ?= demo-out
 
-.PHONY: help venv model demo test lint bench bench-scale clean sam-cli jumpstart-sdk label-studio
+.PHONY: faults checkov help venv model demo test lint bench bench-scale clean sam-cli jumpstart-sdk label-studio
 
 help:
 	@echo "make demo   - label real street photos through the local Step Functions workflow"
@@ -56,6 +58,18 @@ test: model $(NODE_STAMP) $(JUMPSTART_STAMP)
 	@echo ">> running tests"
 	@$(PY) -m pytest -q
 
+faults: $(STAMP)
+	@echo ">> fault-injection suite (local mode, real ASL, stand-in model; table in bench-out/faults.json)"
+	@$(PY) -m pytest -q -m faults tests/faults
+
+
+checkov: $(CHECKOV_STAMP)
+
+$(CHECKOV_STAMP): requirements-checkov.lock
+	@echo ">> installing checkov into $(CHECKOV_VENV) (its own pins; template findings in docs/checkov.md)"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	@set -o pipefail; $(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.lock $(QUIET_PIP)
+	@touch $(CHECKOV_STAMP)
 
 sam-cli: $(SAM_STAMP)
 
@@ -87,13 +101,15 @@ $(LABEL_STUDIO_STAMP): requirements-labelstudio.lock
 	@set -o pipefail; $(LABEL_STUDIO_VENV)/bin/python -m pip install --quiet -r requirements-labelstudio.lock $(QUIET_PIP)
 	@touch $(LABEL_STUDIO_STAMP)
 
-lint: $(STAMP) $(SAM_STAMP) $(NODE_STAMP)
+lint: $(STAMP) $(SAM_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	@echo ">> ruff"
 	@$(VENV)/bin/ruff check workflow functions tests
 	@echo ">> mypy (domain package)"
 	@$(VENV)/bin/mypy workflow/domain
 	@echo ">> cfn-lint (template + inlined state machine)"
 	@$(PY) -m workflow.tools.lint_template
+	@echo ">> checkov (template.yaml; skipped checks and why: docs/checkov.md)"
+	@$(CHECKOV_VENV)/bin/checkov -f template.yaml --config-file .checkov.yaml
 
 bench: model
 	@echo ">> benchmarks (results in bench-out/)"

@@ -16,7 +16,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("numpy", "PIL", "pycocotools", "onnxruntime", "moto")
-NEEDS_SCIENCE = {"merge_batch", "publish_shard"}
+# RecordBatchFailure merges what the models that answered returned when a batch times out.
+NEEDS_SCIENCE = {"merge_batch", "publish_shard", "record_batch_failure"}
 HANDLERS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/app.py"))
 
 PROBE = """

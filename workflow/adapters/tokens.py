@@ -184,6 +184,44 @@ class TokenStore:
             ExpressionAttributeValues=_item({":s": "sent" if sent else "waiting"}),
         )
 
+    def expire_batch(self, run_id: str, batch_id: str, reason: str) -> list[InferenceRecord] | None:
+        """Close the token of a batch whose task timed out (nobody may resume it any more) and return
+        its inferences as they stand: the ones still pending carry ``reason``. None when the batch
+        was never parked or a callback claimed it first."""
+        batch_key = f"batch#{run_id}#{batch_id}"
+        try:
+            got = self.client.update_item(
+                TableName=self.table,
+                Key=_item({"pk": batch_key}),
+                UpdateExpression="SET #s = :expired",
+                ConditionExpression="#s = :waiting",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=_item({":expired": "expired", ":waiting": "waiting"}),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as err:
+            if _conditional_failed(err):
+                return None
+            raise
+        records = []
+        for inference_id in _plain(got["Attributes"])["inference_ids"]:
+            item = self.client.get_item(
+                TableName=self.table, Key=_item({"pk": f"inference#{inference_id}"}), ConsistentRead=True
+            )
+            data = _plain(item["Item"])
+            answered = data["status"] in ("Completed", "Failed")
+            records.append(
+                InferenceRecord(
+                    model=str(data["model"]),
+                    inference_id=inference_id,
+                    status=data["status"] if answered else "Failed",
+                    output_location=data.get("output_location") or None,
+                    failure_reason=(data.get("failure_reason") or None) if answered else reason,
+                    frames=list(data.get("frames", [])),
+                )
+            )
+        return records
+
     def _inference(self, inference_id: str) -> InferenceRecord:
         got = self.client.get_item(
             TableName=self.table, Key=_item({"pk": f"inference#{inference_id}"}), ConsistentRead=True

@@ -296,7 +296,11 @@ def _print_summary(outcome) -> int:  # type: ignore[no-untyped-def]
     for name, count in s.get("objects_per_class", {}).items():
         print(f"  {name:<16} {count:>6}")
     routing = s.get("routing")
-    if routing:
+    if routing and s.get("review") in ("skip", "skipped"):  # nobody reviews: no adjusting, no cost
+        f = routing["frames"]
+        machine = f["auto"] + f["verify"] + f["adjust"]
+        print(f"routing: review skipped, {machine} frames published as machine labels")
+    elif routing:
         f, cost = routing["frames"], routing["review_cost_usd"]
         print(
             f"routing: {f['auto']} auto-accepted ({f['audit']} of them audited), {f['verify']} to verify, "
@@ -322,9 +326,66 @@ def _print_summary(outcome) -> int:  # type: ignore[no-untyped-def]
     return 1 if s["failed"] else 0
 
 
+def argument_error(source: str | None, args: argparse.Namespace) -> str | None:
+    """What is wrong with the command line, in one line with what to do; None when it can start.
+
+    Checked before anything is created, so a run that cannot start leaves no output folder."""
+    import re
+
+    from workflow.models.registry import KNOWN_MODELS
+
+    if not 1 <= args.batch_size <= 500:
+        return f"--batch-size {args.batch_size}: frames per batch must be 1 to 500 (default 8)"
+    if not 1 <= args.max_concurrency <= 10_000:
+        return f"--max-concurrency {args.max_concurrency}: batches at once must be 1 to 10000 (default 4)"
+    for name in args.models or []:
+        if name.endswith(".onnx"):
+            if not Path(name).is_file():
+                return f"--model {name}: no such ONNX file; give an existing path or a known model"
+        elif name not in KNOWN_MODELS:
+            return (
+                f"--model {name}: unknown model; known models: {', '.join(KNOWN_MODELS)} (or an .onnx file)"
+            )
+    if args.profile is not None:
+        try:
+            args.profile.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            return f"--profile {args.profile}: no such file; give a YAML/JSON labeling profile"
+        except OSError as exc:
+            return (
+                f"--profile {args.profile}: cannot read it ({exc.strerror}); check the path and permissions"
+            )
+        except UnicodeDecodeError as exc:
+            return f"--profile {args.profile}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
+    if source is None:
+        return None
+    if source.startswith("s3://"):
+        bucket, _, _key = source.removeprefix("s3://").partition("/")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
+            return f"{source}: not an s3:// URI with a valid bucket name; write it as s3://BUCKET/PREFIX/"
+        import boto3
+
+        if boto3.Session().get_credentials() is None:
+            return (
+                f"{source}: reading S3 needs AWS credentials and none were found; set AWS_PROFILE, "
+                "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws configure`"
+            )
+        return None
+    if "://" in source:
+        return f"{source}: only local folders and s3:// URIs are supported"
+    path = Path(source)
+    if not path.exists():
+        return f"{source}: no such file or folder; give a folder of frames, a drive log or an s3:// prefix"
+    return None
+
+
 def run_run(args: argparse.Namespace) -> int:
     from workflow.cli.logs import stage_drive_logs
 
+    problem = argument_error(args.source, args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     source = stage_drive_logs(args)  # a drive log is extracted into OUT/frames first
     if isinstance(source, int):
         return source
@@ -333,6 +394,10 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    problem = argument_error(str(args.input) if args.input else None, args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     folder = args.input or demo_frames()
     print(f">> labeling {folder} through statemachine/autolabel.asl.json in local mode")
     # The demo labels its photos every time (an earlier demo in the same workspace labeled them too).

@@ -242,6 +242,11 @@ class LocalCloud:
         for name in self.template.of_type("AWS::SNS::Topic"):
             arn = self.sns.create_topic(Name=name)["TopicArn"]
             refs[name], attrs[f"{name}.TopicArn"] = arn, arn
+        sqs = boto3.client("sqs", region_name=REGION)
+        for name in self.template.of_type("AWS::SQS::Queue"):  # dead-letter queues
+            url = sqs.create_queue(QueueName=name)["QueueUrl"]
+            refs[name], attrs[f"{name}.Arn"] = url, f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+            attrs[f"{name}.QueueName"] = name
         iam = boto3.client("iam", region_name=REGION)
         role = iam.create_role(RoleName="autolabel-local", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         self.role_arn = role

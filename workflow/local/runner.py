@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -66,6 +67,8 @@ def upload_folder(cloud: LocalCloud, folder: Path, prefix: str) -> list[str]:
         key = f"{prefix}/{path.relative_to(folder).as_posix()}"
         cloud.s3.put_object(Bucket=INPUT_BUCKET, Key=key, Body=path.read_bytes())
         uris.append(f"s3://{INPUT_BUCKET}/{key}")
+    for path, reason in unreadable_links(folder):  # never uploaded: said out loud, not dropped
+        print(f"not labeled: {path}: {reason}", file=sys.stderr)
     return uris
 
 
@@ -79,6 +82,19 @@ def source_prefix(source: str | Path) -> str:
 
 class Interrupted(Exception):
     """SIGTERM in a local run: handled like Ctrl-C."""
+
+
+def unreadable_links(folder: Path) -> list[tuple[Path, str]]:
+    """Symlinks under ``folder`` that name no file: dangling ones, and links to folders (not followed,
+    so a link loop cannot recurse)."""
+    found = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_symlink() and not p.is_file()):
+        target = os.readlink(path)
+        if path.is_dir():
+            found.append((path, f"a symlink to a folder ({target}), not followed; copy the frames instead"))
+        else:
+            found.append((path, f"a dangling or looping symlink (its target {target} cannot be read)"))
+    return found
 
 
 def download_prefix(uri: str, dest: Path) -> Path:
