@@ -17,7 +17,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     run = RunContext.model_validate(event["run"])
     a = aws()
     result = invoke_models(
-        event["task_token"], event["batch_key"], run, a.s3, a.tokens, a.sagemaker_runtime, a.callbacks
+        event["task_token"], event["batch_key"], run, a.s3, a.tokens, a.endpoints, a.callbacks
     )
     metrics.add_metric(name="InferencesStarted", unit=MetricUnit.Count, value=result["inferences"])
     return result

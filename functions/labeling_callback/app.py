@@ -16,7 +16,7 @@ from workflow.steps.review import on_labeling_job_change
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     a = aws()
     change = LabelingJobStateChange.from_event(event)
-    outcome = on_labeling_job_change(change, a.settings, a.tokens, a.callbacks, a.sagemaker)
+    outcome = on_labeling_job_change(change, a.settings, a.tokens, a.callbacks, a.labeling_jobs)
     logger.info(
         "labeling job state change",
         extra={"job": change.job_name, "status": change.status, "outcome": outcome},

@@ -24,7 +24,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         a.settings,
         a.tokens,
         a.s3,
-        lambda: a.sagemaker,
+        lambda: a.labeling_jobs,
         a.label_studio,
     )
     logger.info("review job started", extra=result)
