@@ -2,7 +2,7 @@
 
 The adapters (``workflow.adapters``) implement them on boto3 and turn service error codes into
 the typed errors of ``workflow.domain.errors``; a step receives a port, so it never imports
-botocore, and its unit tests hand it in-memory fakes (``tests/unit/fakes.py``).
+botocore, and its unit tests hand it in-memory fakes (``tests/unit/port_fakes.py``).
 """
 
 from __future__ import annotations
