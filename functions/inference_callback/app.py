@@ -3,20 +3,22 @@
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.domain.notifications import notifications_from_sns_event
+from workflow.events import InferenceResultsEvent
 from workflow.steps.inference import on_inference_result
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=InferenceResultsEvent)
+def lambda_handler(event: InferenceResultsEvent, context: LambdaContext) -> dict[str, Any]:
     a = aws()
     outcomes = []
-    for note in notifications_from_sns_event(event):
+    for note in event.notifications:
         outcome = on_inference_result(note, a.tokens, a.callbacks, a.s3, a.settings)
         logger.info(
             "inference result",

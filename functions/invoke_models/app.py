@@ -3,21 +3,22 @@
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.domain.run import RunContext
+from workflow.events import InvokeModelsEvent
 from workflow.steps.inference import invoke_models
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    run = RunContext.model_validate(event["run"])
+@event_parser(model=InvokeModelsEvent)
+def lambda_handler(event: InvokeModelsEvent, context: LambdaContext) -> dict[str, Any]:
     a = aws()
     result = invoke_models(
-        event["task_token"], event["batch_key"], run, a.s3, a.tokens, a.sagemaker_runtime, a.callbacks
+        event.task_token, event.batch_key, event.run, a.s3, a.tokens, a.endpoints, a.callbacks
     )
     metrics.add_metric(name="InferencesStarted", unit=MetricUnit.Count, value=result["inferences"])
     return result

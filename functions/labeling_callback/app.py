@@ -3,20 +3,22 @@
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.domain.notifications import LabelingJobStateChange
+from workflow.events import LabelingJobEvent
 from workflow.steps.review import on_labeling_job_change
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=LabelingJobEvent)
+def lambda_handler(event: LabelingJobEvent, context: LambdaContext) -> dict[str, Any]:
     a = aws()
-    change = LabelingJobStateChange.from_event(event)
-    outcome = on_labeling_job_change(change, a.settings, a.tokens, a.callbacks, a.sagemaker)
+    change = event.change
+    outcome = on_labeling_job_change(change, a.settings, a.tokens, a.callbacks, a.labeling_jobs)
     logger.info(
         "labeling job state change",
         extra={"job": change.job_name, "status": change.status, "outcome": outcome},

@@ -3,25 +3,20 @@
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.domain.run import ListCursor, RunContext, SourceItem
+from workflow.events import ListPageEvent
 from workflow.steps.listing import list_page
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=ListPageEvent)
+def lambda_handler(event: ListPageEvent, context: LambdaContext) -> dict[str, Any]:
     a = aws()
-    cursor = list_page(
-        RunContext.model_validate(event["run"]),
-        SourceItem.model_validate(event["source"]),
-        ListCursor.model_validate(event.get("cursor") or {}),
-        a.settings,
-        a.s3,
-        a.ledger,
-    )
+    cursor = list_page(event.run, event.source, event.page, a.settings, a.s3, a.ledger)
     metrics.add_metric(name="PagesListed", unit=MetricUnit.Count, value=1)
     return cursor.model_dump(mode="json")

@@ -3,20 +3,20 @@
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.steps.failure import ExecutionStatusChange, on_execution_change
+from workflow.steps.failure import ExecutionStatusEvent, on_execution_change
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=ExecutionStatusEvent)
+def lambda_handler(event: ExecutionStatusEvent, context: LambdaContext) -> dict[str, Any]:
     a = aws()
-    result = on_execution_change(
-        ExecutionStatusChange.model_validate(event["detail"]), a.settings, a.s3, a.ledger
-    )
+    result = on_execution_change(event.detail, a.settings, a.s3, a.ledger)
     if result["status"] == "reported":
         metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
     logger.info("execution status change", extra=result)

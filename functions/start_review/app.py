@@ -4,27 +4,29 @@ Label Studio); the task token waits in DynamoDB by job name until the backend's 
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.domain.run import ManifestPart, ManifestResult, RunContext
+from workflow.events import StartReviewEvent
 from workflow.steps.review import start_review
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=StartReviewEvent)
+def lambda_handler(event: StartReviewEvent, context: LambdaContext) -> dict[str, Any]:
     a = aws()
     result = start_review(
-        event["task_token"],
-        ManifestPart.model_validate(event["part"]),
-        RunContext.model_validate(event["run"]),
-        ManifestResult.model_validate(event["manifest"]),
+        event.task_token,
+        event.part,
+        event.run,
+        event.manifest,
         a.settings,
         a.tokens,
         a.s3,
-        lambda: a.sagemaker,
+        lambda: a.labeling_jobs,
         a.label_studio,
     )
     logger.info("review job started", extra=result)

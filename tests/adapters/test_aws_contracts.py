@@ -24,11 +24,13 @@ from aws_contract_helpers import ANY, RecordingClient, StubbedClient, TemplateIa
 from moto import mock_aws
 
 from workflow.adapters.callbacks import TaskCallbacks
-from workflow.adapters.labeling import BUILT_IN_LAMBDA_ACCOUNTS, built_in_lambdas, job_name
+from workflow.adapters.endpoints import SageMakerRuntime
+from workflow.adapters.labeling import BUILT_IN_LAMBDA_ACCOUNTS, GroundTruthJobs, built_in_lambdas, job_name
 from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.s3 import S3Store
 from workflow.adapters.tokens import PendingInference, TokenStore
 from workflow.domain.detections import Detections, Provenance
+from workflow.domain.errors import EndpointThrottled
 from workflow.domain.frames import inference_id
 from workflow.domain.notifications import AsyncInferenceNotification, LabelingJobStateChange
 from workflow.domain.profile import default_profile
@@ -51,7 +53,7 @@ from workflow.steps.batch_failure import record_batch_failure
 from workflow.steps.collect import collect_review
 from workflow.steps.failure import ExecutionStatusChange, on_execution_change
 from workflow.steps.finish import finish_run
-from workflow.steps.inference import EndpointThrottled, invoke_models, on_inference_result
+from workflow.steps.inference import invoke_models, on_inference_result
 from workflow.steps.listing import list_page
 from workflow.steps.merge import merge_batch
 from workflow.steps.plan import assemble_manifest, plan_review
@@ -330,7 +332,13 @@ def test_invoke_models_parks_the_token_then_sends_one_request_per_batch(cloud):
     )
     # When InvokeModels runs on the batch's key
     result = invoke_models(
-        TOKEN, first_batch_key(run), run, cloud.store, cloud.tokens, runtime.client, TaskCallbacks(sfn.client)
+        TOKEN,
+        first_batch_key(run),
+        run,
+        cloud.store,
+        cloud.tokens,
+        SageMakerRuntime(runtime.client),
+        TaskCallbacks(sfn.client),
     )
     # Then the request file lists the frames, the token waits under the batch key, one request went out
     assert cloud.peek(request_uri) == batch.frames
@@ -349,7 +357,13 @@ def test_invoke_models_resumes_a_batch_an_earlier_attempt_finished_at_once(cloud
     sfn.expect("send_task_success", {"taskToken": TOKEN, "output": ANY})
     # When InvokeModels runs on it again
     result = invoke_models(
-        TOKEN, first_batch_key(run), run, cloud.store, cloud.tokens, runtime.client, TaskCallbacks(sfn.client)
+        TOKEN,
+        first_batch_key(run),
+        run,
+        cloud.store,
+        cloud.tokens,
+        SageMakerRuntime(runtime.client),
+        TaskCallbacks(sfn.client),
     )
     # Then no model is asked again and the task resumes with "done"
     assert result == {"batch_key": "", "inferences": 0, "done": True}
@@ -394,7 +408,13 @@ def test_invoke_models_sends_each_frame_to_a_jumpstart_endpoint(cloud):
     sfn = StubbedClient("stepfunctions")
     # When InvokeModels runs
     result = invoke_models(
-        TOKEN, first_batch_key(run), run, cloud.store, cloud.tokens, runtime.client, TaskCallbacks(sfn.client)
+        TOKEN,
+        first_batch_key(run),
+        run,
+        cloud.store,
+        cloud.tokens,
+        SageMakerRuntime(runtime.client),
+        TaskCallbacks(sfn.client),
     )
     # Then each frame went as its own request, from the source bucket, and nothing was written to S3
     assert result["inferences"] == len(batch.frames) == 2
@@ -427,7 +447,7 @@ def test_invoke_models_turns_endpoint_throttling_into_a_retryable_error(cloud):
             run,
             cloud.store,
             cloud.tokens,
-            runtime.client,
+            SageMakerRuntime(runtime.client),
             TaskCallbacks(sfn.client),
         )
     runtime.verify()
@@ -650,7 +670,7 @@ def test_start_labeling_job_creates_a_valid_job_in_every_supported_region(cloud,
     manifest = review_inputs()
     # When StartLabelingJob runs
     result = start_labeling_job(
-        TOKEN, manifest.parts[0], run, manifest, settings, cloud.tokens, sagemaker.client
+        TOKEN, manifest.parts[0], run, manifest, settings, cloud.tokens, GroundTruthJobs(sagemaker.client)
     )
     # Then the job is the documented request with the region's built-in Lambdas, and the token waits by name
     assert result == {"job_name": name, "job_arn": arn}
@@ -674,7 +694,9 @@ def test_a_verification_part_becomes_a_verification_job(cloud):
         {"LabelingJobArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:labeling-job/{name}"},
     )
     # When StartLabelingJob runs, Then it asks for the verification task's built-in Lambdas
-    start_labeling_job(TOKEN, part, run, manifest, cloud.settings, cloud.tokens, sagemaker.client)
+    start_labeling_job(
+        TOKEN, part, run, manifest, cloud.settings, cloud.tokens, GroundTruthJobs(sagemaker.client)
+    )
     sagemaker.verify()
     cloud.assert_contract("StartReviewFunction", sagemaker)
 
@@ -712,7 +734,13 @@ def test_a_retried_start_finds_the_job_it_already_created(cloud):
     manifest = review_inputs()
     # When StartLabelingJob runs again
     result = start_labeling_job(
-        TOKEN, manifest.parts[0], run, manifest, cloud.settings, cloud.tokens, sagemaker.client
+        TOKEN,
+        manifest.parts[0],
+        run,
+        manifest,
+        cloud.settings,
+        cloud.tokens,
+        GroundTruthJobs(sagemaker.client),
     )
     # Then it answers with the existing job
     assert result["job_arn"].endswith(f"labeling-job/{name}")
@@ -774,7 +802,7 @@ def test_the_labeling_job_state_change_resumes_or_fails_the_review_task(cloud, s
     )
     # When the state-change event arrives
     outcome = on_labeling_job_change(
-        change, cloud.settings, cloud.tokens, TaskCallbacks(sfn.client), sagemaker.client
+        change, cloud.settings, cloud.tokens, TaskCallbacks(sfn.client), GroundTruthJobs(sagemaker.client)
     )
     # Then the task resumes with the output manifest, or fails with the job's reason
     assert outcome == ("resumed" if status == "Completed" else "failed")

@@ -26,9 +26,9 @@ from pycocotools.coco import COCO
 
 from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.tokens import PendingInference, TokenStore
+from workflow.domain.boxes import box_iou as iou_matrix
 from workflow.domain.detections import Detections
 from workflow.domain.groundtruth import parse_output_line
-from workflow.domain.merge import iou_matrix
 from workflow.local.cloud import LocalCloud, LocalContext
 from workflow.local.endpoint import Predictor
 

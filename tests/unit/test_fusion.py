@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from workflow.domain.boxes import box_iou as iou_matrix
 from workflow.domain.detections import Detections, Provenance, Support
 from workflow.domain.fusion import ModelOutput, box_mask, fuse
-from workflow.domain.merge import iou_matrix
 from workflow.domain.taxonomy import DEFAULT_ADAS_TAXONOMY
 
 FRAME = "s3://drive-logs/log1/000008.png"

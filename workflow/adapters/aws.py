@@ -13,6 +13,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from botocore.config import Config
 
 from workflow.adapters.callbacks import TaskCallbacks
+from workflow.adapters.endpoints import SageMakerRuntime
+from workflow.adapters.labeling import GroundTruthJobs
 from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.s3 import S3Store
 from workflow.adapters.tokens import TokenStore
@@ -65,6 +67,16 @@ class Aws:
     @cached_property
     def sagemaker(self) -> Any:
         return self.client("sagemaker")
+
+    @cached_property
+    def endpoints(self) -> SageMakerRuntime:
+        """InvokeEndpointAsync behind the EndpointRuntime port (throttling is EndpointThrottled)."""
+        return SageMakerRuntime(self.sagemaker_runtime)
+
+    @cached_property
+    def labeling_jobs(self) -> GroundTruthJobs:
+        """Ground Truth jobs behind the LabelingJobs port (a retried create is LabelingJobExists)."""
+        return GroundTruthJobs(self.sagemaker)
 
     @cached_property
     def label_studio_access(self) -> Any:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from workflow.domain.errors import ConfigurationError
+from botocore.exceptions import ClientError
+
+from workflow.domain.errors import ConfigurationError, LabelingJobExists
 from workflow.domain.run import ManifestPart, ManifestResult, RunContext
 from workflow.settings import Settings
 
@@ -85,3 +87,23 @@ def create_labeling_job_request(
         },
         "Tags": [{"Key": "autolabel:run", "Value": run.run_id}],
     }
+
+
+class GroundTruthJobs:
+    """CreateLabelingJob / DescribeLabelingJob behind the LabelingJobs port (a ``sagemaker`` client)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def create(self, request: dict[str, Any]) -> str:
+        """Create the job; its ARN. LabelingJobExists when a job of that name was made already."""
+        try:
+            return str(self.client.create_labeling_job(**request)["LabelingJobArn"])
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") == "ResourceInUse":
+                raise LabelingJobExists(request["LabelingJobName"]) from err
+            raise
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """DescribeLabelingJob's answer."""
+        return dict(self.client.describe_labeling_job(LabelingJobName=name))

@@ -26,12 +26,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
-from workflow.adapters.s3 import S3Store
+from workflow.domain.errors import ObjectMissing
 from workflow.domain.frames import S3Uri
 from workflow.domain.records import (
     BatchCounts,
@@ -43,6 +42,9 @@ from workflow.domain.records import (
     ShardPlan,
     SkippedFrame,
 )
+
+if TYPE_CHECKING:
+    from workflow.steps.ports import ObjectStore  # S3Store, or a test's in-memory fake
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -64,14 +66,10 @@ def bounded_map(fn: Callable[[T], R], items: Iterable[T], threads: int = READ_TH
             yield future.result()
 
 
-def _missing(err: ClientError) -> bool:
-    return err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound")
-
-
 class RunStore:
     """Typed reads and writes of one run's objects."""
 
-    def __init__(self, s3: S3Store, bucket: str, run_prefix: str) -> None:
+    def __init__(self, s3: ObjectStore, bucket: str, run_prefix: str) -> None:
         self.s3 = s3
         self.bucket = bucket
         self.prefix = run_prefix.rstrip("/")
@@ -89,10 +87,8 @@ class RunStore:
     def get_optional(self, key: str) -> Any | None:
         try:
             return self.s3.get_json(self.uri(key))
-        except ClientError as err:
-            if _missing(err):
-                return None
-            raise
+        except ObjectMissing:
+            return None
 
     # --- listing (ListPage) ---------------------------------------------------------------------
     def put_batch(self, batch: BatchItem) -> str:
@@ -183,9 +179,7 @@ class RunStore:
         for part in parts:
             try:
                 found = self.s3.get_lines(self.uri(f"reviewed/{batch_id}/{part:03d}.jsonl"))
-            except ClientError as err:
-                if not _missing(err):
-                    raise
+            except ObjectMissing:
                 continue
             lines.extend((part, line) for line in found)
         return lines

@@ -9,7 +9,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from workflow.domain.errors import ObjectMissing, ObjectUnreadable, SourceUnreadable
 from workflow.domain.frames import S3Uri
+
+_MISSING = ("NoSuchKey", "404", "NotFound")
+
+
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", "")) or str(err)
+
 
 # Multipart part size of streamed writes (S3's minimum part is 5 MiB).
 PART_BYTES = 8 * 2**20
@@ -22,8 +30,13 @@ class S3Store:
         self.client = client
 
     def get_bytes(self, uri: str | S3Uri) -> bytes:
+        """The object's bytes; ObjectMissing when it is not there, ObjectUnreadable on other errors."""
         loc = uri if isinstance(uri, S3Uri) else S3Uri.parse(uri)
-        return bytes(self.client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
+        try:
+            return bytes(self.client.get_object(Bucket=loc.bucket, Key=loc.key)["Body"].read())
+        except ClientError as err:
+            code = _code(err)
+            raise (ObjectMissing if code in _MISSING else ObjectUnreadable)(str(loc), code) from err
 
     def image_size(self, uri: str | S3Uri) -> tuple[int, int]:
         """(width, height) of an image object, read from its header (a ranged GET, whole object if needed)."""
@@ -64,9 +77,9 @@ class S3Store:
             self.client.head_object(Bucket=loc.bucket, Key=loc.key)
             return True
         except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _code(err) in _MISSING:
                 return False
-            raise
+            raise ObjectUnreadable(str(loc), _code(err)) from err
 
     def list_objects(self, prefix: str | S3Uri) -> Iterator[tuple[S3Uri, int]]:
         """Every object under a prefix, with its size, in key order."""
@@ -131,11 +144,15 @@ class S3Store:
     def list_page(
         self, prefix: str | S3Uri, token: str | None = None, max_keys: int = 1000
     ) -> tuple[list[tuple[S3Uri, int]], str | None]:
-        """One listing page under a prefix (at most ``max_keys``), and the token of the next page."""
+        """One listing page under a prefix (at most ``max_keys``), and the token of the next page;
+        SourceUnreadable when the prefix cannot be listed (no bucket, no access)."""
         loc = prefix if isinstance(prefix, S3Uri) else S3Uri.parse(prefix)
         params: dict[str, Any] = {"Bucket": loc.bucket, "Prefix": loc.key, "MaxKeys": max_keys}
         if token:
             params["ContinuationToken"] = token
-        page = self.client.list_objects_v2(**params)
+        try:
+            page = self.client.list_objects_v2(**params)
+        except ClientError as err:
+            raise SourceUnreadable(str(loc), _code(err)) from err
         objects = [(S3Uri(loc.bucket, o["Key"]), int(o["Size"])) for o in page.get("Contents", [])]
         return objects, page.get("NextContinuationToken") if page.get("IsTruncated") else None

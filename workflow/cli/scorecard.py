@@ -35,10 +35,11 @@ def _read(location: str) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
         from workflow.adapters.s3 import S3Store
+        from workflow.domain.errors import ObjectUnreadable
 
         try:
             return S3Store(boto3.client("s3")).get_bytes(location).decode("utf-8")
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, ObjectUnreadable) as exc:
             raise OSError(f"cannot read {location}: {exc}") from exc
     return Path(location).read_text(encoding="utf-8")
 

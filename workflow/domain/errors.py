@@ -42,3 +42,38 @@ class ModelNotProvisioned(AutolabelError):
 
 class ConfigurationError(AutolabelError):
     """Settings or a profile are invalid."""
+
+
+# --- errors of the AWS edge: the adapters raise them, so steps never read ClientError codes -------
+class ObjectUnreadable(AutolabelError):
+    """An object store read failed (access denied, bucket gone, ...); ``code`` is the service's."""
+
+    def __init__(self, uri: str, code: str) -> None:
+        super().__init__(f"cannot read {uri}: {code}")
+        self.uri = uri
+        self.code = code
+
+
+class ObjectMissing(ObjectUnreadable):
+    """The object is not there (NoSuchKey / 404)."""
+
+
+class SourceUnreadable(AutolabelError):
+    """A source prefix cannot be listed; ``code`` is the service's error code."""
+
+    def __init__(self, source: str, code: str) -> None:
+        super().__init__(f"cannot list {source}: {code}")
+        self.source = source
+        self.code = code
+
+
+class EndpointThrottled(AutolabelError):
+    """The endpoint refused the request for now; the state machine retries with backoff."""
+
+
+class LabelingJobExists(AutolabelError):
+    """A labeling job of that name exists already (a retried create)."""
+
+    def __init__(self, job_name: str) -> None:
+        super().__init__(f"labeling job {job_name} exists already")
+        self.job_name = job_name

@@ -26,10 +26,9 @@ from workflow.domain.prices import DEFAULT_WORKERS_PER_FRAME, Workforce
 from workflow.domain.routing import RoutingPolicy
 from workflow.domain.selection import LogSettings
 from workflow.domain.taxonomy import COCO_TO_ADAS, DEFAULT_ADAS_TAXONOMY, ClassMap, Taxonomy
-from workflow.domain.vocabulary import FusionMethod
+from workflow.domain.vocabulary import FusionMethod, ResponseFormat
 
 PROFILE_VERSION: Literal[1] = 1
-ProfileResponseFormat = Literal["autolabel", "jumpstart"]
 # The score from which the built-in profile shows a pre-label to people (bench/quality.py: on the
 # labeled KITTI frames, reviewer effort saved is 73 % at 0.25, 79 % at 0.3, -150 % at 0.05 where
 # people delete hundreds of doubtful boxes; the detector itself keeps candidates from 0.05).
@@ -94,7 +93,7 @@ class ModelProfile(ModelMapping):
         default="batch",
         description="batch: one JSON list of frame URIs per batch (our container); frame: one image",
     )
-    response: ProfileResponseFormat = "autolabel"
+    response: ResponseFormat = "autolabel"
     local_model: str | None = Field(
         default=None, description="local mode: a known model name or an .onnx path; default: the name"
     )

@@ -9,12 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from workflow.domain.frames import S3Uri
 from workflow.domain.profile import LabelingProfile, validate_profile
 from workflow.domain.records import BatchItem
+from workflow.domain.vocabulary import ResponseFormat
 
 # "human": people review in the profile's backend (review.backend); a backend name overrides the
 # profile; "skip" (or "none") publishes the pre-labels without review.
 ReviewMode = Literal["human", "skip", "none", "groundtruth", "label-studio"]
 ReviewBackend = Literal["groundtruth", "label-studio", "none"]
-ResponseFormat = Literal["autolabel", "jumpstart"]
 
 
 class _Payload(BaseModel):

@@ -16,3 +16,7 @@ from typing import Literal
 
 FusionMethod = Literal["wbf", "nms", "best_model"]
 FUSION_METHODS: tuple[FusionMethod, ...] = ("wbf", "nms", "best_model")
+
+# How a model's endpoint answers: this project's JSON, or a JumpStart vision model's verbose JSON.
+# One type for the profile's ``models[].response`` and the run's ``ModelEndpoint.response_format``.
+ResponseFormat = Literal["autolabel", "jumpstart"]

@@ -24,8 +24,8 @@ from workflow.inference.fp16 import load_for_cpu
 from workflow.inference.images import RgbImage, decode_image
 from workflow.inference.letterbox import Geometry, letterbox_geometry, place, squash_geometry
 from workflow.inference.masks import encode_rle, yolo_frame_mask
-from workflow.inference.merge import pool, select
 from workflow.inference.nanodet import decode_nanodet
+from workflow.inference.pooling import pool, select
 from workflow.inference.settings import InferenceSettings
 from workflow.inference.spec import ModelSpec, spec_from_model
 from workflow.inference.tiling import View, plan_views

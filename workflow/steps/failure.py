@@ -42,6 +42,15 @@ class ExecutionStatusChange(BaseModel):
     redrive_count: int = Field(0, alias="redriveCount")
 
 
+class ExecutionStatusEvent(BaseModel):
+    """The EventBridge event around it (ReportFailedRun's handler parses it with Powertools' parser)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    detail_type: str = Field("", alias="detail-type")
+    detail: ExecutionStatusChange
+
+
 def run_of(change: ExecutionStatusChange) -> str | None:
     """The run id of the execution (as PrepareRun derives it), or None when its input is not a run."""
     try:

@@ -5,24 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from workflow.adapters.callbacks import TaskCallbacks
 from workflow.adapters.run_store import RunStore
-from workflow.adapters.s3 import S3Store
-from workflow.adapters.tokens import PendingInference, TokenStore
-from workflow.domain.errors import AutolabelError
+from workflow.adapters.tokens import PendingInference
+from workflow.domain.errors import EndpointThrottled
 from workflow.domain.frames import S3Uri, inference_id
 from workflow.domain.notifications import AsyncInferenceNotification
 from workflow.domain.records import batch_id_of
 from workflow.domain.run import BatchInference, RunContext
 from workflow.settings import Settings
+from workflow.steps.ports import Callbacks, EndpointRuntime, ObjectStore, Tokens
 
-_THROTTLED = {"ThrottlingException", "ServiceUnavailable", "InternalFailure"}
-
-
-class EndpointThrottled(AutolabelError):
-    """The endpoint refused the request for now; the state machine retries with backoff."""
+__all__ = ["EndpointThrottled", "invoke_models", "on_inference_result"]  # the ASL retries EndpointThrottled
 
 
 def _image_request(model: Any, frame: str) -> dict[str, str]:
@@ -37,10 +30,10 @@ def invoke_models(
     token: str,
     batch_key: str,
     run: RunContext,
-    s3: S3Store,
-    tokens: TokenStore,
-    runtime: Any,
-    callbacks: TaskCallbacks,
+    s3: ObjectStore,
+    tokens: Tokens,
+    runtime: EndpointRuntime,
+    callbacks: Callbacks,
 ) -> dict[str, Any]:
     """Start every model's inference of the batch; the token is parked before the first request.
 
@@ -72,12 +65,7 @@ def invoke_models(
                 requests.append((PendingInference(inf_id, model.name, [frame]), params))
     batch_key = tokens.park_batch(run.run_id, batch.batch_id, token, [p for p, _ in requests])
     for _, params in requests:
-        try:
-            runtime.invoke_endpoint_async(**params)
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in _THROTTLED:
-                raise EndpointThrottled(str(err)) from err
-            raise
+        runtime.invoke_async(params)  # EndpointThrottled propagates: the ASL retries it with backoff
     return {"batch_key": batch_key, "inferences": len(requests)}
 
 
@@ -87,9 +75,9 @@ def _common(model: Any, inf_id: str) -> dict[str, Any]:
 
 def on_inference_result(
     note: AsyncInferenceNotification,
-    tokens: TokenStore,
-    callbacks: TaskCallbacks,
-    s3: S3Store,
+    tokens: Tokens,
+    callbacks: Callbacks,
+    s3: ObjectStore,
     settings: Settings,
 ) -> str:
     """Record one notification; resume the batch's task when its last inference has reported.

@@ -13,15 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from botocore.exceptions import ClientError
-
-from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.run_store import RunStore
-from workflow.adapters.s3 import S3Store
+from workflow.domain.errors import SourceUnreadable
 from workflow.domain.frames import S3Uri, batch_frames, is_frame_key
 from workflow.domain.records import PAGE_SIZE, BatchItem, PageCounts, SkippedFrame, batch_id
 from workflow.domain.run import ListCursor, RunContext, SourceItem
 from workflow.settings import Settings
+from workflow.steps.ports import Ledger, ObjectStore
 
 # Ground Truth refuses images over 40 MB (and 100 megapixels: the endpoint checks that on decode).
 MAX_FRAME_BYTES = 40 * 2**20
@@ -55,17 +53,16 @@ def list_page(
     source: SourceItem,
     cursor: ListCursor,
     settings: Settings,
-    s3: S3Store,
-    ledger: FrameLedger,
+    s3: ObjectStore,
+    ledger: Ledger,
 ) -> ListCursor:
     """List, screen, claim and batch one page of ``source``; return the cursor of the next page."""
     store = RunStore(s3, run.bucket, run.run_prefix)
     runs_root = S3Uri(settings.data_bucket, settings.runs_prefix.strip("/") + "/")
     try:
         objects, token = s3.list_page(S3Uri.parse(source.uri), cursor.token, PAGE_SIZE)
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "") or str(err)
-        skipped = [SkippedFrame(frame=source.uri, reason=f"cannot list source: {code}")]
+    except SourceUnreadable as err:
+        skipped = [SkippedFrame(frame=source.uri, reason=f"cannot list source: {err.code}")]
         _write(store, source, cursor.page, 0, 0, 0, skipped, 0)
         return ListCursor(page=cursor.page + 1, token=None, more=False)
     candidates, skipped, ignored = _screen(objects, runs_root)

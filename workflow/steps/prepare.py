@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import re
 
-from botocore.exceptions import ClientError
-
 from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.s3 import S3Store
-from workflow.domain.errors import ConfigurationError
+from workflow.domain.errors import ConfigurationError, ObjectUnreadable
 from workflow.domain.frames import S3Uri, dedupe_preserving_order
 from workflow.domain.profile import LabelingProfile, ModelProfile, default_profile, parse_profile
 from workflow.domain.run import ModelEndpoint, RunContext, RunRequest, SourceItem
@@ -28,9 +26,8 @@ def resolve_profile(request: RunRequest, s3: S3Store) -> tuple[LabelingProfile, 
         return request.profile, "inline"
     try:
         text = s3.get_bytes(request.profile).decode("utf-8")
-    except ClientError as err:
-        code = err.response.get("Error", {}).get("Code", "")
-        raise ConfigurationError(f"cannot read profile {request.profile}: {code or err}") from err
+    except ObjectUnreadable as err:
+        raise ConfigurationError(f"cannot read profile {request.profile}: {err.code}") from err
     except UnicodeDecodeError as err:
         raise ConfigurationError(f"profile {request.profile} is not UTF-8 text") from err
     return parse_profile(text, request.profile), request.profile

@@ -12,16 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from workflow.adapters.callbacks import TaskCallbacks
 from workflow.adapters.labeling import create_labeling_job_request
 from workflow.adapters.s3 import S3Store
 from workflow.adapters.tokens import TokenStore
-from workflow.domain.errors import ConfigurationError
+from workflow.domain.errors import ConfigurationError, LabelingJobExists
 from workflow.domain.notifications import LabelingJobStateChange
 from workflow.domain.run import ManifestPart, ManifestResult, ReviewResult, RunContext, resolve_review
 from workflow.settings import Settings
+from workflow.steps.ports import Callbacks, LabelingJobs, Tokens
 from workflow.steps.prepare import run_profile
 
 
@@ -33,17 +31,17 @@ def start_review(
     settings: Settings,
     tokens: TokenStore,
     s3: S3Store,
-    sagemaker: Callable[[], Any],
+    labeling_jobs: Callable[[], LabelingJobs],
     label_studio: Callable[[], tuple[Any, Any, str]],
 ) -> dict[str, Any]:
-    """Start the part's review job in the run's backend. ``sagemaker`` and ``label_studio`` build the
-    backend's clients on demand (``label_studio``: client, image locator, webhook secret)."""
+    """Start the part's review job in the run's backend. ``labeling_jobs`` and ``label_studio`` build
+    the backend's adapters on demand (``label_studio``: client, image locator, webhook secret)."""
     profile = run_profile(run, s3)
     backend = resolve_review(run.review, profile.review.backend)
     if backend == "groundtruth":
         return {
             "backend": "groundtruth",
-            **start_labeling_job(token, part, run, manifest, settings, tokens, sagemaker()),
+            **start_labeling_job(token, part, run, manifest, settings, tokens, labeling_jobs()),
         }
     if backend == "label-studio":
         from workflow.steps.review_labelstudio import start_label_studio_review
@@ -63,28 +61,26 @@ def start_labeling_job(
     run: RunContext,
     manifest: ManifestResult,
     settings: Settings,
-    tokens: TokenStore,
-    sagemaker: Any,
+    tokens: Tokens,
+    jobs: LabelingJobs,
 ) -> dict[str, str]:
     """Park the token under the job name, then create the job (a retried create finds it already made)."""
     request = create_labeling_job_request(run, part, manifest, settings)
     name = request["LabelingJobName"]
     tokens.park_job(name, token)
     try:
-        arn = sagemaker.create_labeling_job(**request)["LabelingJobArn"]
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") != "ResourceInUse":
-            raise
-        arn = sagemaker.describe_labeling_job(LabelingJobName=name)["LabelingJobArn"]
+        arn = jobs.create(request)
+    except LabelingJobExists:
+        arn = jobs.describe(name)["LabelingJobArn"]
     return {"job_name": name, "job_arn": arn}
 
 
 def on_labeling_job_change(
     change: LabelingJobStateChange,
     settings: Settings,
-    tokens: TokenStore,
-    callbacks: TaskCallbacks,
-    sagemaker: Any,
+    tokens: Tokens,
+    callbacks: Callbacks,
+    jobs: LabelingJobs,
 ) -> str:
     """Resume the waiting review task when its job ends; redelivered events change nothing."""
     if change.status not in ("Completed", "Failed", "Stopped"):
@@ -92,7 +88,7 @@ def on_labeling_job_change(
     token = tokens.claim_job(change.job_name)
     if token is None:
         return "unknown-or-done"
-    job = sagemaker.describe_labeling_job(LabelingJobName=change.job_name)
+    job = jobs.describe(change.job_name)
     if change.status == "Completed":
         result = ReviewResult(
             job_name=change.job_name,

@@ -1,4 +1,4 @@
-"""Merge the candidates of several views of one frame (whole, tiles, mirrors) into one set."""
+"""Pooling: the candidates of several views of one frame (whole, tiles, mirrors) pooled into one set."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from workflow.inference.candidates import Candidates
-from workflow.inference.merge import drop_fragments, pool, select
+from workflow.inference.pooling import drop_fragments, pool, select
 from workflow.inference.tiling import View
 
 
