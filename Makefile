@@ -109,7 +109,7 @@ lint: $(STAMP) $(SAM_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	@echo ">> cfn-lint (template + inlined state machine)"
 	@$(PY) -m workflow.tools.lint_template
 	@echo ">> checkov (template.yaml; skipped checks and why: docs/checkov.md)"
-	@$(CHECKOV_VENV)/bin/checkov -f template.yaml --config-file .checkov.yaml
+	@$(CHECKOV_VENV)/bin/checkov -f template.yaml --config-file .checkov.yaml --skip-download
 
 bench: model
 	@echo ">> benchmarks (results in bench-out/)"
