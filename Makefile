@@ -137,7 +137,7 @@ LAYER_PACKAGES := pydantic pydantic_core annotated-types typing-inspection typin
 	aws_lambda_powertools aws-xray-sdk wrapt jmespath PyYAML
 SCIENCE_PACKAGES := numpy pillow pycocotools
 # The handlers' code only: local mode, the CLI, inference, serving and model tools stay out of Lambda.
-LAYER_MODULES := __init__.py settings.py domain adapters steps reports logs
+LAYER_MODULES := __init__.py settings.py events.py domain adapters steps reports logs
 pins_of = $(shell grep -iE '^($(subst $(eval) ,|,$(strip $(1))))==' $(MAKEFILE_DIR)requirements.lock)
 LAYER_PINS = $(call pins_of,$(LAYER_PACKAGES))
 SCIENCE_PINS = $(call pins_of,$(SCIENCE_PACKAGES))
