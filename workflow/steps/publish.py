@@ -45,6 +45,7 @@ from workflow.domain.records import (
     ShardCounts,
     ShardPlan,
     add_counts,
+    parts_of,
     short_reason,
 )
 from workflow.domain.routing import verification_verdict
@@ -241,8 +242,8 @@ def publish_shard(
     routes: Counter[str] = Counter()
     route_objects: Counter[str] = Counter()
     frames = 0
-    parts = shard.review_parts or [[] for _ in shard.batches]
-    pairs = list(zip(shard.batches, parts, strict=True))
+    ranges = store.part_ranges() if jobs else []
+    pairs = [(b, parts_of(b, ranges)) for b in shard.batches]
     for labels, lines in bounded_map(lambda bp: _batch_inputs(store, bp[0], bp[1], jobs), pairs):
         # a frame reviewed in several jobs is one line under the jobs' label attribute, as each job wrote it
         people = _Review.read(
