@@ -508,9 +508,9 @@ def s3_requests(shape: RunShape) -> dict[str, tuple[int, int]]:
     puts += b
     gets += b
     # PlanReview: profile, LIST + GET every counts object, LIST the batches; label categories,
-    # worker template, one plan per job, the shard plan.
+    # worker template, one plan per job, the jobs' batch ranges (parts.json), the shard plan.
     gets += 1 + b
-    puts += 2 * _lists(b) + 2 + parts + 1
+    puts += 2 * _lists(b) + 2 + parts + 2
     # AssembleManifest, per job: its plan, the review lines of each of its batches; the manifest.
     line_bytes = _LINE_BYTES + _LINE_BYTES_PER_OBJECT * shape.objects_per_frame
     gets += parts + reviewed_batches
@@ -520,9 +520,9 @@ def s3_requests(shape: RunShape) -> dict[str, tuple[int, int]]:
     # CollectReview, per job: its plan, the job's output manifest; reviewed lines per batch.
     gets += 2 * parts
     puts += reviewed_batches
-    # PublishShard, per shard: profile, each batch's labels and reviewed lines; output manifest,
-    # COCO, machine pre-labels, frame report, shard counts.
-    gets += shards + b + (b if human else 0)
+    # PublishShard, per shard: profile, the jobs' batch ranges (when reviewed), each batch's labels
+    # and reviewed lines; output manifest, COCO, machine pre-labels, frame report, shard counts.
+    gets += shards + b + (shards + b if human else 0)
     puts += 5 * shards
     # FinishRun: profile, LIST + GET the page and shard counts; index, stats, scorecard, report.
     gets += 1 + pages + shards

@@ -10,7 +10,6 @@ S3 and DynamoDB request the workflow's code makes is counted and compared with t
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import threading
@@ -35,7 +34,6 @@ from workflow.cost import (
     s3_requests,
     state_entries,
 )
-from workflow.domain import records
 from workflow.domain.detections import Detections, Provenance
 from workflow.local.cloud import LocalCloud
 
@@ -133,13 +131,8 @@ def test_local_run_enters_the_states_and_makes_the_requests_the_cost_model_count
     recorder = Recorder()
     small = [
         mock.patch("workflow.steps.listing.PAGE_SIZE", shape.page_size),
-        mock.patch(
-            "workflow.steps.plan.cut_shards",
-            functools.partial(records.cut_shards, limit=shape.shard_frames),
-        ),
-        mock.patch(
-            "workflow.steps.plan.cut_parts", functools.partial(records.cut_parts, limit=shape.job_frames)
-        ),
+        mock.patch("workflow.steps.plan.SHARD_FRAMES", shape.shard_frames),
+        mock.patch("workflow.steps.plan.MAX_FRAMES_PER_JOB", shape.job_frames),
     ]
     with LocalCloud({ENDPOINT: NothingFound}) as cloud:
         cloud.s3.create_bucket(Bucket="drive-logs")

@@ -14,7 +14,7 @@ from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
 from workflow.domain.detections import Detections, Provenance
 from workflow.domain.profile import default_profile
-from workflow.domain.records import BatchItem, batch_id
+from workflow.domain.records import BatchItem, batch_id, parts_of
 from workflow.domain.routing import RouteDecision
 from workflow.domain.run import ReviewResult
 from workflow.settings import Settings
@@ -108,4 +108,7 @@ def test_plan_review_fails_a_batch_that_left_no_record(s3: S3Store, store: RunSt
     assert labels is not None and [f.frame for f in labels.failed] == ["s3://logs/day1/d.png"]
     assert labels.failed[0].reason.startswith("BatchLost: the batch's branch ended without a result")
     (shard,) = s3.get_json(f"s3://data/{result.shards_key}")
-    assert shard["batches"] == [B0, B1, lost] and shard["review_parts"] == [[0], [0], []]
+    assert shard["batches"] == [B0, B1, lost]
+    # And the jobs' batch ranges are planned for PublishShard: the lost batch is in none of them
+    ranges = store.part_ranges()
+    assert [parts_of(b, ranges) for b in shard["batches"]] == [[0], [0], []]

@@ -10,7 +10,7 @@ skipped/<source>-<page>.json  [SkippedFrame]     ListPage
 labels/<batch>.json           BatchLabels        MergeBatch / RecordBatchFailure
 counts/<batch>.json           BatchCounts        MergeBatch / RecordBatchFailure
 review-lines/<stream>/<batch>.jsonl   manifest lines of the batch's frames in one review stream
-plan/parts/<part>.json, plan/shards.json        PlanReview
+plan/parts/<part>.json, plan/parts.json, plan/shards.json   PlanReview
 review/input-<part>.manifest                    AssembleManifest (streamed from review-lines)
 reviewed/<batch>/<part>.jsonl  output lines      CollectReview (a job's output split by batch)
 dataset/...                                      PublishShard, FinishRun
@@ -37,6 +37,7 @@ from workflow.domain.records import (
     BatchItem,
     BatchLabels,
     PageCounts,
+    PartRange,
     ReviewPart,
     ShardCounts,
     ShardPlan,
@@ -160,8 +161,28 @@ class RunStore:
     def get_part(self, index: int) -> ReviewPart:
         return self.get_model(f"plan/parts/{index:03d}.json", ReviewPart)
 
-    def put_shards(self, shards: list[ShardPlan]) -> str:
-        return self.s3.put_json(self.uri("plan/shards.json"), [s.model_dump(mode="json") for s in shards])
+    def put_shards(self, shards: Iterable[ShardPlan]) -> str:
+        """``plan/shards.json`` (one JSON array: the PublishShards Map reads it), streamed from the
+        shards as they are cut."""
+
+        def chunks() -> Iterator[bytes]:
+            sep = "["
+            for shard in shards:
+                yield (sep + json.dumps(shard.model_dump(mode="json"), separators=(",", ":"))).encode()
+                sep = ","
+            yield b"[]" if sep == "[" else b"]"
+
+        uri = self.uri("plan/shards.json")
+        self.s3.put_stream(uri, chunks(), "application/json")
+        return str(uri)
+
+    def put_part_ranges(self, ranges: list[PartRange]) -> str:
+        return self.s3.put_json(self.uri("plan/parts.json"), [r.model_dump(mode="json") for r in ranges])
+
+    def part_ranges(self) -> list[PartRange]:
+        """Every labeling job's range of batches (none for a run without review, or an older plan)."""
+        data = self.get_optional("plan/parts.json")
+        return [PartRange.model_validate(d) for d in data or []]
 
     def shards_key(self) -> str:
         return f"{self.prefix}/plan/shards.json"

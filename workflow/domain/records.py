@@ -197,33 +197,66 @@ class ShardPlan(_Record):
     index: int
     frames: int = Field(ge=0)
     batches: list[str] = Field(min_length=1)
-    review_parts: list[list[int]] = Field(
-        default_factory=list, description="per batch, the labeling jobs (parts) that reviewed its frames"
-    )
 
 
-def cut_parts(counts: Iterable[BatchCounts], limit: int = MAX_FRAMES_PER_JOB) -> list[ReviewPart]:
-    """Labeling jobs of at most ``limit`` frames per review stream, in batch order.
+class PartRange(_Record):
+    """Where one labeling job lies in batch order (``plan/parts.json``): PublishShard reads these
+    once and asks each job whose range holds a batch for the batch's reviewed lines."""
 
-    A batch's lines of one stream never split across two jobs (a batch holds at most 500 frames).
-    """
-    open_parts: dict[str, list[tuple[str, int]]] = {}
-    open_frames: dict[str, int] = {}
-    closed: list[tuple[str, list[tuple[str, int]]]] = []
-    for batch in counts:
-        for stream, n in sorted(batch.streams.items()):
-            members = open_parts.setdefault(stream, [])
-            if members and open_frames[stream] + n > limit:
-                closed.append((stream, members))
-                members = open_parts[stream] = []
-                open_frames[stream] = 0
+    index: int
+    stream: str
+    first_batch: str
+    last_batch: str
+
+    @classmethod
+    def of(cls, part: ReviewPart) -> PartRange:
+        return cls(
+            index=part.index, stream=part.stream, first_batch=part.batches[0], last_batch=part.batches[-1]
+        )
+
+    def holds(self, batch: str) -> bool:
+        return self.first_batch <= batch <= self.last_batch
+
+
+def parts_of(batch: str, ranges: Iterable[PartRange]) -> list[int]:
+    """The jobs (parts) whose batch range holds ``batch``: the only ones that can have reviewed it."""
+    return sorted(r.index for r in ranges if r.holds(batch))
+
+
+class PartCutter:
+    """Cuts labeling jobs of at most ``limit`` frames per review stream from batches fed in batch
+    order, closing each job as soon as the next batch would overflow it. Jobs are numbered in
+    closing order; the jobs still open at the end close in stream order (adjust-g0, ..., verify).
+    It holds only the open jobs (at most one job's batches per stream)."""
+
+    def __init__(self, limit: int = MAX_FRAMES_PER_JOB) -> None:
+        self.limit = limit
+        self.count = 0
+        self._open: dict[str, list[tuple[str, int]]] = {}
+        self._frames: dict[str, int] = {}
+
+    def add(self, batch: BatchCounts) -> list[ReviewPart]:
+        closed = []
+        for stream, n in sorted(batch.streams.items(), key=lambda item: _stream_order(item[0])):
+            if not n:
+                continue
+            members = self._open.setdefault(stream, [])
+            if members and self._frames[stream] + n > self.limit:
+                closed.append(self._close(stream))
+                members = self._open.setdefault(stream, [])
             members.append((batch.batch_id, n))
-            open_frames[stream] = open_frames.get(stream, 0) + n
-    closed.extend((s, m) for s, m in sorted(open_parts.items()) if m)
-    closed.sort(key=lambda item: (_stream_order(item[0]), item[1][0][0]))
-    return [
-        ReviewPart(
-            index=i,
+            self._frames[stream] = self._frames.get(stream, 0) + n
+        return closed
+
+    def finish(self) -> list[ReviewPart]:
+        streams = sorted((s for s, m in self._open.items() if m), key=_stream_order)
+        return [self._close(s) for s in streams]
+
+    def _close(self, stream: str) -> ReviewPart:
+        members = self._open.pop(stream)
+        self._frames.pop(stream, None)
+        part = ReviewPart(
+            index=self.count,
             stream=stream,
             task="verify" if stream == "verify" else "adjust",
             group=0 if stream == "verify" else int(stream.removeprefix("adjust-g")),
@@ -231,28 +264,57 @@ def cut_parts(counts: Iterable[BatchCounts], limit: int = MAX_FRAMES_PER_JOB) ->
             batches=[b for b, _ in members],
             sizes=[n for _, n in members],
         )
-        for i, (stream, members) in enumerate(closed)
-    ]
+        self.count += 1
+        return part
+
+
+def cut_parts(counts: Iterable[BatchCounts], limit: int = MAX_FRAMES_PER_JOB) -> list[ReviewPart]:
+    """Labeling jobs of at most ``limit`` frames per review stream, in batch order (see :class:`PartCutter`).
+
+    A batch's lines of one stream never split across two jobs (a batch holds at most 500 frames).
+    """
+    cutter = PartCutter(limit)
+    parts = [part for batch in counts for part in cutter.add(batch)]
+    return parts + cutter.finish()
 
 
 def _stream_order(stream: str) -> tuple[int, int]:
     return (1, 0) if stream == "verify" else (0, int(stream.removeprefix("adjust-g")))
 
 
+class ShardCutter:
+    """Cuts dataset shards of consecutive batches, at most ``limit`` frames each (one batch may
+    exceed it), from batches fed in order; holds only the open shard."""
+
+    def __init__(self, limit: int = SHARD_FRAMES) -> None:
+        self.limit = limit
+        self.count = 0
+        self._batches: list[str] = []
+        self._frames = 0
+
+    def add(self, batch: BatchCounts) -> ShardPlan | None:
+        closed = None
+        if self._batches and self._frames + batch.frames > self.limit:
+            closed = self.finish()
+        self._batches.append(batch.batch_id)
+        self._frames += batch.frames
+        return closed
+
+    def finish(self) -> ShardPlan | None:
+        if not self._batches:
+            return None
+        shard = ShardPlan(index=self.count, frames=self._frames, batches=self._batches)
+        self.count += 1
+        self._batches, self._frames = [], 0
+        return shard
+
+
 def cut_shards(counts: Iterable[BatchCounts], limit: int = SHARD_FRAMES) -> list[ShardPlan]:
-    """Dataset shards of consecutive batches, at most ``limit`` frames each (one batch may exceed it)."""
-    shards: list[ShardPlan] = []
-    batches: list[str] = []
-    frames = 0
-    for batch in counts:
-        if batches and frames + batch.frames > limit:
-            shards.append(ShardPlan(index=len(shards), frames=frames, batches=batches))
-            batches, frames = [], 0
-        batches.append(batch.batch_id)
-        frames += batch.frames
-    if batches:
-        shards.append(ShardPlan(index=len(shards), frames=frames, batches=batches))
-    return shards
+    """Dataset shards of consecutive batches, at most ``limit`` frames each (see :class:`ShardCutter`)."""
+    cutter = ShardCutter(limit)
+    shards = [s for s in (cutter.add(b) for b in counts) if s is not None]
+    last = cutter.finish()
+    return shards + ([last] if last is not None else [])
 
 
 class ShardCounts(_Record):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,8 +17,11 @@ LOG = logging.getLogger(__name__)
 LINK_SECONDS = 7 * 24 * 3600
 
 
+GALLERY_MAX = 5000  # frames in the page's gallery, at most
+
+
 def write_report_html(
-    store: RunStore, report: dict[str, Any], shards: list[ShardCounts], colors: dict[str, str]
+    store: RunStore, report: dict[str, Any], shards: Iterable[ShardCounts], colors: dict[str, str]
 ) -> str | None:
     """Render the page from the shards' counters and put it at ``report.html``; returns its URI.
 
@@ -33,11 +37,15 @@ def write_report_html(
 
 
 def _render(
-    store: RunStore, report: dict[str, Any], shards: list[ShardCounts], colors: dict[str, str]
+    store: RunStore, report: dict[str, Any], shards: Iterable[ShardCounts], colors: dict[str, str]
 ) -> str:
+    # One pass over the shards' counters; the gallery keeps a bounded sample (every frame is in the
+    # per-shard frame reports), so the page and this step's memory stay the same size at any run size.
     histogram: Counter[str] = Counter()
+    gallery: list[Any] = []
     for shard in shards:
         add_counts(histogram, shard.score_histogram)
+        gallery.extend(shard.gallery[: max(GALLERY_MAX - len(gallery), 0)])
     client = store.s3.client
 
     def link(frame: str) -> str:
@@ -54,7 +62,7 @@ def _render(
     return render_report(
         report,
         score_histogram=histogram,
-        gallery=[e for s in shards for e in s.gallery],
+        gallery=gallery,
         image_url=link,
         colors=colors,
         elapsed_s=_elapsed(store),

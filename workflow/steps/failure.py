@@ -84,16 +84,19 @@ def on_execution_change(
 
 def failed_run_report(store: RunStore, run_id: str, change: ExecutionStatusChange) -> dict[str, Any]:
     """What the run's records say when it ended early: found, labeled, failed, skipped, never reached."""
-    pages = list(store.pages())
-    batches = list(store.all_counts())
-    published = list(store.shard_counts())
-    claimed = sum(p.frames for p in pages)
-    skipped = sum(p.skipped for p in pages)
-    labeled = sum(b.labeled for b in batches)
-    failed = sum(b.failed for b in batches)
+    claimed = skipped = 0
+    sources: set[int] = set()
+    for page in store.pages():
+        claimed += page.frames
+        skipped += page.skipped
+        sources.add(page.source_index)
+    labeled = failed = 0
     reasons: Counter[str] = Counter()
-    for batch in batches:
+    for batch in store.all_counts():
+        labeled += batch.labeled
+        failed += batch.failed
         add_counts(reasons, batch.failure_reasons)
+    published = sum(s.labeled for s in store.shard_counts())
     return {
         "run_id": run_id,
         "status": change.status,
@@ -102,13 +105,13 @@ def failed_run_report(store: RunStore, run_id: str, change: ExecutionStatusChang
         "execution_arn": change.execution_arn,
         "frames_found": claimed + skipped,
         "skipped": skipped,
-        "labeled_not_published": labeled - sum(s.labeled for s in published),
-        "published": sum(s.labeled for s in published),
+        "labeled_not_published": labeled - published,
+        "published": published,
         "labeled": labeled,
         "failed": failed,
         "never_reached": claimed - labeled - failed,
         "failures": [{"reason": r, "frames": n} for r, n in reasons.most_common()],
-        "sources_listed": len({p.source_index for p in pages}),
+        "sources_listed": len(sources),
         "next": (
             "the run's frames are released: a later run labels them; or resume this run "
             "(Step Functions redrive, or `autolabel resume RUN_ID`) to finish only what is missing"

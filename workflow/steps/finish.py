@@ -7,7 +7,9 @@ frame's labels, and adds them up into ``report.json``, ``dataset/stats.json``,
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from workflow.adapters.ledger import FrameLedger
@@ -15,9 +17,9 @@ from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
 from workflow.domain.prices import cost_estimate
 from workflow.domain.profile import LabelingProfile
-from workflow.domain.records import EXAMPLES, FrameFailure, ShardCounts, add_counts, short_reason
+from workflow.domain.records import EXAMPLES, PageCounts, ShardCounts, add_counts, short_reason
 from workflow.domain.run import ReviewResult, RunContext, review_outcome
-from workflow.domain.scorecard import merge_scorecards, scorecard_from_state
+from workflow.domain.scorecard import Scorecard, merge_scorecards, scorecard_from_state
 from workflow.reports.store import write_report_html
 from workflow.settings import Settings
 from workflow.steps.plan import review_workers
@@ -25,36 +27,30 @@ from workflow.steps.prepare import run_profile
 
 
 def finish_run(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: FrameLedger) -> dict[str, Any]:
-    """Add the shards' and pages' counters up into the run's report, stats, scorecard and index."""
+    """Add the shards' and pages' counters up into the run's report, stats, scorecard and index.
+
+    One pass over each: ``dataset/index.json`` streams its shard and skip entries while running
+    totals add them up; memory holds the totals, a few failure examples and the URI lists."""
     run = RunContext.model_validate(state["run"])
     profile = run_profile(run, s3)
     store = RunStore(s3, run.bucket, run.run_prefix)
-    pages = list(store.pages())
-    shards = sorted(store.shard_counts(), key=lambda c: c.index)
-    total = _totals(shards)
-    found = sum(p.frames + p.skipped for p in pages)
-    skipped = sum(p.skipped for p in pages)
-    skipped_reasons: Counter[str] = Counter()
-    for page in pages:
-        add_counts(skipped_reasons, page.skipped_reasons)
-    labeled, failed = total["labeled"], total["failed"]
+    total = _Totals()
+    pages = _PageTotals()
+    index_uri = store.uri("dataset/index.json")
+    s3.put_stream(index_uri, _index_chunks(run.run_id, store, total, pages), "application/json")
+    labeled, failed = total.labeled, total.failed
     jobs, review_failed = review_outcome(state)
-    card = merge_scorecards(scorecard_from_state(s.scorecard) for s in shards if s.scorecard)
-    review = _review_section(run, profile, jobs, review_failed, total, labeled)
-    routing = _routing_report(total, profile, review_workers(profile, settings))
+    card = total.card
+    review = _review_section(run, profile, jobs, review_failed, total.counters, labeled)
+    routing = _routing_report(total.counters, profile, review_workers(profile, settings))
     stats = {
-        "objects_per_class": dict(sorted(total["objects_per_class"].items())),
-        "dropped_detections": dict(sorted(total["dropped"].items())),
+        "objects_per_class": dict(sorted(total.counters["objects_per_class"].items())),
+        "dropped_detections": dict(sorted(total.counters["dropped"].items())),
         "review": review,
         "routing": routing,
     }
-    index = {
-        "run_id": run.run_id,
-        "shards": [{"index": s.index, "frames": s.frames, "labeled": s.labeled, **s.outputs} for s in shards],
-        "skipped": [str(store.uri(f"skipped/{p.source_index:04d}-{p.page:06d}.json")) for p in pages],
-    }
     outputs = {
-        "index": s3.put_json(store.uri("dataset/index.json"), index),
+        "index": str(index_uri),
         "stats": s3.put_json(store.uri("dataset/stats.json"), stats),
     }
     if card.frames:
@@ -63,11 +59,11 @@ def finish_run(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: F
     summary = {
         "run_id": run.run_id,
         "status": "SUCCEEDED",
-        "frames_found": found,
+        "frames_found": pages.found,
         "labeled": labeled,
         "failed": failed,
-        "skipped": skipped,
-        "lost": found - labeled - failed - skipped,
+        "skipped": pages.skipped,
+        "lost": pages.found - labeled - failed - pages.skipped,
         "objects_per_class": stats["objects_per_class"],
         "review": review.get("status"),
         "routing": {
@@ -82,48 +78,106 @@ def finish_run(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: F
         **summary,
         **stats,
         "profile": run.profile_name,
-        "sources": {"count": run.source_count, "pages": len(pages), "listed": sum(p.listed for p in pages)},
-        "failures": _reasons(total["failure_reasons"], [e for s in shards for e in s.failure_examples]),
-        "skips": dict(skipped_reasons.most_common()),
+        "sources": {"count": run.source_count, "pages": pages.pages, "listed": pages.listed},
+        "failures": _reasons(total.counters["failure_reasons"], total.examples),
+        "skips": dict(pages.reasons.most_common()),
         "scorecard": card.to_dict() if card.frames else None,
-        "segmentation": _segmentation_section(shards, settings),
-        "frame_reports": [s.outputs["frame_report"] for s in shards],
+        "segmentation": _segmentation_section(total, settings),
+        "frame_reports": total.frame_reports,
     }
     outputs["report_html"] = str(store.uri("report.html"))
     s3.put_json(store.uri("report.json"), report)
-    write_report_html(store, report, shards, {c.name: c.color for c in profile.taxonomy.classes})
+    write_report_html(
+        store, report, store.shard_counts(), {c.name: c.color for c in profile.taxonomy.classes}
+    )
     ledger.mark_run(run.run_id, "succeeded")
     return summary
 
 
-def _totals(shards: list[ShardCounts]) -> dict[str, Any]:
-    total: dict[str, Any] = {"labeled": 0, "failed": 0}
-    counters = (
-        "objects_per_class",
-        "labeled_by",
-        "failure_reasons",
-        "dropped",
-        "routes",
-        "objects_per_route",
-        "review",
-    )
-    for name in counters:
-        total[name] = Counter()
-    for shard in shards:
-        total["labeled"] += shard.labeled
-        total["failed"] += shard.failed
-        for name in counters:
-            add_counts(total[name], getattr(shard, name))
-    return total
+COUNTERS = (
+    "objects_per_class",
+    "labeled_by",
+    "failure_reasons",
+    "dropped",
+    "routes",
+    "objects_per_route",
+    "review",
+)
 
 
-def _reasons(reasons: Counter[str], examples: list[FrameFailure]) -> list[dict[str, Any]]:
+class _Totals:
+    """Running totals over the shards' counters (in shard order)."""
+
+    def __init__(self) -> None:
+        self.labeled = self.failed = self.segmentation_frames = 0
+        self.counters: dict[str, Any] = {name: Counter() for name in COUNTERS}
+        self.examples: dict[str, list[str]] = {}
+        self.segmentation_errors: list[str] = []
+        self.frame_reports: list[str] = []
+        self.segmentation_manifests: list[str] = []
+        self.card = Scorecard()
+
+    def add(self, shard: ShardCounts) -> None:
+        self.labeled += shard.labeled
+        self.failed += shard.failed
+        for name in COUNTERS:
+            add_counts(self.counters[name], getattr(shard, name))
+        for example in shard.failure_examples:
+            frames = self.examples.setdefault(short_reason(example.reason), [])
+            if len(frames) < EXAMPLES:
+                frames.append(example.frame)
+        self.segmentation_frames += shard.segmentation_frames
+        room = EXAMPLES - len(self.segmentation_errors)
+        self.segmentation_errors += shard.segmentation_errors[: max(room, 0)]
+        if "frame_report" in shard.outputs:
+            self.frame_reports.append(shard.outputs["frame_report"])
+        if "segmentation_manifest" in shard.outputs:
+            self.segmentation_manifests.append(shard.outputs["segmentation_manifest"])
+        if shard.scorecard:
+            self.card = merge_scorecards([self.card, scorecard_from_state(shard.scorecard)])
+
+
+class _PageTotals:
+    """Running totals over the listing pages' counters."""
+
+    def __init__(self) -> None:
+        self.found = self.skipped = self.pages = self.listed = 0
+        self.reasons: Counter[str] = Counter()
+
+    def add(self, page: PageCounts) -> None:
+        self.found += page.frames + page.skipped
+        self.skipped += page.skipped
+        self.pages += 1
+        self.listed += page.listed
+        add_counts(self.reasons, page.skipped_reasons)
+
+
+def _index_chunks(run_id: str, store: RunStore, total: _Totals, pages: _PageTotals) -> Iterator[bytes]:
+    """``dataset/index.json`` as it streams: every shard's files, then every page's skip list,
+    adding each shard and page into the totals on the way."""
+    yield ('{"run_id":' + json.dumps(run_id) + ',"shards":[').encode()
+    sep = ""
+    for shard in store.shard_counts():
+        total.add(shard)
+        entry = {"index": shard.index, "frames": shard.frames, "labeled": shard.labeled, **shard.outputs}
+        yield (sep + json.dumps(entry, separators=(",", ":"))).encode()
+        sep = ","
+    yield b'],"skipped":['
+    sep = ""
+    for page in store.pages():
+        pages.add(page)
+        uri = str(store.uri(f"skipped/{page.source_index:04d}-{page.page:06d}.json"))
+        yield (sep + json.dumps(uri)).encode()
+        sep = ","
+    yield b"]}"
+
+
+def _reasons(reasons: Counter[str], examples: dict[str, list[str]]) -> list[dict[str, Any]]:
     """Failures grouped by reason, most frequent first, each with a few example frames."""
-    out = []
-    for reason, count in reasons.most_common():
-        frames = [e.frame for e in examples if short_reason(e.reason) == reason][:EXAMPLES]
-        out.append({"reason": reason, "frames": count, "examples": frames})
-    return out
+    return [
+        {"reason": reason, "frames": count, "examples": examples.get(reason, [])[:EXAMPLES]}
+        for reason, count in reasons.most_common()
+    ]
 
 
 def _review_section(
@@ -175,17 +229,13 @@ def _routing_report(total: dict[str, Any], profile: LabelingProfile, workers: in
     }
 
 
-def _segmentation_section(shards: list[ShardCounts], settings: Settings) -> dict[str, Any]:
-    frames = sum(s.segmentation_frames for s in shards)
+def _segmentation_section(total: _Totals, settings: Settings) -> dict[str, Any]:
     section: dict[str, Any] = {
-        "frames": frames,
-        "manifests": [
-            s.outputs["segmentation_manifest"] for s in shards if "segmentation_manifest" in s.outputs
-        ],
+        "frames": total.segmentation_frames,
+        "manifests": total.segmentation_manifests,
         "attribute": f"{settings.prelabel_attribute}-seg-ref",
         "labeling_job": "none started: an input for segmentation adjustment jobs",
     }
-    errors = [e for s in shards for e in s.segmentation_errors]
-    if errors:
-        section["errors"] = errors[:EXAMPLES]
+    if total.segmentation_errors:
+        section["errors"] = total.segmentation_errors
     return section

@@ -17,7 +17,18 @@ from workflow.domain.errors import AutolabelError
 from workflow.domain.frames import S3Uri
 from workflow.domain.groundtruth import label_category_config, worker_ui_template
 from workflow.domain.profile import LabelingProfile, default_profile
-from workflow.domain.records import BatchLabels, ReviewPart, ShardPlan, batch_failures, cut_parts, cut_shards
+from workflow.domain.records import (
+    MAX_FRAMES_PER_JOB,
+    SHARD_FRAMES,
+    BatchCounts,
+    BatchLabels,
+    PartCutter,
+    PartRange,
+    ReviewPart,
+    ShardCutter,
+    ShardPlan,
+    batch_failures,
+)
 from workflow.domain.routing import verification_categories, verification_ui_template
 from workflow.domain.run import ManifestPart, ManifestResult, RunContext, SegmentationOutput
 from workflow.settings import Settings
@@ -27,40 +38,54 @@ SEGMENTATION_SUFFIX = "-seg-ref"
 
 
 def plan_review(run: RunContext, settings: Settings, s3: S3Store) -> ManifestResult:
-    """Read every batch's counts (only they), cut the labeling jobs and the dataset shards, and
-    write the jobs' label categories and worker templates. Batches that left no record are failed."""
+    """Read every batch's counts (only they), in batch order, and cut the labeling jobs and the
+    dataset shards as they go: each job's plan is written when it closes and each shard streams
+    into ``plan/shards.json``, so memory holds the open job and shard and running totals, never
+    the run. Batches that left no record are failed. Writes the jobs' label categories and worker
+    templates and ``plan/parts.json`` (each job's batch range, for PublishShard)."""
     store = RunStore(s3, run.bucket, run.run_prefix)
     profile = run_profile(run, s3)
-    counts = {c.batch_id: c for c in store.all_counts()}
-    lost = [b for b in _listed_batches(store) if b not in counts]
-    for name in lost:
-        frames = store.get_batch(name).frames
-        cause = {
-            "Error": "BatchLost",
-            "Cause": "the batch's branch ended without a result or a failure record",
-        }
-        counts[name] = store.put_labels(
-            BatchLabels(batch_id=name, failed=batch_failures(frames, cause)), len(frames), {}
-        )
-    ordered = [counts[k] for k in sorted(counts)]
     base = S3Uri(run.bucket, run.key("review"))
     groups = profile.review_groups()
     categories_uri, template_uri = _group_files(s3, base, settings, groups[0], "")
-    review_parts = cut_parts(ordered) if run.reviewed else []
-    parts = [_manifest_part(p, store, s3, base, settings, groups) for p in review_parts]
-    for part in review_parts:
-        store.put_part(part)
-    shards = _with_parts(cut_shards(ordered), review_parts)
-    store.put_shards(shards)
+    totals = _Totals()
+    part_cutter = PartCutter(MAX_FRAMES_PER_JOB)
+    parts: list[ManifestPart] = []
+    ranges: list[PartRange] = []
+
+    def write(closed: list[ReviewPart]) -> None:
+        for part in closed:
+            store.put_part(part)
+            parts.append(_manifest_part(part, store, s3, base, settings, groups))
+            ranges.append(PartRange.of(part))
+
+    def shards() -> Iterator[ShardPlan]:
+        shard_cutter = ShardCutter(SHARD_FRAMES)
+        for batch in _joined_counts(store, totals):
+            totals.add(batch)
+            if run.reviewed:
+                write(part_cutter.add(batch))
+            shard = shard_cutter.add(batch)
+            if shard is not None:
+                yield shard
+        last = shard_cutter.finish()
+        if last is not None:
+            yield last
+        if run.reviewed:
+            write(part_cutter.finish())
+        totals.shards = shard_cutter.count
+
+    store.put_shards(shards())
+    store.put_part_ranges(ranges)
     return ManifestResult(
-        parts=parts,
-        frames_to_review=0 if not run.reviewed else sum(c.to_people for c in ordered),
-        frames=sum(c.frames for c in ordered),
-        labeled=sum(c.labeled for c in ordered),
-        failed=sum(c.failed for c in ordered),
-        lost_batches=len(lost),
+        parts=sorted(parts, key=lambda p: p.index),
+        frames_to_review=totals.to_people if run.reviewed else 0,
+        frames=totals.frames,
+        labeled=totals.labeled,
+        failed=totals.failed,
+        lost_batches=totals.lost,
         shards_key=store.shards_key(),
-        shard_count=len(shards),
+        shard_count=totals.shards,
         label_categories_uri=categories_uri,
         ui_template_uri=template_uri,
         prelabel_attribute=settings.prelabel_attribute,
@@ -70,18 +95,61 @@ def plan_review(run: RunContext, settings: Settings, s3: S3Store) -> ManifestRes
     )
 
 
-def _listed_batches(store: RunStore) -> list[str]:
+class _Totals:
+    """The plan's running totals."""
+
+    def __init__(self) -> None:
+        self.frames = self.labeled = self.failed = self.to_people = self.lost = self.shards = 0
+
+    def add(self, batch: BatchCounts) -> None:
+        self.frames += batch.frames
+        self.labeled += batch.labeled
+        self.failed += batch.failed
+        self.to_people += batch.to_people
+
+
+def _joined_counts(store: RunStore, totals: _Totals) -> Iterator[BatchCounts]:
+    """Every batch's counts once, in strictly increasing batch order (a lost batch's counts, written
+    on the way, may show up again in a later page of the counts listing: skipped)."""
+    last = ""
+    for batch in _merge_join(store, totals):
+        if batch.batch_id > last:
+            last = batch.batch_id
+            yield batch
+
+
+def _merge_join(store: RunStore, totals: _Totals) -> Iterator[BatchCounts]:
+    """Every batch's counts in batch order: the stored counts merge-joined with the ``batches/``
+    listing (both in key order), a listed batch without counts failed on the way as lost."""
+    counts = iter(store.all_counts())
+    pending = next(counts, None)
+    for name in _listed_batches(store):
+        while pending is not None and pending.batch_id < name:
+            yield pending
+            pending = next(counts, None)
+        if pending is not None and pending.batch_id == name:
+            yield pending
+            pending = next(counts, None)
+            continue
+        totals.lost += 1
+        yield _fail_lost(store, name)
+    while pending is not None:
+        yield pending
+        pending = next(counts, None)
+
+
+def _fail_lost(store: RunStore, name: str) -> BatchCounts:
+    frames = store.get_batch(name).frames
+    cause = {
+        "Error": "BatchLost",
+        "Cause": "the batch's branch ended without a result or a failure record",
+    }
+    return store.put_labels(BatchLabels(batch_id=name, failed=batch_failures(frames, cause)), len(frames), {})
+
+
+def _listed_batches(store: RunStore) -> Iterator[str]:
     prefix = S3Uri(store.bucket, store.batches_prefix())
-    return [uri.key.rsplit("/", 1)[-1].removesuffix(".json") for uri, _ in store.s3.list_objects(prefix)]
-
-
-def _with_parts(shards: list[ShardPlan], parts: list[ReviewPart]) -> list[ShardPlan]:
-    """Tell each shard which jobs reviewed each of its batches (so it reads only those outputs)."""
-    by_batch: dict[str, list[int]] = {}
-    for part in parts:
-        for name in part.batches:
-            by_batch.setdefault(name, []).append(part.index)
-    return [s.model_copy(update={"review_parts": [by_batch.get(b, []) for b in s.batches]}) for s in shards]
+    return (uri.key.rsplit("/", 1)[-1].removesuffix(".json") for uri, _ in store.s3.list_objects(prefix))
 
 
 def _manifest_part(

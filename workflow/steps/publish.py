@@ -46,6 +46,7 @@ from workflow.domain.records import (
     ShardCounts,
     ShardPlan,
     add_counts,
+    parts_of,
     score_bin,
     short_reason,
 )
@@ -249,8 +250,8 @@ def publish_shard(
     route_objects: Counter[str] = Counter()
     histogram: Counter[str] = Counter()
     frames = 0
-    parts = shard.review_parts or [[] for _ in shard.batches]
-    pairs = list(zip(shard.batches, parts, strict=True))
+    ranges = store.part_ranges() if jobs else []
+    pairs = [(b, parts_of(b, ranges)) for b in shard.batches]
     for labels, lines in bounded_map(lambda bp: _batch_inputs(store, bp[0], bp[1], jobs), pairs):
         # a frame reviewed in several jobs is one line under the jobs' label attribute, as each job wrote it
         people = _Review.read(
