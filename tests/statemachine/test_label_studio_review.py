@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from published import joined
 
 from workflow.adapters.labelstudio import LabelStudioClient
 from workflow.local.endpoint import Predictor
@@ -190,8 +191,8 @@ def test_people_review_in_label_studio_and_the_run_publishes_their_boxes(
     assert {line["reviewed-metadata"]["adjustment-status"] for line in lines} == {"adjusted"}
     card = json.loads((out / "scorecard.json").read_text())["total"]
     assert (card["moved"], card["deleted"], card["added"]) == (1, 1, 1)
-    report = json.loads((out / "report.json").read_text())
-    assert {f["labeled_by"] for f in report["frames"]} == {"people (adjusted)"}
+    frames = [json.loads(line) for line in (out / "report-frames.jsonl").read_text().splitlines()]
+    assert {f["labeled_by"] for f in frames} == {"people (adjusted)"}
 
 
 # --- the browser test: a person on the labeling page (Playwright, Debian's chromium) ---------------
@@ -344,7 +345,10 @@ def test_a_label_studio_that_goes_away_ends_the_wait_with_a_clear_reason_and_eve
     # Then the wait ends at the review timeout with a reason that says so, and every frame is in the report
     assert described["status"] == "SUCCEEDED"
     assert json.loads(described["output"])["review"] == "failed"
-    report, review = read("runs/gone/report.json"), read("runs/gone/dataset/stats.json")["review"]
+    review = read("runs/gone/dataset/stats.json")["review"]
     assert "ReviewTimedOut" in json.dumps(review) and "review_timeout_seconds" in json.dumps(review)
+    report, _ = joined(cloud.s3, json.loads(described["output"]))
     assert sorted(Path(f["frame"]).name for f in report["frames"]) == sorted(FRAMES)
-    assert {f["labeled_by"] for f in report["frames"]} == {"machine"}
+    # (frames routed to people whose review did not finish are failed with that reason, not published
+    # as machine labels: the next run sends them to people again)
+    assert all(f["status"] == "failed" and "ReviewTimedOut" in f["reason"] for f in report["frames"])
