@@ -205,8 +205,11 @@ def test_code_inference_py_answers_as_the_local_endpoint_does(unpacked, local_an
 
 
 def test_local_runs_serve_the_staged_archive_through_the_endpoint(moto_frames, local_answers):
-    # Given the model as `autolabel run` / `make demo` serve it: an archive staged in a folder
-    server = staged_server("nanodet-coco")
+    # Given the model as `autolabel run` / `make demo` serve it: an archive staged in a folder (with the
+    # settings of the suite's detector, whose answers it is compared with)
+    from workflow.inference.settings import InferenceSettings
+
+    server = staged_server("nanodet-coco", InferenceSettings(tiling=False, score_threshold=0.3))
     # When the local endpoint serves the same requests with it
     found = local_endpoint_answers(lambda: server, *moto_frames)
     # Then it ran code/inference.py of that folder, and answered exactly as before
