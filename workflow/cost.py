@@ -525,12 +525,11 @@ def s3_requests(shape: RunShape) -> dict[str, tuple[int, int]]:
     gets += shards + b + (shards + b if human else 0)
     puts += 5 * shards
     # FinishRun: profile, LIST + GET the page and shard counts; index, stats, scorecard, report;
-    # then report.html: the shard counts read again (one pass, bounded), the run's start (HEAD
-    # request.json), the page itself.
+    # then report.html (from the same pass): the run's start (HEAD request.json), the page itself.
     gets += 1 + pages + shards
     puts += _lists(pages) + _lists(shards) + (4 if human else 3)
-    gets += shards + 1
-    puts += _lists(shards) + 1
+    gets += 1
+    puts += 1
     workflow = (puts, gets)
     # Step Functions: ItemReaders (sources.json, LIST batches/, shards.json) and each Distributed
     # Map's ResultWriter (manifest.json and one results file).

@@ -20,16 +20,36 @@ LINK_SECONDS = 7 * 24 * 3600
 GALLERY_MAX = 5000  # frames in the page's gallery, at most
 
 
+def report_inputs(shards: Iterable[ShardCounts]) -> tuple[Counter[str], list[Any]]:
+    """The page's score histogram and bounded gallery sample, from the shards' counters in one pass."""
+    histogram: Counter[str] = Counter()
+    gallery: list[Any] = []
+    for shard in shards:
+        add_gallery(histogram, gallery, shard)
+    return histogram, gallery
+
+
+def add_gallery(histogram: Counter[str], gallery: list[Any], shard: ShardCounts) -> None:
+    """Add one shard to the histogram and, while there is room (GALLERY_MAX), to the gallery sample."""
+    add_counts(histogram, shard.score_histogram)
+    gallery.extend(shard.gallery[: max(GALLERY_MAX - len(gallery), 0)])
+
+
 def write_report_html(
-    store: RunStore, report: dict[str, Any], shards: Iterable[ShardCounts], colors: dict[str, str]
+    store: RunStore,
+    report: dict[str, Any],
+    histogram: Counter[str],
+    gallery: list[Any],
+    colors: dict[str, str],
 ) -> str | None:
-    """Render the page from the shards' counters and put it at ``report.html``; returns its URI.
+    """Render the page (every frame is in the per-shard frame reports; the gallery is a bounded
+    sample) and put it at ``report.html``; returns its URI.
 
     The page is a view of ``report.json`` (already written): a page that cannot be rendered is
     logged with its reason and the run goes on (None returned); S3 errors are raised as usual.
     """
     try:
-        page = _render(store, report, shards, colors)
+        page = _render(store, report, histogram, gallery, colors)
     except (KeyError, TypeError, ValueError) as exc:
         LOG.error("report.html of %s not written: %s: %s", store.prefix, type(exc).__name__, exc)
         return None
@@ -37,15 +57,12 @@ def write_report_html(
 
 
 def _render(
-    store: RunStore, report: dict[str, Any], shards: Iterable[ShardCounts], colors: dict[str, str]
+    store: RunStore,
+    report: dict[str, Any],
+    histogram: Counter[str],
+    gallery: list[Any],
+    colors: dict[str, str],
 ) -> str:
-    # One pass over the shards' counters; the gallery keeps a bounded sample (every frame is in the
-    # per-shard frame reports), so the page and this step's memory stay the same size at any run size.
-    histogram: Counter[str] = Counter()
-    gallery: list[Any] = []
-    for shard in shards:
-        add_counts(histogram, shard.score_histogram)
-        gallery.extend(shard.gallery[: max(GALLERY_MAX - len(gallery), 0)])
     client = store.s3.client
 
     def link(frame: str) -> str:
