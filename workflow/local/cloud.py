@@ -38,6 +38,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.core.exceptions import JsonRESTError
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import Rule
 from moto.s3.models import S3Backend
@@ -409,6 +410,21 @@ class LocalCloud:
                 with cloud.workspace.dynamodb_request(action, body, resp.dynamodb_backend):
                     return handle_dynamodb(resp)
 
+        # moto 5.2.5 parses each UpdateItem's expression twice (to validate the request, then to
+        # apply it), about a tenth of a ledger write's CPU here. The parse depends only on the
+        # expression's text, and moto never changes the tree it returns (its validator works on a
+        # deep copy), so each text is parsed once; a malformed one still raises every time.
+        parse_update = UpdateExpressionParser.make.__func__
+        parsed_updates: dict[str, Any] = {}
+
+        def make_update_expression(parser: type, expression: str) -> Any:
+            tree = parsed_updates.get(expression)
+            if tree is None:
+                tree = parse_update(parser, expression)
+                if len(parsed_updates) < 1024:
+                    parsed_updates[expression] = tree
+            return tree
+
         original_put_object = S3Backend.put_object
         original_delete_object = S3Backend.delete_object
 
@@ -500,6 +516,7 @@ class LocalCloud:
             mock.patch.object(Rule, "send_to_targets", send_to_targets),
             mock.patch.object(StepFunctionResponse, "send_task_failure", send_task_failure),
             mock.patch.object(DynamoHandler, "call_action", serialised_dynamodb),
+            mock.patch.object(UpdateExpressionParser, "make", classmethod(make_update_expression)),
             mock.patch.object(S3Backend, "put_object", put_object),
             mock.patch.object(S3Backend, "delete_object", delete_object),
             mock.patch.object(ResourceEvalS3, "_handle_list_objects_v2", staticmethod(list_objects_v2_items)),
