@@ -3,6 +3,8 @@
 Output layout under ``dest`` (the same locally and in S3)::
 
     frames/<log>/<topic>/<index:06d>-<time_ns>.jpg   the frames (sortable: topic offset, then time)
+    frames/<log>/<topic>/lineage-<chunk:06d>.jsonl   the same records, 1,000 message offsets a chunk
+    frames/<log>/selection.json                      the log's selection counts (the run report adds them)
     frames.jsonl                                     a FrameLineage per frame, keyed by its path in frames/
     extraction.json                                  per log: topics, selection counts, rejected messages
 
@@ -19,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workflow.domain.lineage import FrameLineage, write_lineage
+from workflow.domain.lineage import (
+    SELECTION_FILE,
+    FrameLineage,
+    LogSelection,
+    lineage_chunk_name,
+    write_lineage,
+)
 from workflow.domain.selection import LogSettings
 from workflow.logs.hashing import frame_hash
 from workflow.logs.images import FrameRejected, compressed_frame, encode, raw_image
@@ -258,6 +266,29 @@ def _convert(
     return data, suffix, str(msg.encoding), image.size, hashed
 
 
+def write_sidecars(result: LogExtraction, frames_dir: Path) -> None:
+    """The log's lineage chunks beside its frames and its ``selection.json``, so the workflow finds a
+    frame's record, and the log's selection counts, under the frames prefix it labels."""
+    chunks: dict[Path, list[FrameLineage]] = {}
+    for record in result.records:
+        folder = (frames_dir / record.frame).parent
+        chunks.setdefault(folder / lineage_chunk_name(record.index), []).append(record)
+    for path, chunk in chunks.items():
+        write_lineage(chunk, path)
+    sel = result.selection
+    selection = LogSelection(
+        log=result.log,
+        files=result.files,
+        seen=int(sel.get("seen", 0)),
+        kept=int(sel.get("kept", 0)),
+        dropped={k: int(v) for k, v in sel.get("dropped", {}).items()},
+        rejected=len(result.rejected),
+    )
+    folder = frames_dir / result.log
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SELECTION_FILE).write_text(selection.model_dump_json(indent=2))
+
+
 def extract_logs(
     sources: list[LogSource], dest: Path, settings: LogSettings, workers: int = 1
 ) -> dict[str, Any]:
@@ -286,6 +317,7 @@ def extract_logs(
             continue
         records += result.records
         logs.append(result.to_dict())
+        write_sidecars(result, dest / FRAMES_DIR)
     write_lineage(records, dest / LINEAGE_FILE)
     seen = sum(log["selection"]["seen"] for log in logs)
     report = {
