@@ -169,7 +169,7 @@ def _read_nav(
         return gps, imu
     samples: list[tuple[int, str, Any]] = []
     for connection, log_time, raw in reader.messages(connections=connections):
-        msg = reader.deserialize(raw, connection.msgtype)
+        msg = reader.deserialize(memoryview(raw), connection.msgtype)
         samples.append((_time(settings, log_time, stamp_ns(msg)), connection.topic, msg))
     samples.sort(key=lambda s: s[0])  # header stamps need not come in log order
     for t, topic, msg in samples:
@@ -195,18 +195,20 @@ def _read_frames(
         folder.mkdir(parents=True, exist_ok=True)
     indices = dict.fromkeys(result.topics, 0)
     connections = [c for c in reader.connections if c.topic in folders]
+    uris = {id(c): source.uri(Path(c.owner.path)) for c in connections}  # resolved once, not per frame
     for connection, log_time, raw in reader.messages(connections=connections):
         topic = connection.topic
         index = indices[topic]
         indices[topic] += 1
         where = {
-            "log_uri": source.uri(Path(connection.owner.path)),
+            "log_uri": uris[id(connection)],
             "topic": topic,
             "index": index,
             "log_time_ns": log_time,
         }
         try:
-            msg = reader.deserialize(raw, connection.msgtype)
+            # a view: the CDR deserializer slices its input, and a 1 MB raw frame's bytes would be copied
+            msg = reader.deserialize(memoryview(raw), connection.msgtype)
         except Exception as exc:  # a corrupt message: reported, the log goes on
             result.rejected.append({**where, "reason": f"cannot be deserialized: {exc}"})
             continue
