@@ -17,8 +17,9 @@ from workflow.domain.lineage import read_lineage
 from workflow.domain.selection import FrameSelection, LogSettings
 from workflow.logs.extract import extract_log, extract_logs
 from workflow.logs.images import FrameRejected, demosaic_bilinear, raw_image
-from workflow.logs.reader import LogError
-from workflow.logs.sample import RECEIVE_LATENCY_NS, START_NS, camera_frames, raw_pixels
+from workflow.logs.nav import raw_stamp_ns, stamp_ns
+from workflow.logs.reader import LogError, open_log
+from workflow.logs.sample import RECEIVE_LATENCY_NS, START_NS, LogFormat, camera_frames, raw_pixels
 from workflow.logs.sources import discover
 
 ALL_FRAMES = LogSettings(selection=FrameSelection(dedupe={"enabled": False}))
@@ -324,3 +325,20 @@ def test_a_log_that_cannot_be_read_is_reported_and_the_others_go_on(
     (failed,) = report["failed_logs"]
     assert failed["log"] == "broken" and "cannot be read as a drive log" in failed["reason"]
     assert report["frames"] == 60 and [log["log"] for log in report["logs"]] == ["good"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_header_stamp_read_from_the_serialized_bytes_is_the_deserialized_one(
+    drive_log: LogFactory, fmt: LogFormat
+) -> None:
+    # Given a log's IMU and GPS messages (IMU samples stay serialized until one is nearest a frame)
+    (path,) = drive_log(fmt)
+    with open_log(discover([path])[0]) as reader:
+        nav = [c for c in reader.connections if c.topic in ("/imu/data", "/gps/fix")]
+        messages = list(reader.messages(connections=nav))
+        # When their stamps are read from the bytes, then each is the stamp deserializing gives
+        assert len(messages) == 330
+        for connection, _, raw in messages:
+            assert raw_stamp_ns(raw, reader.is2) == stamp_ns(reader.deserialize(raw, connection.msgtype))
+    # and bytes that are no little-endian CDR are left to the deserializer
+    assert raw_stamp_ns(b"\x00\x00" + bytes(10), True) is None and raw_stamp_ns(b"\x00\x01", True) is None

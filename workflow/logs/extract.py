@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from workflow.domain.lineage import (
 from workflow.domain.selection import LogSettings
 from workflow.logs.hashing import frame_hash
 from workflow.logs.images import FrameRejected, compressed_frame, encode, raw_image
-from workflow.logs.nav import GpsTrack, ImuTrack, stamp_ns
+from workflow.logs.nav import GpsTrack, ImuTrack, RawMessage, raw_stamp_ns, stamp_ns
 from workflow.logs.reader import COMPRESSED_IMAGE, IMAGE_TYPES, IMU, NAVSATFIX, LogError, open_log
 from workflow.logs.select import Selector
 from workflow.logs.sources import LogSource
@@ -169,6 +170,12 @@ def _read_nav(
         return gps, imu
     samples: list[tuple[int, str, Any]] = []
     for connection, log_time, raw in reader.messages(connections=connections):
+        if imu is not None and connection.topic == imu.topic:
+            stamp = raw_stamp_ns(raw, reader.is2)
+            if stamp is not None:  # deserialized later, and only if nearest a kept frame
+                decode = partial(_decode, reader, connection.msgtype)
+                samples.append((_time(settings, log_time, stamp), imu.topic, RawMessage(raw, decode)))
+                continue
         msg = reader.deserialize(memoryview(raw), connection.msgtype)
         samples.append((_time(settings, log_time, stamp_ns(msg)), connection.topic, msg))
     samples.sort(key=lambda s: s[0])  # header stamps need not come in log order
@@ -177,6 +184,10 @@ def _read_nav(
         if track is not None:
             track.add(t, msg)
     return gps, imu
+
+
+def _decode(reader: Any, msgtype: str, raw: bytes) -> Any:
+    return reader.deserialize(memoryview(raw), msgtype)
 
 
 def _read_frames(
