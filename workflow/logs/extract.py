@@ -31,7 +31,7 @@ from workflow.domain.lineage import (
 )
 from workflow.domain.selection import LogSettings
 from workflow.logs.hashing import frame_hash
-from workflow.logs.images import FrameRejected, compressed_frame, encode, raw_image
+from workflow.logs.images import FrameRejected, compressed_frame, encode, raw_image, raw_jpeg
 from workflow.logs.nav import GpsTrack, ImuTrack, RawMessage, raw_stamp_ns, stamp_ns
 from workflow.logs.reader import COMPRESSED_IMAGE, IMAGE_TYPES, IMU, NAVSATFIX, LogError, open_log
 from workflow.logs.select import Selector
@@ -273,6 +273,10 @@ def _convert(
         except (OSError, ValueError) as exc:
             raise FrameRejected(f"CompressedImage data does not decode: {exc}") from exc
         return data, suffix, suffix.lstrip(".").replace("jpg", "jpeg"), None, hashed
+    fast = raw_jpeg(msg, settings)
+    if fast is not None:  # encoded from the message's buffer; hashed like a CompressedImage's JPEG
+        data, size = fast
+        return data, ".jpg", str(msg.encoding), size, frame_hash(data, method) if want_hash else None
     image = raw_image(msg, settings)
     hashed = frame_hash(image, method) if want_hash else None
     data, suffix = encode(image, settings)
