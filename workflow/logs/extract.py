@@ -274,9 +274,10 @@ def _convert(
             raise FrameRejected(f"CompressedImage data does not decode: {exc}") from exc
         return data, suffix, suffix.lstrip(".").replace("jpg", "jpeg"), None, hashed
     fast = raw_jpeg(msg, settings)
-    if fast is not None:  # encoded from the message's buffer; hashed like a CompressedImage's JPEG
+    if fast is not None:  # encoded from the message's buffer; hashed from its pixels, not the JPEG
         data, size = fast
-        return data, ".jpg", str(msg.encoding), size, frame_hash(data, method) if want_hash else None
+        hashed = frame_hash(raw_image(msg, settings), method) if want_hash else None
+        return data, ".jpg", str(msg.encoding), size, hashed
     image = raw_image(msg, settings)
     hashed = frame_hash(image, method) if want_hash else None
     data, suffix = encode(image, settings)
