@@ -87,6 +87,8 @@ def frame_lineage(frames: list[str], s3: ObjectStore) -> dict[str, dict[str, Any
         key = lineage_key(loc.key)
         if key is not None:
             wanted.setdefault(str(S3Uri(loc.bucket, key)), {})[loc.key.rpartition("/")[2]] = frame
+    if not wanted:
+        return {}
 
     def read(chunk: str) -> list[dict[str, Any]]:
         try:
