@@ -31,7 +31,7 @@ from workflow.domain.lineage import (
 )
 from workflow.domain.selection import LogSettings
 from workflow.logs.hashing import frame_hash
-from workflow.logs.images import FrameRejected, compressed_frame, encode, raw_image, raw_jpeg
+from workflow.logs.images import FrameRejected, compressed_frame, encode, hash_view, raw_image, raw_jpeg
 from workflow.logs.nav import GpsTrack, ImuTrack, RawMessage, raw_stamp_ns, stamp_ns
 from workflow.logs.reader import COMPRESSED_IMAGE, IMAGE_TYPES, IMU, NAVSATFIX, LogError, open_log
 from workflow.logs.select import Selector
@@ -274,9 +274,10 @@ def _convert(
             raise FrameRejected(f"CompressedImage data does not decode: {exc}") from exc
         return data, suffix, suffix.lstrip(".").replace("jpg", "jpeg"), None, hashed
     fast = raw_jpeg(msg, settings)
-    if fast is not None:  # encoded from the message's buffer; hashed from its pixels, not the JPEG
+    if fast is not None:  # encoded from the message's buffer; hashed from a decimated view of it
         data, size = fast
-        hashed = frame_hash(raw_image(msg, settings), method) if want_hash else None
+        view = hash_view(msg, settings) if want_hash else None
+        hashed = frame_hash(view, method) if view is not None else None
         return data, ".jpg", str(msg.encoding), size, hashed
     image = raw_image(msg, settings)
     hashed = frame_hash(image, method) if want_hash else None

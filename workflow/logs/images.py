@@ -70,6 +70,27 @@ def raw_jpeg(msg: Any, settings: LogSettings) -> tuple[bytes, tuple[int, int]] |
     return bytes(jpeg), (w, h)
 
 
+def hash_view(msg: Any, settings: LogSettings, target: int = 64) -> Image.Image | None:
+    """A small picture of an unpadded 8-bit raw frame for perceptual hashing: every k-th pixel of
+    every k-th row, k as large as keeps ``target`` (twice the 32-pixel pHash thumbnail) pixels on the
+    short side, as a JPEG's DCT scaling does for a CompressedImage; a 64x-smaller copy instead of a
+    full-size Pillow image. None where :func:`raw_jpeg` does not apply."""
+    encoding = str(msg.encoding).lower()
+    if _JPEG_LAYOUT.get(encoding) is None or settings.raw_format != "jpeg":
+        return None
+    h, w, step, c = int(msg.height), int(msg.width), int(msg.step), _CHANNELS[encoding]
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if h <= 0 or w <= 0 or step != w * c or data.size < h * step:
+        return None
+    k = max(1, min(h, w) // target)
+    small = data[: h * step].reshape(h, w, c)[::k, ::k]
+    if encoding.startswith("bgr"):
+        small = small[..., 2::-1]
+    elif c == 4:
+        small = small[..., :3]
+    return Image.fromarray(np.ascontiguousarray(small if c > 1 else small[..., 0]))
+
+
 def raw_image(msg: Any, settings: LogSettings) -> Image.Image:
     """A raw ``sensor_msgs/Image`` as an 8-bit RGB or grayscale Pillow image."""
     encoding = msg.encoding.lower()
