@@ -17,6 +17,7 @@ from moto.s3.models import s3_backends
 from workflow.adapters.ledger import Claim, FrameLedger
 from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
+from workflow.domain.lineage import FrameLineage, LogSelection
 from workflow.domain.records import PAGE_SIZE, batch_id
 from workflow.domain.run import ListCursor, ModelEndpoint, RunContext, RunRequest, SourceItem
 from workflow.local.cloud import DEFAULT_TEMPLATE
@@ -176,3 +177,63 @@ def test_a_frame_another_running_run_holds_is_skipped_and_an_empty_source_says_s
     store = RunStore(world.s3, second.bucket, second.run_prefix)
     assert [s.reason for s in store.skipped("0000-000000")] == ["being labeled by run run-a"]
     assert [s.reason for s in store.skipped("0001-000000")] == ["no objects under this prefix"]
+
+
+def _record(index: int) -> FrameLineage:
+    t = 1_700_000_000_000_000_000 + index * 100_000_000
+    return FrameLineage(
+        frame=f"drive/cam/{index:06d}-{t:019d}.jpg",
+        log_uri=f"s3://{LOGS}/incoming/drive.bag",
+        log_name="drive",
+        topic="/cam",
+        msgtype="sensor_msgs/msg/Image",
+        index=index,
+        log_time_ns=t + 20_000_000,
+        stamp_ns=t,
+        encoding="rgb8",
+    )
+
+
+def test_drive_log_frames_get_their_lineage_reading_only_the_chunks_of_each_page(world: World) -> None:
+    # Given 2,500 frames extracted from a log, their lineage in three chunks, the log's selection counts
+    # and a selection.json that extraction did not write
+    records = [_record(i) for i in range(2500)]
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    for r in records:
+        backend.put_object(LOGS, f"ext/frames/{r.frame}", b"x")
+    for chunk in range(3):
+        lines = "".join(r.model_dump_json() + "\n" for r in records[chunk * 1000 : (chunk + 1) * 1000])
+        backend.put_object(LOGS, f"ext/frames/drive/cam/lineage-{chunk:06d}.jsonl", lines.encode())
+    counts = LogSelection(log="drive", seen=3000, kept=2500, dropped={"every_nth": 500})
+    backend.put_object(LOGS, "ext/frames/drive/selection.json", counts.model_dump_json().encode())
+    backend.put_object(LOGS, "ext/frames/other/selection.json", b'{"mine": true}')
+    gets: list[str] = []
+    world.client.meta.events.register(
+        "before-parameter-build.s3.GetObject",
+        lambda params, **_: gets.append(params["Key"]) if params["Bucket"] == LOGS else None,
+    )
+    run = world.run([f"s3://{LOGS}/ext/frames/"])
+    # When the source is listed page by page
+    world.list_all(run, SourceItem(index=0, uri=f"s3://{LOGS}/ext/frames/"), GrantingLedger())
+    # Then each page read only the lineage chunk of its own frames (and the selection files it listed)
+    assert gets == [
+        "ext/frames/drive/cam/lineage-000000.jsonl",
+        "ext/frames/drive/cam/lineage-000001.jsonl",
+        "ext/frames/drive/selection.json",  # the third page: the selection files it lists, then its chunk
+        "ext/frames/other/selection.json",
+        "ext/frames/drive/cam/lineage-000002.jsonl",
+    ]
+    # And every frame's batch carries its record; the sidecars are ignored, the stranger is skipped
+    store = RunStore(world.s3, run.bucket, run.run_prefix)
+    listed = world.s3.list_objects(f"s3://{DATA}/{run.batches_prefix}")
+    lineage: dict[str, dict[str, Any]] = {}
+    for uri, _ in listed:
+        lineage |= store.get_batch(uri.key.rsplit("/", 1)[1].removesuffix(".json")).lineage
+    assert len(lineage) == 2500
+    frame = f"s3://{LOGS}/ext/frames/{records[1234].frame}"
+    assert lineage[frame] == records[1234].published() and lineage[frame]["index"] == 1234
+    pages = sorted(store.pages(), key=lambda p: p.page)
+    assert [p.ignored for p in pages] == [0, 0, 4] and [p.skipped for p in pages] == [0, 0, 1]
+    assert pages[2].logs == [counts.model_dump(mode="json")]
+    (skipped,) = store.skipped("0000-000002")
+    assert skipped.frame == f"s3://{LOGS}/ext/frames/other/selection.json"

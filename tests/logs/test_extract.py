@@ -16,9 +16,10 @@ from workflow.cli.main import main
 from workflow.domain.lineage import read_lineage
 from workflow.domain.selection import FrameSelection, LogSettings
 from workflow.logs.extract import extract_log, extract_logs
-from workflow.logs.images import FrameRejected, demosaic_bilinear, raw_image
-from workflow.logs.reader import LogError
-from workflow.logs.sample import RECEIVE_LATENCY_NS, START_NS, camera_frames, raw_pixels
+from workflow.logs.images import FrameRejected, demosaic_bilinear, encode, raw_image, raw_jpeg
+from workflow.logs.nav import raw_stamp_ns, stamp_ns
+from workflow.logs.reader import LogError, open_log
+from workflow.logs.sample import RECEIVE_LATENCY_NS, START_NS, LogFormat, camera_frames, raw_pixels
 from workflow.logs.sources import discover
 
 ALL_FRAMES = LogSettings(selection=FrameSelection(dedupe={"enabled": False}))
@@ -324,3 +325,43 @@ def test_a_log_that_cannot_be_read_is_reported_and_the_others_go_on(
     (failed,) = report["failed_logs"]
     assert failed["log"] == "broken" and "cannot be read as a drive log" in failed["reason"]
     assert report["frames"] == 60 and [log["log"] for log in report["logs"]] == ["good"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_header_stamp_read_from_the_serialized_bytes_is_the_deserialized_one(
+    drive_log: LogFactory, fmt: LogFormat
+) -> None:
+    # Given a log's IMU and GPS messages (IMU samples stay serialized until one is nearest a frame)
+    (path,) = drive_log(fmt)
+    with open_log(discover([path])[0]) as reader:
+        nav = [c for c in reader.connections if c.topic in ("/imu/data", "/gps/fix")]
+        messages = list(reader.messages(connections=nav))
+        # When their stamps are read from the bytes, then each is the stamp deserializing gives
+        assert len(messages) == 330
+        for connection, _, raw in messages:
+            assert raw_stamp_ns(raw, reader.is2) == stamp_ns(reader.deserialize(raw, connection.msgtype))
+    # and bytes that are no little-endian CDR are left to the deserializer
+    assert raw_stamp_ns(b"\x00\x00" + bytes(10), True) is None and raw_stamp_ns(b"\x00\x01", True) is None
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+def test_unpadded_8_bit_raw_frames_are_encoded_to_jpeg_straight_from_the_message(
+    nuscenes_frames: list[bytes], encoding: str
+) -> None:
+    # Given a real frame as an unpadded raw Image, and the same frame with padded rows
+    jpeg = nuscenes_frames[3]
+    msg = _image_msg(jpeg, encoding)
+    # When it is encoded without going through a Pillow image
+    fast = raw_jpeg(msg, LogSettings())
+    assert fast is not None
+    data, size = fast
+    # Then it is a JPEG of the same picture as the general path's (RGB order, alpha dropped)
+    decoded = Image.open(io.BytesIO(data))
+    general = Image.open(io.BytesIO(encode(raw_image(msg, LogSettings()), LogSettings())[0]))
+    assert data[:3] == b"\xff\xd8\xff" and size == decoded.size == (800, 450)
+    assert decoded.mode == ("L" if encoding == "mono8" else "RGB")
+    diff = np.abs(np.asarray(decoded, np.int16) - np.asarray(general, np.int16))
+    assert float(diff.mean()) < 1.0, float(diff.mean())
+    # and padded rows, or PNG output, are left to the general path
+    assert raw_jpeg(_image_msg(jpeg, encoding, pad=8), LogSettings()) is None
+    assert raw_jpeg(msg, LogSettings(raw_format="png")) is None

@@ -215,6 +215,9 @@ def test_the_task_extracts_the_claimed_log_version_into_the_output_prefix(
     assert {r.log_uri for r in records} == {f"s3://{LOGS}/in/drive.db3"}
     assert {f"drivelogs/drive-1/frames/{r.frame}" for r in records} == set(frames)
     assert "drivelogs/drive-1/extraction.json" in listed
+    # and the workflow finds each frame's record and the selection counts under the frames prefix it labels
+    assert "drivelogs/drive-1/frames/drive/selection.json" in listed
+    assert "drivelogs/drive-1/frames/drive/camera_front_image/lineage-000000.jsonl" in listed
 
 
 def test_the_task_refuses_a_log_replaced_since_it_was_claimed(aws: dict[str, Any], tmp_path: Path) -> None:

@@ -74,6 +74,20 @@ def test_default_selection_drops_exactly_the_stopped_cars_repeats(
     assert not {r.index for r in records} & set(stop)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_raw_rgb8_logs_hashed_from_a_decimated_view_drop_exactly_the_same_repeats(
+    drive_log: LogFactory, fmt: str, tmp_path: Path
+) -> None:
+    # Given the drive as raw rgb8 frames (encoded straight from the message, hashed from every k-th pixel)
+    (path,) = drive_log(fmt, "raw")  # type: ignore[arg-type]
+    # When it is extracted with the default selection
+    counts, records = _extract(path, tmp_path, FrameSelection())
+    # Then the stop's 20 repeats are dropped and the 40 real frames kept, as for its JPEG twin
+    stop = range(drive_log.spec.stop_after, drive_log.spec.stop_after + drive_log.spec.stop_frames)
+    assert counts["dropped"]["near_duplicate"] == 20 and counts["kept"] == 40
+    assert not {r.index for r in records} & set(stop)
+
+
 def test_raw_bayer_log_selects_the_same_frames_as_its_jpeg_twin(
     drive_log: LogFactory, tmp_path: Path
 ) -> None:

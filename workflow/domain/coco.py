@@ -8,7 +8,7 @@ pixels; machine-made annotations carry a ``score``; masks ride along as compress
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pycocotools import mask as mask_utils
@@ -54,11 +54,15 @@ class CocoBuilder:
         except KeyError as exc:
             raise CocoError(f"class {name!r} is not in the taxonomy; apply a ClassMap first") from exc
 
-    def add_frame(self, file_name: str, width: int, height: int) -> int:
-        """Register a frame (idempotent per file name) and return its image id."""
+    def add_frame(
+        self, file_name: str, width: int, height: int, fields: Mapping[str, Any] | None = None
+    ) -> int:
+        """Register a frame (idempotent per file name) and return its image id. ``fields`` are extra
+        keys of the COCO image (e.g. a drive-log frame's ``lineage``); COCO readers keep or ignore them."""
         image = self._images.get(file_name)
         if image is None:
             image = {"id": len(self._images) + 1, "file_name": file_name, "width": width, "height": height}
+            image |= {k: v for k, v in (fields or {}).items() if k not in image}
             self._images[file_name] = image
         elif (image["width"], image["height"]) != (width, height):
             raise CocoError(
@@ -79,14 +83,16 @@ class CocoBuilder:
         }
         self._annotations.append(annotation)
 
-    def add_detections(self, detections: Detections, file_name: str | None = None) -> int:
+    def add_detections(
+        self, detections: Detections, file_name: str | None = None, fields: Mapping[str, Any] | None = None
+    ) -> int:
         """Add machine detections (taxonomy names) of one frame; ``file_name`` defaults to its URI."""
         name = file_name or detections.frame
         if not name:
             raise CocoError("detections carry no frame URI; pass file_name")
         for class_name in set(detections.class_names):
             self.category_id(class_name)  # refuse before anything of the frame is added
-        image_id = self.add_frame(name, detections.image_width, detections.image_height)
+        image_id = self.add_frame(name, detections.image_width, detections.image_height, fields)
         for i, (x1, y1, x2, y2) in enumerate(detections.boxes.tolist()):
             extra: dict[str, Any] = {"score": round(float(detections.scores[i]), 5)}
             if detections.support is not None:  # provenance: the models that supported the box
@@ -97,7 +103,9 @@ class CocoBuilder:
             self._add(image_id, detections.class_names[i], (x1, y1, x2 - x1, y2 - y1), extra)
         return image_id
 
-    def add_reviewed(self, frame: ReviewedFrame, file_name: str | None = None) -> int | None:
+    def add_reviewed(
+        self, frame: ReviewedFrame, file_name: str | None = None, fields: Mapping[str, Any] | None = None
+    ) -> int | None:
         """Add a human-reviewed frame; a failed one is left out, listed in :attr:`skipped` (None returned)."""
         name = file_name or frame.source_ref
         if frame.failed or frame.image_size is None:
@@ -105,7 +113,7 @@ class CocoBuilder:
             return None
         for box in frame.boxes:
             self.category_id(box.class_name)
-        image_id = self.add_frame(name, frame.image_size.width, frame.image_size.height)
+        image_id = self.add_frame(name, frame.image_size.width, frame.image_size.height, fields)
         for box in frame.boxes:
             self._add(image_id, box.class_name, (box.left, box.top, box.width, box.height), {})
         return image_id

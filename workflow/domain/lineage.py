@@ -4,10 +4,18 @@ Extraction writes one :class:`FrameLineage` per frame, one JSON object a line, t
 beside the ``frames/`` folder, keyed by ``frame`` (the frame's path under ``frames/``). A reviewed
 label thus leads back to its log, topic, message and time: ``(log_uri, topic, index)`` names the
 message, ``log_time_ns`` finds it again (``reader.messages(start=log_time_ns, stop=log_time_ns + 1)``).
+
+So that the workflow can carry a frame's record into what it publishes without reading a whole
+log's ``frames.jsonl``, extraction also writes the records beside the frames, in chunks named from
+the frame's own name: frame ``frames/<log>/<topic>/<index:06d>-<time_ns:019d>.jpg`` has its record
+in ``frames/<log>/<topic>/lineage-<index // LINEAGE_CHUNK:06d>.jsonl`` (:func:`lineage_key`), so a
+listing page reads only the chunks of its own frames. Each log's selection counts are in
+``frames/<log>/selection.json`` (:class:`LogSelection`), which the listing adds to the run's report.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,6 +23,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 LINEAGE_VERSION = 1
+LINEAGE_CHUNK = 1000  # frame indices (message offsets) per lineage chunk
+SELECTION_FILE = "selection.json"
+# The key a frame's published record has on manifest lines, COCO images and report lines. Ground
+# Truth copies a manifest line's other top-level keys through to its output; it must not end in
+# ``-ref`` or ``-metadata``, which name label attributes.
+LINEAGE_FIELD = "lineage"
+_FRAME_NAME = re.compile(r"(?P<index>\d{6,})-\d{19}\.(?:jpe?g|png)")
+_LINEAGE_NAME = re.compile(r"lineage-\d{6,}\.jsonl")
 
 
 class _Record(BaseModel):
@@ -85,6 +101,46 @@ class FrameLineage(_Record):
         if self.distance_m is not None:
             out["distance_m"] = self.distance_m
         return out
+
+    def published(self) -> dict[str, Any]:
+        """The record as it travels into manifest lines, COCO images and report lines: all of it but
+        the frame's path (the line or image names the frame already)."""
+        return self.model_dump(mode="json", exclude={"frame"})
+
+
+class LogSelection(_Record):
+    """What selection did to one log's frames (``frames/<log>/selection.json``)."""
+
+    log: str
+    files: list[str] = Field(default_factory=list)
+    seen: int = Field(ge=0, description="camera messages met")
+    kept: int = Field(ge=0, description="frames extracted")
+    dropped: dict[str, int] = Field(default_factory=dict, description="frames each selection rule dropped")
+    rejected: int = Field(
+        0, ge=0, description="messages that could not be made a frame (the reasons: extraction.json)"
+    )
+
+
+def lineage_chunk_name(index: int) -> str:
+    """The lineage chunk file of the frame at message offset ``index``, in the frame's folder."""
+    return f"lineage-{index // LINEAGE_CHUNK:06d}.jsonl"
+
+
+def lineage_key(frame_key: str) -> str | None:
+    """Where an extracted frame's lineage record is (a key or path); None for a frame whose name is
+    not one extraction gives (``<index:06d>-<time_ns:019d>.<ext>``)."""
+    folder, _, name = frame_key.rpartition("/")
+    match = _FRAME_NAME.fullmatch(name)
+    if match is None:
+        return None
+    chunk = lineage_chunk_name(int(match["index"]))
+    return f"{folder}/{chunk}" if folder else chunk
+
+
+def is_lineage_key(key: str) -> bool:
+    """True for an extraction's sidecar objects: lineage chunks and per-log selection counts."""
+    name = key.rpartition("/")[2]
+    return name == SELECTION_FILE or _LINEAGE_NAME.fullmatch(name) is not None
 
 
 def write_lineage(records: Iterable[FrameLineage], path: Path) -> int:

@@ -88,6 +88,10 @@ class BatchItem(_Record):
     adjust: list[str] = Field(
         default_factory=list, description="frames an earlier run asked to send to adjustment (e.g. rejected)"
     )
+    lineage: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="frames extracted from drive logs: frame -> its FrameLineage.published() record",
+    )
 
 
 class PageCounts(_Record):
@@ -101,7 +105,13 @@ class PageCounts(_Record):
     batches: int = Field(ge=0)
     skipped: int = Field(ge=0)
     skipped_reasons: dict[str, int] = Field(default_factory=dict)
-    ignored: int = Field(0, ge=0, description="folder markers and the workflow's own objects")
+    ignored: int = Field(
+        0, ge=0, description="folder markers, the workflow's own objects, drive-log lineage sidecars"
+    )
+    logs: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="selection counts (LogSelection) of the drive logs whose selection.json the page listed",
+    )
 
 
 class LabeledFrame(_Record):
@@ -132,6 +142,9 @@ class BatchLabels(_Record):
         default_factory=list, description="semantic-segmentation manifest lines of the batch's label maps"
     )
     segmentation_errors: list[str] = Field(default_factory=list)
+    lineage: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="the batch's drive-log lineage (BatchItem.lineage)"
+    )
 
 
 class BatchCounts(_Record):

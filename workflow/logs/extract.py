@@ -3,6 +3,8 @@
 Output layout under ``dest`` (the same locally and in S3)::
 
     frames/<log>/<topic>/<index:06d>-<time_ns>.jpg   the frames (sortable: topic offset, then time)
+    frames/<log>/<topic>/lineage-<chunk:06d>.jsonl   the same records, 1,000 message offsets a chunk
+    frames/<log>/selection.json                      the log's selection counts (the run report adds them)
     frames.jsonl                                     a FrameLineage per frame, keyed by its path in frames/
     extraction.json                                  per log: topics, selection counts, rejected messages
 
@@ -16,14 +18,21 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from workflow.domain.lineage import FrameLineage, write_lineage
+from workflow.domain.lineage import (
+    SELECTION_FILE,
+    FrameLineage,
+    LogSelection,
+    lineage_chunk_name,
+    write_lineage,
+)
 from workflow.domain.selection import LogSettings
 from workflow.logs.hashing import frame_hash
-from workflow.logs.images import FrameRejected, compressed_frame, encode, raw_image
-from workflow.logs.nav import GpsTrack, ImuTrack, stamp_ns
+from workflow.logs.images import FrameRejected, compressed_frame, encode, hash_view, raw_image, raw_jpeg
+from workflow.logs.nav import GpsTrack, ImuTrack, RawMessage, raw_stamp_ns, stamp_ns
 from workflow.logs.reader import COMPRESSED_IMAGE, IMAGE_TYPES, IMU, NAVSATFIX, LogError, open_log
 from workflow.logs.select import Selector
 from workflow.logs.sources import LogSource
@@ -161,7 +170,13 @@ def _read_nav(
         return gps, imu
     samples: list[tuple[int, str, Any]] = []
     for connection, log_time, raw in reader.messages(connections=connections):
-        msg = reader.deserialize(raw, connection.msgtype)
+        if imu is not None and connection.topic == imu.topic:
+            stamp = raw_stamp_ns(raw, reader.is2)
+            if stamp is not None:  # deserialized later, and only if nearest a kept frame
+                decode = partial(_decode, reader, connection.msgtype)
+                samples.append((_time(settings, log_time, stamp), imu.topic, RawMessage(raw, decode)))
+                continue
+        msg = reader.deserialize(memoryview(raw), connection.msgtype)
         samples.append((_time(settings, log_time, stamp_ns(msg)), connection.topic, msg))
     samples.sort(key=lambda s: s[0])  # header stamps need not come in log order
     for t, topic, msg in samples:
@@ -169,6 +184,10 @@ def _read_nav(
         if track is not None:
             track.add(t, msg)
     return gps, imu
+
+
+def _decode(reader: Any, msgtype: str, raw: bytes) -> Any:
+    return reader.deserialize(memoryview(raw), msgtype)
 
 
 def _read_frames(
@@ -187,18 +206,20 @@ def _read_frames(
         folder.mkdir(parents=True, exist_ok=True)
     indices = dict.fromkeys(result.topics, 0)
     connections = [c for c in reader.connections if c.topic in folders]
+    uris = {id(c): source.uri(Path(c.owner.path)) for c in connections}  # resolved once, not per frame
     for connection, log_time, raw in reader.messages(connections=connections):
         topic = connection.topic
         index = indices[topic]
         indices[topic] += 1
         where = {
-            "log_uri": source.uri(Path(connection.owner.path)),
+            "log_uri": uris[id(connection)],
             "topic": topic,
             "index": index,
             "log_time_ns": log_time,
         }
         try:
-            msg = reader.deserialize(raw, connection.msgtype)
+            # a view: the CDR deserializer slices its input, and a 1 MB raw frame's bytes would be copied
+            msg = reader.deserialize(memoryview(raw), connection.msgtype)
         except Exception as exc:  # a corrupt message: reported, the log goes on
             result.rejected.append({**where, "reason": f"cannot be deserialized: {exc}"})
             continue
@@ -252,10 +273,39 @@ def _convert(
         except (OSError, ValueError) as exc:
             raise FrameRejected(f"CompressedImage data does not decode: {exc}") from exc
         return data, suffix, suffix.lstrip(".").replace("jpg", "jpeg"), None, hashed
+    fast = raw_jpeg(msg, settings)
+    if fast is not None:  # encoded from the message's buffer; hashed from a decimated view of it
+        data, size = fast
+        view = hash_view(msg, settings) if want_hash else None
+        hashed = frame_hash(view, method) if view is not None else None
+        return data, ".jpg", str(msg.encoding), size, hashed
     image = raw_image(msg, settings)
     hashed = frame_hash(image, method) if want_hash else None
     data, suffix = encode(image, settings)
     return data, suffix, str(msg.encoding), image.size, hashed
+
+
+def write_sidecars(result: LogExtraction, frames_dir: Path) -> None:
+    """The log's lineage chunks beside its frames and its ``selection.json``, so the workflow finds a
+    frame's record, and the log's selection counts, under the frames prefix it labels."""
+    chunks: dict[Path, list[FrameLineage]] = {}
+    for record in result.records:
+        folder = (frames_dir / record.frame).parent
+        chunks.setdefault(folder / lineage_chunk_name(record.index), []).append(record)
+    for path, chunk in chunks.items():
+        write_lineage(chunk, path)
+    sel = result.selection
+    selection = LogSelection(
+        log=result.log,
+        files=result.files,
+        seen=int(sel.get("seen", 0)),
+        kept=int(sel.get("kept", 0)),
+        dropped={k: int(v) for k, v in sel.get("dropped", {}).items()},
+        rejected=len(result.rejected),
+    )
+    folder = frames_dir / result.log
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SELECTION_FILE).write_text(selection.model_dump_json(indent=2))
 
 
 def extract_logs(
@@ -286,6 +336,7 @@ def extract_logs(
             continue
         records += result.records
         logs.append(result.to_dict())
+        write_sidecars(result, dest / FRAMES_DIR)
     write_lineage(records, dest / LINEAGE_FILE)
     seen = sum(log["selection"]["seen"] for log in logs)
     report = {

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import bisect
 import math
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,27 @@ def stamp_ns(msg: Any) -> int:
     """A message's header stamp in nanoseconds (0 when unset)."""
     stamp = msg.header.stamp
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+_CDR_LE = b"\x00\x01"  # the CDR encapsulation header of a little-endian rosbag2 message
+
+
+def raw_stamp_ns(raw: bytes, ros2: bool) -> int | None:
+    """The header stamp of a serialized message whose first field is a ``std_msgs/Header``, read
+    without deserializing it (ROS 1: seq, sec, nsec; CDR: the encapsulation header, sec, nanosec);
+    None when the bytes are not a layout read here (big-endian CDR, too short)."""
+    if len(raw) < 12 or (ros2 and raw[:2] != _CDR_LE):
+        return None
+    sec, nsec = struct.unpack_from("<iI" if ros2 else "<II", raw, 4)
+    return int(sec) * 1_000_000_000 + int(nsec)
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    """A message kept serialized until it is needed (an IMU sample is, only when nearest a frame)."""
+
+    raw: bytes
+    decode: Callable[[bytes], Any]
 
 
 def _nearest(times: list[int], t: int, max_skew_ns: int) -> int | None:
@@ -100,25 +123,27 @@ class ImuTrack:
 
     topic: str
     times: list[int] = field(default_factory=list)
-    samples: list[tuple[int, tuple[float, ...], tuple[float, ...], tuple[float, ...]]] = field(
-        default_factory=list
-    )
+    samples: list[Any] = field(default_factory=list)  # Imu messages, or RawMessage to decode when needed
 
     def add(self, t_ns: int, msg: Any) -> None:
-        o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
+        """Add a sample seen at ``t_ns`` (in time order): an Imu message, or a :class:`RawMessage` (an
+        IMU at 155 Hz is ten samples a frame; only the one nearest a kept frame is deserialized)."""
         self.times.append(t_ns)
-        self.samples.append((stamp_ns(msg), (o.x, o.y, o.z, o.w), (w.x, w.y, w.z), (a.x, a.y, a.z)))
+        self.samples.append(msg)
 
     def nearest(self, t_ns: int, max_skew_ns: int) -> ImuSample | None:
         i = _nearest(self.times, t_ns, max_skew_ns)
         if i is None:
             return None
-        stamp, orientation, angular, linear = self.samples[i]
+        msg = self.samples[i]
+        if isinstance(msg, RawMessage):
+            msg = self.samples[i] = msg.decode(msg.raw)
+        o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
         return ImuSample(
             topic=self.topic,
-            stamp_ns=stamp,
+            stamp_ns=stamp_ns(msg),
             skew_s=(self.times[i] - t_ns) / 1e9,
-            orientation=tuple(float(v) for v in orientation),  # type: ignore[arg-type]
-            angular_velocity=tuple(float(v) for v in angular),  # type: ignore[arg-type]
-            linear_acceleration=tuple(float(v) for v in linear),  # type: ignore[arg-type]
+            orientation=(float(o.x), float(o.y), float(o.z), float(o.w)),
+            angular_velocity=(float(w.x), float(w.y), float(w.z)),
+            linear_acceleration=(float(a.x), float(a.y), float(a.z)),
         )

@@ -22,7 +22,8 @@ def record_batch_failure(batch_key: str, run: RunContext, error: dict[str, Any],
     batch = store.get_batch(batch_name)
     uri = failures_uri(error)
     failed = batch_failures(batch.frames, error, s3.get_json(uri) if uri else None)
-    store.put_labels(BatchLabels(batch_id=batch.batch_id, failed=failed), len(batch.frames), {})
+    labels = BatchLabels(batch_id=batch.batch_id, failed=failed, lineage=batch.lineage)
+    store.put_labels(labels, len(batch.frames), {})
     return BatchResult(batch_id=batch.batch_id, labeled=0, failed=len(failed))
 
 

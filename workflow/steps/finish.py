@@ -85,6 +85,8 @@ def finish_run(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: F
         "segmentation": _segmentation_section(total, settings),
         "frame_reports": total.frame_reports,
     }
+    if (selection := pages.selection.section()) is not None:  # frames from drive logs: what selection dropped
+        report["drive_log_selection"] = selection
     outputs["report_html"] = str(store.uri("report.html"))
     s3.put_json(store.uri("report.json"), report)
     colors = {c.name: c.color for c in profile.taxonomy.classes}
@@ -145,6 +147,7 @@ class _PageTotals:
     def __init__(self) -> None:
         self.found = self.skipped = self.pages = self.listed = 0
         self.reasons: Counter[str] = Counter()
+        self.selection = _LogTotals()
 
     def add(self, page: PageCounts) -> None:
         self.found += page.frames + page.skipped
@@ -152,6 +155,40 @@ class _PageTotals:
         self.pages += 1
         self.listed += page.listed
         add_counts(self.reasons, page.skipped_reasons)
+        for log in page.logs:
+            self.selection.add(log)
+
+
+class _LogTotals:
+    """What frame selection dropped in the drive logs the run's frames came from (their
+    ``selection.json``, read by the listing pages): totals per rule and the first logs one by one."""
+
+    def __init__(self) -> None:
+        self.logs = self.seen = self.kept = self.rejected = 0
+        self.dropped: Counter[str] = Counter()
+        self.per_log: list[dict[str, Any]] = []
+
+    def add(self, log: dict[str, Any]) -> None:
+        self.logs += 1
+        self.seen += int(log.get("seen", 0))
+        self.kept += int(log.get("kept", 0))
+        self.rejected += int(log.get("rejected", 0))
+        add_counts(self.dropped, log.get("dropped", {}))
+        if len(self.per_log) < 100:
+            self.per_log.append(log)
+
+    def section(self) -> dict[str, Any] | None:
+        if not self.logs:
+            return None
+        return {
+            "logs": self.logs,
+            "messages_seen": self.seen,
+            "frames_kept": self.kept,
+            "dropped_by_rule": dict(self.dropped),
+            "rejected": self.rejected,
+            "reduction": round(1 - self.kept / self.seen, 4) if self.seen else 0.0,
+            "per_log": self.per_log,
+        }
 
 
 def _index_chunks(run_id: str, store: RunStore, total: _Totals, pages: _PageTotals) -> Iterator[bytes]:

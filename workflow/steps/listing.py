@@ -6,16 +6,25 @@ conditional ledger writes (16 in flight), so two overlapping runs never label a 
 page's batches go to ``batches/`` (the LabelBatches Map lists that prefix), its skipped objects
 and counters to ``skipped/`` and ``pages/``. A retried page writes the same objects again: the
 batch ids are fixed by (source, page, position) and the claims of this run pass their condition.
+
+Frames extracted from drive logs carry their lineage: the page reads the lineage chunks of its own
+frames (``workflow.domain.lineage.lineage_key``: a frame's name says which chunk) and puts each
+claimed frame's record in its batch; a log's ``selection.json`` goes into the page's counts, for
+the run report. The sidecars themselves are not frames (counted as ignored).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from pydantic import ValidationError
 
 from workflow.adapters.run_store import RunStore
-from workflow.domain.errors import SourceUnreadable
+from workflow.domain.errors import ObjectUnreadable, SourceUnreadable
 from workflow.domain.frames import S3Uri, batch_frames, is_frame_key
+from workflow.domain.lineage import SELECTION_FILE, FrameLineage, LogSelection, is_lineage_key, lineage_key
 from workflow.domain.records import PAGE_SIZE, BatchItem, PageCounts, SkippedFrame, batch_id
 from workflow.domain.run import ListCursor, RunContext, SourceItem
 from workflow.settings import Settings
@@ -26,16 +35,24 @@ MAX_FRAME_BYTES = 40 * 2**20
 CLAIM_THREADS = 16
 
 
-def _screen(objects: list[tuple[S3Uri, int]], runs_root: S3Uri) -> tuple[list[str], list[SkippedFrame], int]:
-    """The page's candidate frames, what is skipped and why, and how many objects are ignored."""
+def _screen(
+    objects: list[tuple[S3Uri, int]], runs_root: S3Uri, s3: ObjectStore | None = None
+) -> tuple[list[str], list[SkippedFrame], int, list[dict[str, Any]]]:
+    """The page's candidate frames, what is skipped and why, how many objects are ignored, and the
+    selection counts of the drive logs whose ``selection.json`` the page holds (read with ``s3``)."""
     frames: list[str] = []
     skipped: list[SkippedFrame] = []
     ignored = 0
+    logs: list[dict[str, Any]] = []
     for obj, size in objects:
         if obj.bucket == runs_root.bucket and obj.key.startswith(runs_root.key):
             ignored += 1  # the workflow's own artefacts are never frames
         elif obj.key.endswith("/") and size == 0:
             ignored += 1  # a console-made "folder" marker
+        elif is_lineage_key(obj.key) and (selection := _selection(obj, s3)) is not False:
+            ignored += 1  # a drive log's lineage chunk or selection counts: read, never labeled
+            if selection is not None:
+                logs.append(selection)
         elif not is_frame_key(obj.key):
             skipped.append(
                 SkippedFrame(frame=str(obj), reason="not a frame: only .jpg, .jpeg, .png are labeled")
@@ -45,7 +62,52 @@ def _screen(objects: list[tuple[S3Uri, int]], runs_root: S3Uri) -> tuple[list[st
             skipped.append(SkippedFrame(frame=str(obj), reason=reason))
         else:
             frames.append(str(obj))
-    return frames, skipped, ignored
+    return frames, skipped, ignored, logs
+
+
+def _selection(obj: S3Uri, s3: ObjectStore | None) -> dict[str, Any] | None | Literal[False]:
+    """A log's selection counts (None for a lineage chunk); False when a ``selection.json`` is not
+    one extraction wrote (then it is reported as not a frame, like any other file)."""
+    if not obj.key.endswith("/" + SELECTION_FILE) and obj.key != SELECTION_FILE:
+        return None
+    if s3 is None:
+        return False
+    try:
+        return LogSelection.model_validate(s3.get_json(obj)).model_dump(mode="json")
+    except (ObjectUnreadable, ValidationError, ValueError):
+        return False
+
+
+def frame_lineage(frames: list[str], s3: ObjectStore) -> dict[str, dict[str, Any]]:
+    """The lineage records of the frames extracted from drive logs, read from their chunks (each
+    chunk once); a frame without a record (not extracted, or its chunk is gone) is left out."""
+    wanted: dict[str, dict[str, str]] = {}  # chunk URI -> frame file name -> frame URI
+    for frame in frames:
+        loc = S3Uri.parse(frame)
+        key = lineage_key(loc.key)
+        if key is not None:
+            wanted.setdefault(str(S3Uri(loc.bucket, key)), {})[loc.key.rpartition("/")[2]] = frame
+    if not wanted:
+        return {}
+
+    def read(chunk: str) -> list[dict[str, Any]]:
+        try:
+            return s3.get_lines(chunk)
+        except (ObjectUnreadable, ValueError):
+            return []
+
+    found: dict[str, dict[str, Any]] = {}
+    with ThreadPoolExecutor(max_workers=CLAIM_THREADS) as pool:
+        for chunk, lines in zip(wanted, pool.map(read, list(wanted)), strict=True):
+            names = wanted[chunk]
+            for line in lines:
+                name = str(line.get("frame", "")).rpartition("/")[2]
+                if name in names:
+                    try:
+                        found[names[name]] = FrameLineage.model_validate(line).published()
+                    except ValidationError:
+                        continue  # a damaged record: the frame goes on without lineage
+    return found
 
 
 def list_page(
@@ -65,7 +127,7 @@ def list_page(
         skipped = [SkippedFrame(frame=source.uri, reason=f"cannot list source: {err.code}")]
         _write(store, source, cursor.page, 0, 0, 0, skipped, 0)
         return ListCursor(page=cursor.page + 1, token=None, more=False)
-    candidates, skipped, ignored = _screen(objects, runs_root)
+    candidates, skipped, ignored, logs = _screen(objects, runs_root, s3)
     if cursor.page == 0 and not objects:
         skipped.append(SkippedFrame(frame=source.uri, reason="no objects under this prefix"))
     page = f"s{source.index:04d}-p{cursor.page:06d}"
@@ -75,12 +137,17 @@ def list_page(
     skipped += [SkippedFrame(frame=c.frame, reason=c.reason) for c in claims if not c.claimed]
     adjust = {c.frame for c in claimed if c.next_route == "adjust"}
     batches = batch_frames([c.frame for c in claimed], run.batch_size)
+    lineage = frame_lineage([c.frame for c in claimed], s3)
     for index, frames in enumerate(batches):
         chosen = [f for f in frames if f in adjust]
-        store.put_batch(
-            BatchItem(batch_id=batch_id(source.index, cursor.page, index), frames=frames, adjust=chosen)
+        item = BatchItem(
+            batch_id=batch_id(source.index, cursor.page, index),
+            frames=frames,
+            adjust=chosen,
+            lineage={f: lineage[f] for f in frames if f in lineage},
         )
-    _write(store, source, cursor.page, len(objects), len(claimed), len(batches), skipped, ignored)
+        store.put_batch(item)
+    _write(store, source, cursor.page, len(objects), len(claimed), len(batches), skipped, ignored, logs)
     return ListCursor(page=cursor.page + 1, token=token, more=token is not None)
 
 
@@ -93,6 +160,7 @@ def _write(
     batches: int,
     skipped: list[SkippedFrame],
     ignored: int,
+    logs: list[dict[str, Any]] | None = None,
 ) -> None:
     reasons = Counter(s.reason.split(" by run ")[0] for s in skipped)
     counts = PageCounts(
@@ -105,5 +173,6 @@ def _write(
         skipped=len(skipped),
         skipped_reasons=dict(reasons),
         ignored=ignored,
+        logs=logs or [],
     )
     store.put_page(counts, skipped)

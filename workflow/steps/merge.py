@@ -16,6 +16,7 @@ from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
 from workflow.domain.detections import Detections
 from workflow.domain.fusion import ModelOutput, fuse
+from workflow.domain.lineage import LINEAGE_FIELD
 from workflow.domain.parsers import ModelOutputError, from_local
 from workflow.domain.profile import LabelingProfile
 from workflow.domain.records import EXAMPLES, BatchLabels, FrameFailure, LabeledFrame, batch_id_of
@@ -171,8 +172,15 @@ def merge_batch(
         inference = inference.model_copy(update={"inferences": records})
     labels = labeled_frames(batch, run, inference, profile, s3)
     lines, errors = batch_segmentation(run, profile, settings, s3, [f.detections() for f in labels.frames])
-    labels = labels.model_copy(update={"segmentation": lines, "segmentation_errors": errors[:EXAMPLES]})
-    counts = store.put_labels(
-        labels, len(batch.frames), review_lines(batch.batch_id, labels.frames, run, profile, settings)
+    labels = labels.model_copy(
+        update={"segmentation": lines, "segmentation_errors": errors[:EXAMPLES], "lineage": batch.lineage}
     )
+    streams = review_lines(batch.batch_id, labels.frames, run, profile, settings)
+    if batch.lineage:  # a drive-log frame's record rides on its review line (Ground Truth copies it)
+        for stream in streams.values():
+            for line in stream:
+                record = batch.lineage.get(str(line.get("source-ref")))
+                if record is not None:
+                    line[LINEAGE_FIELD] = record
+    counts = store.put_labels(labels, len(batch.frames), streams)
     return BatchResult(batch_id=batch.batch_id, labeled=counts.labeled, failed=counts.failed)

@@ -6,6 +6,8 @@ shard's output manifest lines (the Ground Truth output line for frames people ad
 pre-label line, ``human-annotated: "no"``, for frames routing auto-accepted; the pre-label line plus
 the verdict for frames people verified), its COCO file and machine pre-labels, its segmentation
 manifest, its per-frame report lines and its counters; then it settles its frames in the ledger.
+A frame extracted from a drive log carries its lineage record (``BatchLabels.lineage``) onto its
+manifest lines (top-level ``lineage``), its COCO images and its report line.
 A frame routed to people whose review did not finish (failed, stopped, timed out) is failed with
 that reason, not published as machine-labeled, so the next run sends it to people again.
 
@@ -35,6 +37,7 @@ from workflow.domain.groundtruth import (
     output_manifest_line,
     parse_output_line,
 )
+from workflow.domain.lineage import LINEAGE_FIELD
 from workflow.domain.profile import LabelingProfile
 from workflow.domain.records import (
     BATCH_FIELD,
@@ -161,6 +164,12 @@ class _Shard:
         self.review: Counter[str] = Counter()
         self.adjusted: dict[str, tuple[ReviewedFrame, dict[str, Any]]] = {}
         self.prelabeled: dict[str, Detections] = {}
+        self.lineage: dict[str, dict[str, Any]] = {}  # the current batch's drive-log records
+
+    def fields(self, frame: str) -> dict[str, Any]:
+        """The frame's lineage as an extra key (of a manifest line, COCO image, report line), if any."""
+        record = self.lineage.get(frame)
+        return {} if record is None else {LINEAGE_FIELD: record}
 
     def _published(self, frame: LabeledFrame, how: str, objects: int, classes: Any = ()) -> None:
         self.labeled_by[how] += 1
@@ -175,21 +184,23 @@ class _Shard:
         }
         if frame.route.audit:
             entry["audit"] = True
-        self.report.append(entry)
+        self.report.append(entry | self.fields(frame.frame))
 
     def machine(self, frame: LabeledFrame, dets: Detections, how: str) -> None:
         """A frame published with its fused pre-labels (``human-annotated: "no"``)."""
         job = f"{self.run.run_id}-prelabel"
-        self.lines.append(input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job))
-        self.coco.add_detections(dets)
+        line = input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job)
+        self.lines.append(line | self.fields(frame.frame))
+        self.coco.add_detections(dets, fields=self.fields(frame.frame))
         self.counts.update(dets.class_names)
         self._published(frame, how, len(dets), dets.class_names)
 
     def verified(self, frame: LabeledFrame, dets: Detections, verdict: dict[str, Any]) -> None:
         """A frame people verified: its pre-label line plus the verdict, as Ground Truth writes it."""
         job = f"{self.run.run_id}-prelabel"
-        self.lines.append(input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job) | verdict)
-        self.coco.add_detections(dets)
+        line = input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job) | verdict
+        self.lines.append(line | self.fields(frame.frame))
+        self.coco.add_detections(dets, fields=self.fields(frame.frame))
         self.counts.update(dets.class_names)
         meta = next((v for k, v in verdict.items() if k.endswith("-metadata") and isinstance(v, dict)), {})
         human = meta.get("human-annotated") == "yes"
@@ -201,8 +212,8 @@ class _Shard:
     ) -> None:
         """A frame published as people adjusted it."""
         reviewed, line = people
-        self.lines.append({k: v for k, v in line.items() if k != BATCH_FIELD})
-        self.coco.add_reviewed(reviewed)
+        self.lines.append({k: v for k, v in line.items() if k != BATCH_FIELD} | self.fields(frame.frame))
+        self.coco.add_reviewed(reviewed, fields=self.fields(frame.frame))
         self.counts.update(b.class_name for b in reviewed.boxes)
         status = reviewed.adjustment_status or "unknown"
         self.review[f"frames_{status}"] += 1
@@ -225,7 +236,8 @@ class _Shard:
 
     def fail(self, failure: FrameFailure) -> None:
         self.failed.append(failure)
-        self.report.append({"frame": failure.frame, "status": "failed", "reason": failure.reason})
+        entry = {"frame": failure.frame, "status": "failed", "reason": failure.reason}
+        self.report.append(entry | self.fields(failure.frame))
 
 
 def _batch_inputs(
@@ -258,13 +270,14 @@ def publish_shard(
             lines, lines[0][0].label_attribute if lines else settings.label_attribute, profile
         )
         add_counts(dropped, labels.dropped)
+        out.lineage = labels.lineage
         frames += len(labels.frames) + len(labels.failed)
         for failure in labels.failed:
             out.fail(failure)
         failed_in_review = set()
         for frame in labels.frames:
             dets = frame.detections()
-            out.prelabels.add_detections(dets)
+            out.prelabels.add_detections(dets, fields=out.fields(frame.frame))
             _count_scores(histogram, dets)
             routes[frame.route.route] += 1
             routes["audit"] += int(frame.route.audit)
@@ -285,7 +298,11 @@ def publish_shard(
                     stage="review",
                 )
                 out.fail(people.failures.get(frame.frame) or default)
-        out.segmentation += [s for s in labels.segmentation if s.get("source-ref") not in failed_in_review]
+        out.segmentation += [
+            s | out.fields(str(s.get("source-ref")))
+            for s in labels.segmentation
+            if s.get("source-ref") not in failed_in_review
+        ]
         out.segmentation_errors += labels.segmentation_errors
     card = scorecard(out.adjusted, out.prelabeled, profile.taxonomy) if out.adjusted else None
     outputs = _write_shard(store, shard.index, out)
