@@ -187,3 +187,23 @@ def test_one_run_claims_a_frame_from_one_listing_page_only(ledger: FrameLedger) 
     # Then the other source skips it (labeled once) and the retry keeps it
     assert other == Claim(frame, False, "listed twice in this run (under another source); labeled once")
     assert retried == Claim(frame, True)
+
+
+def test_a_profile_that_asks_relabels_frames_labeled_under_another_version(ledger: FrameLedger) -> None:
+    # Given frames run-a labeled under version v1, and one labeled before versions were recorded
+    same, old = new_frame(), new_frame()
+    for frame, version in ((same, "v1"), (old, "")):
+        assert ledger.claim(frame, "run-a").claimed
+        ledger.settle(frame, "run-a", "labeled", version=version)
+    # When a run of the same version asks to relabel changed frames, it skips the v1 frame
+    assert ledger.claim(same, "run-b", changed_from="v1") == Claim(
+        same, False, "already labeled by run run-a with this profile and models"
+    )
+    # And a frame with no recorded version counts as changed
+    assert ledger.claim(old, "run-b", changed_from="v1").claimed
+    # When the profile or a model changed (v2), the v1 frame is labeled again
+    assert ledger.claim(same, "run-c", changed_from="v2").claimed
+    ledger.settle(same, "run-c", "labeled", version="v2")
+    # And a run that does not ask keeps skipping it, whatever its version
+    assert not ledger.claim(same, "run-d").claimed
+    assert not ledger.claim(same, "run-e", changed_from="v2").claimed

@@ -223,3 +223,45 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report_and_the_run_resumes(tmp_path
     assert sorted(line["frame"] for line in lines) == [f"{i:03d}.jpg" for i in range(FRAMES)]
     assert {line["status"] for line in lines} == {"labeled"}
     assert len(model.frames) <= FRAMES - report["labeled"]
+
+
+def test_a_profile_that_asks_relabels_the_folder_when_it_or_its_model_changes(tmp_path: Path) -> None:
+    from workflow.domain.profile import LabelingProfile, default_profile
+
+    folder = frames_folder(tmp_path / "frames")
+    workspace = Workspace(tmp_path / "workspace")
+    asks = LabelingProfile.model_validate({**default_profile().to_dict(), "relabel_when_changed": True})
+    changed = asks.to_dict()
+    changed["routing"]["accept_score"] = 0.61
+
+    def run(name: str, profile: LabelingProfile) -> tuple[Fixed, dict[str, str]]:
+        model = Fixed()
+        outcome = run_local(
+            str(folder),
+            tmp_path / name,
+            [LocalModel("nanodet-coco", lambda: model)],
+            review="skip",
+            overlays=False,
+            workspace=workspace,
+            profile=profile,
+            batch_size=8,
+        )
+        assert outcome.status == "SUCCEEDED", outcome.error
+        lines = [json.loads(x) for x in (tmp_path / name / "report-frames.jsonl").read_text().splitlines()]
+        return model, {line["frame"]: line.get("reason", line["status"]) for line in lines}
+
+    # Given a folder labeled once under a profile that asks to relabel on change
+    first, _ = run("out1", asks)
+    assert len(first.frames) == FRAMES
+    # When the same folder runs again under the same profile, nothing is labeled again
+    again, outcomes = run("out2", asks)
+    assert again.frames == []
+    assert len(outcomes) == FRAMES
+    assert all(
+        r.startswith("already labeled by run ") and r.endswith(" with this profile and models")
+        for r in outcomes.values()
+    ), outcomes
+    # When the profile's routing changes, every frame is labeled again
+    relabeled, outcomes = run("out3", LabelingProfile.model_validate(changed))
+    assert sorted(relabeled.frames) == sorted(first.frames)
+    assert set(outcomes.values()) == {"labeled"}

@@ -76,7 +76,9 @@ class MemoryLedger:
     holders: dict[str, str] = field(default_factory=dict)
     runs: dict[str, str] = field(default_factory=dict)
 
-    def claim(self, frame: str, run_id: str, relabel: bool = False, page: str = "") -> Claim:
+    def claim(
+        self, frame: str, run_id: str, relabel: bool = False, page: str = "", changed_from: str = ""
+    ) -> Claim:
         holder = self.holders.setdefault(frame, run_id)
         if holder != run_id:
             return Claim(frame, False, f"already labeled by run {holder}")
@@ -85,7 +87,9 @@ class MemoryLedger:
     def mark_run(self, run_id: str, status: str, detail: str = "") -> None:
         self.runs[run_id] = status
 
-    def settle(self, frame: str, run_id: str, status: str, next_route: str = "") -> None:
+    def settle(
+        self, frame: str, run_id: str, status: str, next_route: str = "", version: str = ""
+    ) -> None:
         self.holders[frame] = run_id
 
 

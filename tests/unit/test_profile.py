@@ -295,3 +295,22 @@ def test_request_models_the_profile_cannot_map_are_refused(s3: S3Store) -> None:
     # Then it refuses the run, naming the model
     with pytest.raises(ConfigurationError, match="model 'my-yolo' is not in profile 'two-models'"):
         run_models(request, request.profile, True, SETTINGS)
+
+
+def test_the_labeling_version_changes_with_what_makes_the_labels_only() -> None:
+    # Given the default profile and its model
+    base = default_profile()
+    models = [ModelEndpoint(name="nanodet-coco", endpoint_name="autolabel-nanodet-coco").model_dump()]
+    version = base.labeling_version(models)
+    data = base.to_dict()
+    # Then renaming or describing the profile, or asking for relabels, keeps the version
+    renamed = LabelingProfile.model_validate(
+        {**data, "name": "renamed", "description": "x", "relabel_when_changed": True}
+    )
+    assert renamed.labeling_version(models) == version
+    # And a changed threshold, or another model endpoint, changes it
+    stricter = copy.deepcopy(data)
+    stricter["routing"]["accept_score"] = 0.61
+    assert LabelingProfile.model_validate(stricter).labeling_version(models) != version
+    other = [ModelEndpoint(name="nanodet-coco", endpoint_name="autolabel-nanodet-v2").model_dump()]
+    assert base.labeling_version(other) != version

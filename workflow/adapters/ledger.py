@@ -34,11 +34,15 @@ class FrameLedger:
         self.claim_ttl_seconds = claim_ttl_seconds
         self._run_status: dict[str, tuple[float, str | None]] = {}
 
-    def claim(self, frame: str, run_id: str, relabel: bool = False, page: str = "") -> Claim:
+    def claim(
+        self, frame: str, run_id: str, relabel: bool = False, page: str = "", changed_from: str = ""
+    ) -> Claim:
         """Claim a frame for this run; the Claim says why when another run holds it.
 
         A frame held by a run that has failed (see :meth:`mark_run`) is taken over: a failed run
-        releases its claims by one write of its run record, not one write per frame.
+        releases its claims by one write of its run record, not one write per frame. With
+        ``changed_from`` (this run's labeling version), a frame labeled under another version, or
+        under none recorded, is labeled again.
         """
         now = int(time.time())
         # This run's own claim passes again only from the same listing page (a retry, a resumed
@@ -49,9 +53,15 @@ class FrameLedger:
         )
         if relabel:
             condition += " OR #s = :labeled"
+        elif changed_from:
+            condition += (
+                " OR (#s = :labeled AND (attribute_not_exists(labeled_with) OR labeled_with <> :version))"
+            )
         values: dict[str, Any] = {":failed": "failed", ":page": page}
-        if relabel:
+        if relabel or changed_from:
             values[":labeled"] = "labeled"
+        if changed_from and not relabel:
+            values[":version"] = changed_from
         claim = self._claim_if(frame, run_id, condition, values, now, page)
         if claim is not None:
             return claim
@@ -67,7 +77,8 @@ class FrameLedger:
                 return stolen
             item = self._item(frame)
         if item.get("status") == "labeled":
-            return Claim(frame, False, f"already labeled by run {item.get('run_id')}")
+            same = " with this profile and models" if changed_from else ""
+            return Claim(frame, False, f"already labeled by run {item.get('run_id')}{same}")
         return Claim(frame, False, f"being labeled by run {item.get('run_id')}")
 
     def _claim_if(
@@ -129,14 +140,18 @@ class FrameLedger:
             self._run_status[run_id] = cached
         return cached[1]
 
-    def settle(self, frame: str, run_id: str, status: str, next_route: str = "") -> None:
+    def settle(self, frame: str, run_id: str, status: str, next_route: str = "", version: str = "") -> None:
         """Record the final status (labeled or failed) of a frame this run claimed.
 
         ``next_route`` asks the next run that claims the frame to send it that way (e.g. ``adjust``
-        after people rejected its labels in a verification job).
+        after people rejected its labels in a verification job). ``version`` (the run's labeling
+        version) is recorded on a labeled frame as ``labeled_with``.
         """
         values = {":s": {"S": status}, ":run": {"S": run_id}, ":now": {"N": str(int(time.time()))}}
         expression = "SET #s = :s, updated_at = :now"
+        if version and status == "labeled":
+            expression += ", labeled_with = :version"
+            values[":version"] = {"S": version}
         if next_route:
             expression += ", next_route = :next REMOVE claim_expires"
             values[":next"] = {"S": next_route}

@@ -13,6 +13,7 @@ taxonomy, any other model mapped by COCO and taxonomy names, and every frame rev
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -179,6 +180,11 @@ class LabelingProfile(_Section):
     calibration: Calibration | None = Field(
         default=None, description="per-class accept thresholds measured by `autolabel calibrate`"
     )
+    relabel_when_changed: bool = Field(
+        default=False,
+        description="label a frame again when this profile, or a model it names (endpoint, local "
+        "model, inference settings), has changed since the frame was labeled",
+    )
 
     @field_validator("taxonomy", mode="before")
     @classmethod
@@ -226,6 +232,16 @@ class LabelingProfile(_Section):
         data = self.model_dump(mode="json")
         data["taxonomy"] = data["taxonomy"]["classes"]
         return data
+
+    def labeling_version(self, models: list[dict[str, Any]]) -> str:
+        """What a frame's labels were made with, as a short digest: this profile's labeling content
+        (not its name, description or this option) and the run's models. A frame labeled under
+        another digest was labeled by another profile or model version."""
+        data = self.to_dict()
+        for field_name in ("name", "description", "relabel_when_changed"):
+            data.pop(field_name, None)
+        text = json.dumps({"profile": data, "models": models}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # --- lookups ----------------------------------------------------------------------------
     def model(self, name: str) -> ModelProfile | None:

@@ -78,6 +78,10 @@ class RunContext(_Payload):
     batches_prefix: str  # runs/<id>/batches/: the LabelBatches Map lists it (one batch per object)
     batch_size: int = Field(8, ge=1, le=500)
     relabel: bool = False
+    # The profile and models' digest (LabelingProfile.labeling_version): recorded on each frame the
+    # run labels; with relabel_changed, a frame labeled under another digest is labeled again.
+    labeling_version: str = ""
+    relabel_changed: bool = False
     max_concurrency: int
     batch_timeout_seconds: int
     review: ReviewMode

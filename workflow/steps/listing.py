@@ -132,7 +132,8 @@ def list_page(
         skipped.append(SkippedFrame(frame=source.uri, reason="no objects under this prefix"))
     page = f"s{source.index:04d}-p{cursor.page:06d}"
     with ThreadPoolExecutor(max_workers=CLAIM_THREADS) as pool:
-        claims = list(pool.map(lambda f: ledger.claim(f, run.run_id, run.relabel, page), candidates))
+        changed = run.labeling_version if run.relabel_changed else ""
+        claims = list(pool.map(lambda f: ledger.claim(f, run.run_id, run.relabel, page, changed), candidates))
     claimed = [c for c in claims if c.claimed]
     skipped += [SkippedFrame(frame=c.frame, reason=c.reason) for c in claims if not c.claimed]
     adjust = {c.frame for c in claimed if c.next_route == "adjust"}

@@ -95,6 +95,8 @@ def prepare_run(
         batches_prefix=f"{run_prefix}/batches/",
         batch_size=request.batch_size,
         relabel=request.relabel,
+        labeling_version=profile.labeling_version([m.model_dump(mode="json") for m in models]),
+        relabel_changed=profile.relabel_when_changed,
         max_concurrency=request.max_concurrency,
         batch_timeout_seconds=request.batch_timeout_seconds,
         review=request.review,

@@ -306,7 +306,7 @@ def publish_shard(
         out.segmentation_errors += labels.segmentation_errors
     card = scorecard(out.adjusted, out.prelabeled, profile.taxonomy) if out.adjusted else None
     outputs = _write_shard(store, shard.index, out)
-    _settle(ledger, run.run_id, out)
+    _settle(ledger, run.run_id, out, run.labeling_version)
     counts = ShardCounts(
         index=shard.index,
         frames=frames,
@@ -356,11 +356,11 @@ def _write_shard(store: RunStore, index: int, out: _Shard) -> dict[str, str]:
     return outputs
 
 
-def _settle(ledger: FrameLedger, run_id: str, out: _Shard) -> None:
+def _settle(ledger: FrameLedger, run_id: str, out: _Shard, version: str) -> None:
     settle = [(e["frame"], "labeled", "") for e in out.report if e["status"] == "labeled"]
     settle += [(f.frame, "failed", f.next_route) for f in out.failed]
     with ThreadPoolExecutor(max_workers=SETTLE_THREADS) as pool:
-        list(pool.map(lambda fs: ledger.settle(fs[0], run_id, fs[1], fs[2]), settle))
+        list(pool.map(lambda fs: ledger.settle(fs[0], run_id, fs[1], fs[2], version), settle))
 
 
 def shown_prelabels(detections: Detections, taxonomy: Taxonomy) -> list[PreLabel]:
