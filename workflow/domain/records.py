@@ -102,6 +102,7 @@ class PageCounts(_Record):
     skipped: int = Field(ge=0)
     skipped_reasons: dict[str, int] = Field(default_factory=dict)
     ignored: int = Field(0, ge=0, description="folder markers and the workflow's own objects")
+    more: bool = Field(False, description="the listing goes on: a page after this one is expected")
 
 
 class LabeledFrame(_Record):

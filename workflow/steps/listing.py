@@ -63,7 +63,7 @@ def list_page(
         objects, token = s3.list_page(S3Uri.parse(source.uri), cursor.token, PAGE_SIZE)
     except SourceUnreadable as err:
         skipped = [SkippedFrame(frame=source.uri, reason=f"cannot list source: {err.code}")]
-        _write(store, source, cursor.page, 0, 0, 0, skipped, 0)
+        _write(store, source, cursor.page, 0, 0, 0, skipped, 0, more=False)
         return ListCursor(page=cursor.page + 1, token=None, more=False)
     candidates, skipped, ignored = _screen(objects, runs_root)
     if cursor.page == 0 and not objects:
@@ -80,8 +80,9 @@ def list_page(
         store.put_batch(
             BatchItem(batch_id=batch_id(source.index, cursor.page, index), frames=frames, adjust=chosen)
         )
-    _write(store, source, cursor.page, len(objects), len(claimed), len(batches), skipped, ignored)
-    return ListCursor(page=cursor.page + 1, token=token, more=token is not None)
+    more = token is not None
+    _write(store, source, cursor.page, len(objects), len(claimed), len(batches), skipped, ignored, more=more)
+    return ListCursor(page=cursor.page + 1, token=token, more=more)
 
 
 def _write(
@@ -93,6 +94,8 @@ def _write(
     batches: int,
     skipped: list[SkippedFrame],
     ignored: int,
+    *,
+    more: bool,
 ) -> None:
     reasons = Counter(s.reason.split(" by run ")[0] for s in skipped)
     counts = PageCounts(
@@ -105,5 +108,6 @@ def _write(
         skipped=len(skipped),
         skipped_reasons=dict(reasons),
         ignored=ignored,
+        more=more,
     )
     store.put_page(counts, skipped)
