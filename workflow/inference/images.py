@@ -69,9 +69,9 @@ class PixelBudget:
                 self._cond.notify_all()
 
 
-# 150 megapixels decoded at once per process (AUTOLABEL_DECODE_BUDGET_MP): one frame at the
-# 100 MP limit, or dozens of road frames, at a time.
-DECODE_BUDGET = PixelBudget(int(float(os.environ.get("AUTOLABEL_DECODE_BUDGET_MP", "150")) * 1_000_000))
+# 100 megapixels decoded at once per process (AUTOLABEL_DECODE_BUDGET_MP): one frame at the
+# 100 MP limit alone, or a few hundred road frames, at a time.
+DECODE_BUDGET = PixelBudget(int(float(os.environ.get("AUTOLABEL_DECODE_BUDGET_MP", "100")) * 1_000_000))
 
 
 def decode_reduced(
