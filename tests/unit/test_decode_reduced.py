@@ -117,3 +117,10 @@ def test_boxes_of_a_reduced_decode_are_in_the_full_frames_pixels(
 
     strong = [b for b, s in zip(whole.boxes, whole.scores, strict=True) if s > 0.5]
     assert strong and all(max(iou(b, r) for r in reduced.boxes) > 0.8 for b in strong)
+
+
+def test_a_dark_16_bit_frame_reduced_keeps_its_16_bit_scale() -> None:
+    data = _encode(Image.new("I;16", (2000, 1000), 200), "PNG")  # 200 of 65535: nearly black
+    image, _ = decode_reduced(data, "deep.png", lambda w, h: (500, 250))
+    assert image.shape == (250, 500, 3) and int(image.max()) == round(200 * 255 / 65535)
+    assert int(decode_image(data, "deep.png").max()) == int(image.max())

@@ -107,6 +107,7 @@ def decode_reduced(
             image.draft(image.mode, want)
         image.load()
         factor = min(image.width // want[0], image.height // want[1]) if want else 1
+        sixteen = image.mode.startswith("I;16")  # a reduced copy is mode I: still 16-bit values
         if factor >= 2:
             orientation = image.getexif().get(0x0112, 1)
             image = _reduce(image, factor)
@@ -114,7 +115,7 @@ def decode_reduced(
                 image = image.transpose(_TRANSPOSE[orientation])
         else:
             image = ImageOps.exif_transpose(image)
-        return _to_rgb(image), full
+        return _to_rgb(image, sixteen), full
     except OSError as exc:
         reason = "truncated image" if "truncated" in str(exc) else "corrupt image data"
         raise InvalidImage(frame, f"{reason}: {exc}") from exc
@@ -160,12 +161,12 @@ def _open(data: bytes, frame: str) -> Image.Image:
         raise InvalidImage(frame, f"not an image: {type(exc).__name__}: {exc}") from exc
 
 
-def _to_rgb(image: Image.Image) -> RgbImage:
+def _to_rgb(image: Image.Image, sixteen: bool = False) -> RgbImage:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # Pillow's convert("L") clips 16-bit values at 255 instead of scaling them.
         wide = np.asarray(image, dtype=np.int64)
-        peak = 65535 if mode.startswith("I;16") or wide.max(initial=0) > 255 else 255
+        peak = 65535 if sixteen or mode.startswith("I;16") or wide.max(initial=0) > 255 else 255
         gray = np.clip(np.rint(wide * (255.0 / peak)), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     if mode == "F":
