@@ -67,7 +67,7 @@ class OnnxDetector:
         self._dtype = _DTYPES.get(self._input.type, np.float32)
         self.input_w, self.input_h = _input_size(self._input.shape, settings.input_size, session)
         self._thresholds = _class_thresholds(spec.names, settings)
-        self._masks = len(session.get_outputs()) > 1 and spec.format == "yolo"  # segmentation protos
+        self._segments = len(session.get_outputs()) > 1 and spec.format == "yolo"  # segmentation protos
 
     @classmethod
     def from_path(
@@ -130,7 +130,7 @@ class OnnxDetector:
 
     def _fit(self, full_w: int, full_h: int) -> tuple[int, int] | None:
         """The smallest decode size the model input allows for a full_w x full_h frame (None: full)."""
-        if self._masks or self.settings.tile_side(full_w, self.input_w, self.input_h) is not None:
+        if self._segments or self.settings.tile_side(full_w, self.input_w, self.input_h) is not None:
             return None
         ratio = max(self.input_w / full_w, self.input_h / full_h)  # the side that reaches its input
         return max(1, int(full_w * ratio + 0.999)), max(1, int(full_h * ratio + 0.999))
