@@ -5,7 +5,7 @@ Frames: the 40-frame nuScenes front-camera sequence from ../shared (800x450 JPEG
 else the demo photos. Results: a table on stdout and bench-out/results.json.
 
     python -m bench.run                  # everything
-    python -m bench.run --only raw       # one group: raw | endpoint | workflow | logs
+    python -m bench.run --only raw       # one group: raw | endpoint | workflow | decode | logs
 """
 
 from __future__ import annotations
@@ -353,6 +353,91 @@ def bench_compare() -> dict[str, Any]:
     }
 
 
+DECODE_THREADS = 3
+
+
+DECODE_FRAMES = ROOT / "bench-out" / "decode-frames"
+
+
+def _write_large_frames() -> dict[str, Any]:
+    """The decode bench's frames, written once to bench-out/decode-frames/ (in a process of their
+    own, so building them weighs on no measurement): a 10000x9999 PNG of one colour (a few KB, 100
+    megapixels: under the limit), a 6400x3600 JPEG (a road frame scaled up 8x) and the road frame."""
+    import io
+
+    from PIL import Image
+
+    DECODE_FRAMES.mkdir(parents=True, exist_ok=True)
+    road = frames()[0]
+    with Image.open(road) as img:
+        big = img.convert("RGB").resize((img.width * 8, img.height * 8), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    big.save(buf, "JPEG", quality=90)
+    (DECODE_FRAMES / "big.jpg").write_bytes(buf.getvalue())
+    buf = io.BytesIO()
+    Image.new("RGB", (10000, 9999), (90, 90, 90)).save(buf, "PNG")
+    (DECODE_FRAMES / "huge.png").write_bytes(buf.getvalue())
+    (DECODE_FRAMES / road.name).write_bytes(road.read_bytes())
+    return {"path": "decode-frames", "frames": 3}
+
+
+def _large_frames() -> list[tuple[str, bytes]]:
+    order = {"huge.png": 0, "big.jpg": 1}
+    paths = sorted(DECODE_FRAMES.iterdir(), key=lambda p: order.get(p.name, 2))
+    return [(p.name, p.read_bytes()) for p in paths]
+
+
+def bench_decode(mode: str) -> dict[str, Any]:
+    """Peak memory of decoding large frames, DECODE_THREADS at once, and predicting on them.
+
+    ``<settings>:full`` decodes every frame whole with no budget (what predict_bytes did before);
+    ``:budget`` decodes them whole under the pixel budget; ``:bounded`` is today's predict_bytes
+    (reduced decode where the model input allows, and the budget). Tiled settings are not
+    measured: tiling a 10000 px frame takes minutes here (and its decode is whole, as ``:budget``).
+    ``decode_peak_over_baseline_mb``: the peak over the process's peak once the model is loaded
+    and the frames' bytes are read."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workflow.inference import images
+    from workflow.inference.runner import load_detector
+    from workflow.inference.settings import InferenceSettings
+
+    if mode == "frames":
+        return _write_large_frames()
+    settings, how = mode.split(":")
+    detector = load_detector(MODEL, InferenceSettings(**MODES[settings]))
+    data = _large_frames()
+    detector.predict_bytes(data[-1][1], data[-1][0])  # warm-up
+    baseline = _peak_mb()
+
+    def full(item: tuple[str, bytes]) -> int:
+        return len(detector.predict(images.decode_image(item[1], item[0]), item[0]))
+
+    def budget(item: tuple[str, bytes]) -> int:
+        with images.DECODE_BUDGET.hold(detector._decode_pixels(item[1])):
+            return full(item)
+
+    def bounded(item: tuple[str, bytes]) -> int:
+        return len(detector.predict_bytes(item[1], item[0]))
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(DECODE_THREADS) as pool:
+        objects = sum(pool.map({"full": full, "budget": budget, "bounded": bounded}[how], data))
+    elapsed = time.perf_counter() - start
+    return {
+        "path": "decode",
+        "mode": mode,
+        "frames": len(data),
+        "seconds": elapsed,
+        "fps": len(data) / elapsed,
+        "objects": objects,
+        "peak_mb": _peak_mb(),
+        "decode_peak_over_baseline_mb": round(_peak_mb() - baseline, 1),
+        "budget_megapixels": images.DECODE_BUDGET.pixels / 1e6,
+        "budget_peak_megapixels": round(images.DECODE_BUDGET.peak / 1e6, 1),
+    }
+
+
 def _child(args: list[str]) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "bench.run", *args], cwd=ROOT, capture_output=True, text=True, check=False
@@ -365,18 +450,26 @@ def _child(args: list[str]) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=("raw", "endpoint", "workflow", "compare", "logs"))
+    parser.add_argument("--only", choices=("raw", "endpoint", "workflow", "compare", "decode", "logs"))
     parser.add_argument("--one", nargs=2, metavar=("PATH", "MODE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only == "logs":  # drive-log extraction and selection: bench/logs.py, bench-out/logs.json
         return _logs_bench()
     if args.one:
         path, mode = args.one
-        benches = {"raw": bench_raw, "endpoint": bench_endpoint, "compare": lambda _m: bench_compare()}
+        benches = {
+            "raw": bench_raw,
+            "endpoint": bench_endpoint,
+            "decode": bench_decode,
+            "compare": lambda _m: bench_compare(),
+        }
         result = benches.get(path, lambda _m: bench_workflow())(mode)
         print(json.dumps(result))
         return 0
     jobs = [(p, m) for p in ("raw", "endpoint") for m in MODES] + [("workflow", "letterbox")]
+    jobs += [("decode", f"letterbox:{how}") for how in ("full", "budget", "bounded")]
+    if not args.only or args.only == "decode":
+        _child(["--one", "decode", "frames"])
     jobs.append(("compare", "letterbox"))
     results = []
     for path, mode in jobs:
@@ -405,6 +498,13 @@ def _write_bench_json(out: Path, compare: dict[str, Any], results: list[dict[str
     figures = {
         **{k: v for k, v in compare.items() if k not in ("path", "fps")},
         "other_measurements": [r for r in results if r["path"] != "compare"],
+        # 3 large frames decoded at once (a 100 MP PNG, a 23 MP JPEG, a road frame): peak MB over
+        # the loaded model; full = whole decodes, no budget (before), bounded = today's predict_bytes
+        "decode_peak_over_baseline_mb": {
+            r["mode"].split(":")[1]: r["decode_peak_over_baseline_mb"]
+            for r in results
+            if r["path"] == "decode"
+        },
     }
     (out / "bench.json").write_text(json.dumps(figures, indent=2))
     print(

@@ -524,9 +524,10 @@ def s3_requests(shape: RunShape) -> dict[str, tuple[int, int]]:
     # and reviewed lines; output manifest, COCO, machine pre-labels, frame report, shard counts.
     gets += shards + b + (shards + b if human else 0)
     puts += 5 * shards
-    # FinishRun: profile, LIST + GET the page and shard counts; index, stats, scorecard, report;
-    # then report.html (from the same pass): the run's start (HEAD request.json), the page itself.
-    gets += 1 + pages + shards
+    # FinishRun: profile, LIST + GET the page and shard counts, the sources and the shard plan (every
+    # page and planned shard must have left its record); index, stats, scorecard, report; then
+    # report.html (from the same pass): the run's start (HEAD request.json), the page itself.
+    gets += 1 + pages + shards + 2
     puts += _lists(pages) + _lists(shards) + (4 if human else 3)
     gets += 1
     puts += 1

@@ -28,6 +28,7 @@ def lambda_handler(event: StartReviewEvent, context: LambdaContext) -> dict[str,
         a.s3,
         lambda: a.labeling_jobs,
         a.label_studio,
+        a.callbacks,
     )
     logger.info("review job started", extra=result)
     metrics.add_metric(name="ReviewJobsStarted", unit=MetricUnit.Count, value=1)

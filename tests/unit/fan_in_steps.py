@@ -15,7 +15,15 @@ from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
 from workflow.domain.detections import Detections
 from workflow.domain.profile import LabelingProfile
-from workflow.domain.records import BATCH_FIELD, BatchItem, BatchLabels, LabeledFrame, ShardPlan, batch_id
+from workflow.domain.records import (
+    BATCH_FIELD,
+    BatchItem,
+    BatchLabels,
+    LabeledFrame,
+    PageCounts,
+    ShardPlan,
+    batch_id,
+)
 from workflow.domain.routing import RouteDecision
 from workflow.domain.run import ManifestResult, ModelEndpoint, ReviewResult, RunContext
 from workflow.settings import Settings
@@ -107,6 +115,18 @@ def published(
     state = {"run": run.model_dump(mode="json"), "reviews": reviews, "review_error": review_error}
     for shard in s3.get_json(f"s3://{run.bucket}/{manifest.shards_key}"):
         publish_shard(ShardPlan.model_validate(shard), state, settings, s3, ledger)
+    # the run's one source and its one listing page, as PrepareRun and ListPage write them
+    s3.put_json(f"s3://{run.bucket}/{run.sources_key}", [{"index": 0, "uri": "s3://frames/"}])
+    page = PageCounts(
+        source="s3://frames/",
+        source_index=0,
+        page=0,
+        listed=manifest.frames,
+        frames=manifest.frames,
+        batches=1,
+        skipped=0,
+    )
+    RunStore(s3, run.bucket, run.run_prefix).put_page(page, [])
     return finish_run(state, settings, s3, ledger)
 
 

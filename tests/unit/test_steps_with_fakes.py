@@ -244,3 +244,25 @@ def test_the_job_state_change_resumes_fails_or_ignores(status: str) -> None:
     # A redelivered event finds the token gone and changes nothing
     if status != "InProgress":
         assert on_labeling_job_change(change, SETTINGS, tokens, callbacks, jobs) == "unknown-or-done"
+
+
+@pytest.mark.parametrize("ended", ["Completed", "Stopped", "InProgress"])
+def test_a_resumed_run_whose_job_ended_already_resumes_its_token_at_once(ended: str) -> None:
+    # Given the labeling job of an earlier execution of the same run, ended (its event long gone)
+    objects, ledger = MemoryObjects(), MemoryLedger()
+    run = run_of(objects, ledger, review="groundtruth")
+    tokens, jobs, callbacks = MemoryTokens(), MemoryLabelingJobs(), RecordingCallbacks()
+    part = manifest().parts[0]
+    start_labeling_job("earlier-token", part, run, manifest(), SETTINGS, tokens, jobs, callbacks)
+    name = job_name("run-1", 0)
+    jobs.jobs[name].update(LabelingJobStatus=ended, FailureReason="stopped by a person")
+    tokens.claim_job(name)  # the earlier execution's callback took its token
+    # When the resumed execution's StartReview meets that job
+    start_labeling_job(TOKEN, part, run, manifest(), SETTINGS, tokens, jobs, callbacks)
+    # Then its token is resumed with the job's end right away (a job still running is waited for)
+    if ended == "Completed":
+        assert [t for t, _ in callbacks.succeeded] == [TOKEN] and not tokens.jobs
+    elif ended == "Stopped":
+        assert callbacks.failed == [(TOKEN, "LabelingJobStopped", f"{name}: stopped by a person")]
+    else:
+        assert not callbacks.succeeded and not callbacks.failed and tokens.jobs == {name: TOKEN}

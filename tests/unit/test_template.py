@@ -438,3 +438,31 @@ def test_prepare_run_lists_no_bucket_and_list_page_claims_in_the_ledger(template
     # Then PrepareRun neither lists nor claims (ListPage does both, conditionally, per page)
     assert "s3:ListBucket" not in prepare and "dynamodb:UpdateItem" not in prepare
     assert {"s3:ListBucket", "dynamodb:UpdateItem", "dynamodb:GetItem"} <= actions
+
+
+def test_a_failed_map_child_never_fails_its_map_and_a_failed_page_or_shard_is_written_down(template):
+    # Given the state machine and its role
+    asl = json.loads((ROOT / "statemachine" / "autolabel.asl.json").read_text())
+    maps = {n: s for n, s in asl["States"].items() if s["Type"] == "Map"}
+    # Then every Distributed Map tolerates its children's failures (as moto does, which ignores the
+    # setting): PlanReview (lost batches) and FinishRun (pages, shards) account for them instead
+    assert set(maps) == {"ListSources", "LabelBatches", "PublishShards", "ReviewJobs"}
+    for name in ("ListSources", "LabelBatches", "PublishShards"):
+        assert maps[name]["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
+        assert maps[name]["ToleratedFailurePercentage"] == 100, name
+    # And ListPage and PublishShard, failing after their retries, write their error under failures/
+    for map_name, task, record, folder in (
+        ("ListSources", "ListPage", "ListingFailed", "listing"),
+        ("PublishShards", "PublishShard", "PublishFailed", "shards"),
+    ):
+        states = maps[map_name]["ItemProcessor"]["States"]
+        (catch,) = states[task]["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"] and catch["Next"] == record
+        written = states[record]
+        assert written["Resource"] == "arn:aws:states:::aws-sdk:s3:putObject"
+        assert f"/failures/{folder}/" in written["Parameters"]["Key.$"]
+        assert written["Parameters"]["Body.$"] == f"States.JsonToString({catch['ResultPath']})"
+    # And the state machine's role may write exactly there
+    role = template["Resources"]["AutolabelStateMachine"]["Properties"]["Policies"]
+    puts = [s for s in statements(role) if "s3:PutObject" in as_list(s["Action"])]
+    assert any(s["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/runs/*/failures/*"} for s in puts), puts

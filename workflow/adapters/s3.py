@@ -19,6 +19,15 @@ def _code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", "")) or str(err)
 
 
+_TRANSIENT = ("SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling")
+
+
+def _transient(err: ClientError) -> bool:
+    """Throttling or a server-side error: the prefix is readable, just not right now."""
+    status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    return _code(err) in _TRANSIENT or status >= 500
+
+
 # Multipart part size of streamed writes (S3's minimum part is 5 MiB).
 PART_BYTES = 8 * 2**20
 
@@ -153,6 +162,8 @@ class S3Store:
         try:
             page = self.client.list_objects_v2(**params)
         except ClientError as err:
+            if _transient(err):
+                raise  # throttling or a 5xx that outlasted the SDK's retries: the state machine retries
             raise SourceUnreadable(str(loc), _code(err)) from err
         objects = [(S3Uri(loc.bucket, o["Key"]), int(o["Size"])) for o in page.get("Contents", [])]
         return objects, page.get("NextContinuationToken") if page.get("IsTruncated") else None

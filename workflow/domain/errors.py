@@ -67,6 +67,11 @@ class SourceUnreadable(AutolabelError):
         self.code = code
 
 
+class RunIncomplete(AutolabelError):
+    """A listing page or a dataset shard the run planned left no record: its frames would be lost
+    silently if the run reported success (a resumed run, same run id, finishes it)."""
+
+
 class EndpointThrottled(AutolabelError):
     """The endpoint refused the request for now; the state machine retries with backoff."""
 

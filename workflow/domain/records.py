@@ -112,6 +112,7 @@ class PageCounts(_Record):
         default_factory=list,
         description="selection counts (LogSelection) of the drive logs whose selection.json the page listed",
     )
+    more: bool = Field(False, description="the listing goes on: a page after this one is expected")
 
 
 class LabeledFrame(_Record):

@@ -7,21 +7,23 @@ letterboxing, tiling or flipping in between.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+from PIL import Image
 
 from workflow.domain.detections import Detections, Provenance
 from workflow.domain.errors import ConfigurationError, InferenceFailed, ModelNotProvisioned
 from workflow.inference.candidates import Candidates, FloatArray, IntArray
 from workflow.inference.centernet import decode_centernet
 from workflow.inference.fp16 import load_for_cpu
-from workflow.inference.images import RgbImage, decode_image
+from workflow.inference.images import DECODE_BUDGET, RgbImage, decode_reduced
 from workflow.inference.letterbox import Geometry, letterbox_geometry, place, squash_geometry
 from workflow.inference.masks import encode_rle, yolo_frame_mask
 from workflow.inference.nanodet import decode_nanodet
@@ -65,6 +67,7 @@ class OnnxDetector:
         self._dtype = _DTYPES.get(self._input.type, np.float32)
         self.input_w, self.input_h = _input_size(self._input.shape, settings.input_size, session)
         self._thresholds = _class_thresholds(spec.names, settings)
+        self._segments = len(session.get_outputs()) > 1 and spec.format == "yolo"  # segmentation protos
 
     @classmethod
     def from_path(
@@ -99,8 +102,38 @@ class OnnxDetector:
         return self.spec.names
 
     def predict_bytes(self, data: bytes, frame: str) -> Detections:
-        """Decode an encoded image (InvalidImage / ImageTooLarge on bad input) and predict."""
-        return self.predict(decode_image(data, frame), frame)
+        """Decode an encoded image (InvalidImage / ImageTooLarge on bad input) and predict.
+
+        A frame the model sees whole (not tiled) is decoded at reduced size, never below the model
+        input (``decode_reduced``), and its boxes scaled back to the full frame; decodes share the
+        process's pixel budget (``DECODE_BUDGET``), so concurrent large frames wait their turn
+        instead of all being in memory at once."""
+        with DECODE_BUDGET.hold(self._decode_pixels(data)):
+            image, (full_w, full_h) = decode_reduced(data, frame, self._fit)
+            height, width = image.shape[:2]
+            dets = self.predict(image, frame)
+        if (width, height) == (full_w, full_h):
+            return dets
+        scale = np.array([full_w / width, full_h / height] * 2, np.float32)
+        return replace(dets, boxes=dets.boxes * scale, image_width=full_w, image_height=full_h)
+
+    def _decode_pixels(self, data: bytes) -> int:
+        """Pixels a decode of ``data`` will hold, from its header (a JPEG's reduced decode: at most
+        4x its fit, the draft scale being a power of 2); 1 when the header is unreadable."""
+        try:
+            with Image.open(io.BytesIO(data)) as header:
+                (width, height), jpeg = header.size, header.format == "JPEG"
+        except Exception:  # noqa: BLE001 - decode_reduced reports the real error
+            return 1
+        fit = self._fit(width, height) if jpeg else None  # other formats load whole, then reduce
+        return width * height if fit is None else min(width * height, 4 * fit[0] * fit[1])
+
+    def _fit(self, full_w: int, full_h: int) -> tuple[int, int] | None:
+        """The smallest decode size the model input allows for a full_w x full_h frame (None: full)."""
+        if self._segments or self.settings.tile_side(full_w, self.input_w, self.input_h) is not None:
+            return None
+        ratio = max(self.input_w / full_w, self.input_h / full_h)  # the side that reaches its input
+        return max(1, int(full_w * ratio + 0.999)), max(1, int(full_h * ratio + 0.999))
 
     def predict(self, image: RgbImage, frame: str = "") -> Detections:
         """Detections of one (H, W, 3) uint8 RGB frame, in that frame's pixels."""

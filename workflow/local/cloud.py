@@ -34,6 +34,7 @@ from typing import Any
 from unittest import mock
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
@@ -46,6 +47,9 @@ from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3 import (
     ResourceEvalS3,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.resource_eval import (
+    resource_eval_s3 as result_writer_s3,
 )
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
@@ -452,6 +456,18 @@ class LocalCloud:
                 items.extend(page.get("Contents", []))
             env.stack.append(items)
 
+        def map_s3_client(resource_runtime_part: Any, state_credentials: Any) -> Any:
+            # The Distributed Maps' ItemReader and ResultWriter: Step Functions reads and writes S3
+            # itself and rides out throttling (503 SlowDown) before it reports ItemReaderFailed or
+            # ResultWriterFailed; moto's client for them makes one attempt only.
+            return boto3.client(
+                "s3",
+                region_name=resource_runtime_part.region,
+                aws_access_key_id="ak",
+                aws_secret_access_key="sk",
+                config=Config(retries={"mode": "standard", "max_attempts": 5}),
+            )
+
         original_send = Rule.send_to_targets
 
         def send_to_targets(rule: Rule, event: Any, transform_input: bool = True) -> None:
@@ -520,6 +536,8 @@ class LocalCloud:
             mock.patch.object(S3Backend, "put_object", put_object),
             mock.patch.object(S3Backend, "delete_object", delete_object),
             mock.patch.object(ResourceEvalS3, "_handle_list_objects_v2", staticmethod(list_objects_v2_items)),
+            mock.patch.object(ResourceEvalS3, "_get_s3_client", staticmethod(map_s3_client)),
+            mock.patch.object(result_writer_s3.ResourceEvalS3, "_get_s3_client", staticmethod(map_s3_client)),
         ]
         for patcher in self._patches:
             patcher.start()

@@ -15,6 +15,8 @@ from typing import Any
 from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
+from workflow.domain.errors import ObjectMissing, RunIncomplete
+from workflow.domain.frames import S3Uri
 from workflow.domain.prices import cost_estimate
 from workflow.domain.profile import LabelingProfile
 from workflow.domain.records import EXAMPLES, PageCounts, ShardCounts, add_counts, short_reason
@@ -38,6 +40,7 @@ def finish_run(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: F
     pages = _PageTotals()
     index_uri = store.uri("dataset/index.json")
     s3.put_stream(index_uri, _index_chunks(run.run_id, store, total, pages), "application/json")
+    _check_complete(run, s3, store, total, pages)
     labeled, failed = total.labeled, total.failed
     jobs, review_failed = review_outcome(state)
     card = total.card
@@ -117,10 +120,12 @@ class _Totals:
         self.frame_reports: list[str] = []
         self.segmentation_manifests: list[str] = []
         self.card = Scorecard()
+        self.shards: set[int] = set()
         self.histogram: Counter[str] = Counter()  # report.html's score histogram and gallery sample
         self.gallery: list[Any] = []
 
     def add(self, shard: ShardCounts) -> None:
+        self.shards.add(shard.index)
         self.labeled += shard.labeled
         self.failed += shard.failed
         for name in COUNTERS:
@@ -148,8 +153,13 @@ class _PageTotals:
         self.found = self.skipped = self.pages = self.listed = 0
         self.reasons: Counter[str] = Counter()
         self.selection = _LogTotals()
+        self.seen: dict[int, set[int]] = {}  # source index -> its pages with a record
+        self.final: dict[int, int] = {}  # source index -> its last page (the listing ended there)
 
     def add(self, page: PageCounts) -> None:
+        self.seen.setdefault(page.source_index, set()).add(page.page)
+        if not page.more:
+            self.final[page.source_index] = page.page
         self.found += page.frames + page.skipped
         self.skipped += page.skipped
         self.pages += 1
@@ -209,6 +219,58 @@ def _index_chunks(run_id: str, store: RunStore, total: _Totals, pages: _PageTota
         yield (sep + json.dumps(uri)).encode()
         sep = ","
     yield b"]}"
+
+
+def _check_complete(
+    run: RunContext, s3: S3Store, store: RunStore, total: _Totals, pages: _PageTotals
+) -> None:
+    """Every listing page of every source and every planned shard must have left its record.
+
+    A Distributed Map child that fails after its retries is caught in its branch, which writes
+    ``failures/listing/<source>-<page>.json`` or ``failures/shards/<index>.json`` (its Error and
+    Cause) and ends; a branch that could not even do that leaves nothing. Either way the run must
+    not report success without those frames: RunIncomplete names each gap and its cause, the
+    execution fails (ReportFailedRun writes the report), and a resumed run finishes it."""
+    gaps: list[str] = []
+    sources = s3.get_json(S3Uri(run.bucket, run.sources_key))
+    for source in sources:
+        index = int(source["index"])
+        seen = pages.seen.get(index, set())
+        last = pages.final.get(index, max(seen) + 1 if seen else 0)
+        for page in sorted(set(range(last + 1)) - seen):
+            cause = _failure(s3, store, f"failures/listing/{index}-{page}.json")
+            gaps.append(f"source {source['uri']} page {page} was never listed ({cause})")
+    try:
+        planned = s3.get_json(S3Uri(run.bucket, store.shards_key()))
+    except ObjectMissing:
+        planned = []
+    for shard in planned:
+        if int(shard["index"]) not in total.shards:
+            cause = _failure(s3, store, f"failures/shards/{int(shard['index'])}.json")
+            gaps.append(f"shard {shard['index']} ({shard['frames']} frames) was never published ({cause})")
+    if gaps:
+        shown = "; ".join(gaps[:EXAMPLES]) + (
+            f"; and {len(gaps) - EXAMPLES} more" if len(gaps) > EXAMPLES else ""
+        )
+        raise RunIncomplete(
+            f"{len(gaps)} part(s) of run {run.run_id} left no record, so their frames are in no report: "
+            f"{shown}. Resume the run (the same run id) to finish it."
+        )
+
+
+def _failure(s3: S3Store, store: RunStore, name: str) -> str:
+    """The Error and Cause a failed branch wrote (a Lambda's Cause is its error JSON), in one line."""
+    try:
+        record = s3.get_json(store.uri(name))
+    except ObjectMissing:
+        return "its branch failed and left no failure record"
+    error, cause = str(record.get("Error") or ""), str(record.get("Cause") or "")
+    try:
+        parsed = json.loads(cause)
+        cause = f"{parsed.get('errorType', error)}: {parsed.get('errorMessage', '')}"
+    except (ValueError, AttributeError):
+        cause = f"{error}: {cause}" if cause else error
+    return cause.strip().splitlines()[0][:300] if cause.strip() else "no cause given"
 
 
 def _reasons(reasons: Counter[str], examples: dict[str, list[str]]) -> list[dict[str, Any]]:

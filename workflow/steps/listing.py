@@ -125,7 +125,7 @@ def list_page(
         objects, token = s3.list_page(S3Uri.parse(source.uri), cursor.token, PAGE_SIZE)
     except SourceUnreadable as err:
         skipped = [SkippedFrame(frame=source.uri, reason=f"cannot list source: {err.code}")]
-        _write(store, source, cursor.page, 0, 0, 0, skipped, 0)
+        _write(store, source, cursor.page, 0, 0, 0, skipped, 0, more=False)
         return ListCursor(page=cursor.page + 1, token=None, more=False)
     candidates, skipped, ignored, logs = _screen(objects, runs_root, s3)
     if cursor.page == 0 and not objects:
@@ -148,8 +148,20 @@ def list_page(
             lineage={f: lineage[f] for f in frames if f in lineage},
         )
         store.put_batch(item)
-    _write(store, source, cursor.page, len(objects), len(claimed), len(batches), skipped, ignored, logs)
-    return ListCursor(page=cursor.page + 1, token=token, more=token is not None)
+    more = token is not None
+    _write(
+        store,
+        source,
+        cursor.page,
+        len(objects),
+        len(claimed),
+        len(batches),
+        skipped,
+        ignored,
+        logs,
+        more=more,
+    )
+    return ListCursor(page=cursor.page + 1, token=token, more=more)
 
 
 def _write(
@@ -162,6 +174,8 @@ def _write(
     skipped: list[SkippedFrame],
     ignored: int,
     logs: list[dict[str, Any]] | None = None,
+    *,
+    more: bool,
 ) -> None:
     reasons = Counter(s.reason.split(" by run ")[0] for s in skipped)
     counts = PageCounts(
@@ -175,5 +189,6 @@ def _write(
         skipped_reasons=dict(reasons),
         ignored=ignored,
         logs=logs or [],
+        more=more,
     )
     store.put_page(counts, skipped)

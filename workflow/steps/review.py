@@ -33,6 +33,7 @@ def start_review(
     s3: S3Store,
     labeling_jobs: Callable[[], LabelingJobs],
     label_studio: Callable[[], tuple[Any, Any, str]],
+    callbacks: Callbacks | None = None,
 ) -> dict[str, Any]:
     """Start the part's review job in the run's backend. ``labeling_jobs`` and ``label_studio`` build
     the backend's adapters on demand (``label_studio``: client, image locator, webhook secret)."""
@@ -41,7 +42,7 @@ def start_review(
     if backend == "groundtruth":
         return {
             "backend": "groundtruth",
-            **start_labeling_job(token, part, run, manifest, settings, tokens, labeling_jobs()),
+            **start_labeling_job(token, part, run, manifest, settings, tokens, labeling_jobs(), callbacks),
         }
     if backend == "label-studio":
         from workflow.steps.review_labelstudio import start_label_studio_review
@@ -63,16 +64,31 @@ def start_labeling_job(
     settings: Settings,
     tokens: Tokens,
     jobs: LabelingJobs,
+    callbacks: Callbacks | None = None,
 ) -> dict[str, str]:
-    """Park the token under the job name, then create the job (a retried create finds it already made)."""
+    """Park the token under the job name, then create the job (a retried create finds it already made).
+
+    A resumed run (same run id) meets the job of its earlier execution: when that job has ended
+    already, its state-change event went by long ago, so the token is resumed here at once with
+    the job's end (``callbacks``), instead of waiting for an event that never comes."""
     request = create_labeling_job_request(run, part, manifest, settings)
     name = request["LabelingJobName"]
     tokens.park_job(name, token)
     try:
         arn = jobs.create(request)
     except LabelingJobExists:
-        arn = jobs.describe(name)["LabelingJobArn"]
+        job = jobs.describe(name)
+        arn = job["LabelingJobArn"]
+        status = job.get("LabelingJobStatus")
+        if callbacks is not None and status in ENDED_JOB:
+            change = LabelingJobStateChange(
+                status=status, job_arn=arn, failure_reason=job.get("FailureReason")
+            )
+            on_labeling_job_change(change, settings, tokens, callbacks, jobs)
     return {"job_name": name, "job_arn": arn}
+
+
+ENDED_JOB = ("Completed", "Failed", "Stopped")
 
 
 def on_labeling_job_change(
