@@ -280,7 +280,7 @@ def test_list_page_lists_one_page_claims_its_frames_and_writes_the_batches(cloud
     assert cursor == ListCursor(page=1, token=None, more=False)
     # And one batch holds both frames, the text file is skipped with its reason, the page is counted
     batch = cloud.peek(f"s3://{DATA}/{first_batch_key(run)}")
-    assert batch == {"batch_id": batch_id(0, 0, 0), "frames": frames, "adjust": []}
+    assert batch == {"batch_id": batch_id(0, 0, 0), "frames": frames, "adjust": [], "lineage": {}}
     (skipped,) = cloud.peek(f"s3://{DATA}/{run.run_prefix}/skipped/0000-000000.json")
     assert skipped["frame"] == f"s3://{LOGS}/day1/notes.txt" and skipped["reason"].startswith("not a frame")
     page = cloud.peek(f"s3://{DATA}/{run.run_prefix}/pages/0000-000000.json")

@@ -74,7 +74,9 @@ class GrantingLedger:
     def __init__(self) -> None:
         self.claims: Counter[str] = Counter()
 
-    def claim(self, frame: str, run_id: str, relabel: bool = False, page: str = "") -> Claim:
+    def claim(
+        self, frame: str, run_id: str, relabel: bool = False, page: str = "", changed_from: str = ""
+    ) -> Claim:
         self.claims[page] += 1
         return Claim(frame, True)
 
