@@ -18,5 +18,5 @@ FusionMethod = Literal["wbf", "nms", "best_model"]
 FUSION_METHODS: tuple[FusionMethod, ...] = ("wbf", "nms", "best_model")
 
 # How a model's endpoint answers: this project's JSON, or a JumpStart vision model's verbose JSON.
-# One type for the profile's ``models[].response`` and the run's ``ModelEndpoint.response_format``.
+# The ``response_format`` of ``workflow.domain.profile.ModelEndpoint`` (profile and run input alike).
 ResponseFormat = Literal["autolabel", "jumpstart"]
