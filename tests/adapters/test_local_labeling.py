@@ -25,17 +25,16 @@ from workflow.domain.groundtruth import (
     label_category_config,
     loads_manifest,
     parse_output_line,
-    worker_ui_template,
 )
-from workflow.domain.routing import (
+from workflow.domain.taxonomy import DEFAULT_ADAS_TAXONOMY
+from workflow.domain.verification import (
     VERDICT_CORRECT,
     VERDICT_INCORRECT,
     verification_categories,
-    verification_ui_template,
+    verification_output_line,
     verification_verdict,
 )
-from workflow.domain.taxonomy import DEFAULT_ADAS_TAXONOMY
-from workflow.domain.verification import verification_output_line
+from workflow.domain.worker_templates import adjustment_ui_template, verification_ui_template
 from workflow.local.labeling import (
     EVENT_DETAIL_TYPE,
     EVENT_SOURCE,
@@ -145,7 +144,7 @@ def job_params(stack: Stack, name: str, manifest_lines: list[dict[str, Any]] | N
             "WorkteamArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/adas",
             "UiConfig": {
                 "UiTemplateS3Uri": stack.put(
-                    "cfg/ui.liquid.html", worker_ui_template("prelabel", "Adjust", labels)
+                    "cfg/ui.liquid.html", adjustment_ui_template("prelabel", "Adjust", labels)
                 )
             },
             "PreHumanTaskLambdaArn": BUILTIN.format("PRE"),

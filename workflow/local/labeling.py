@@ -59,8 +59,7 @@ from workflow.domain.groundtruth import (
     same_boxes,
     validate_label_attribute_name,
 )
-from workflow.domain.routing import VERIFICATION_TYPE
-from workflow.domain.verification import chosen_verdict, verification_output_line, worker_comments
+from workflow.domain.verification import VERIFICATION_TYPE, reviewed_verdict_line, verification_output_line
 
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Ground Truth Labeling Job State Change"
@@ -539,7 +538,11 @@ class LocalLabelingService:
                     raise ManifestFormatError("the frame is missing from the reviewed manifest")
                 if job.task == "verify":
                     self._require_prelabel(line, prelabel)
-                    outputs.append(_reviewed_verdict_line(job, line, reviewed, _verdicts(categories)))
+                    outputs.append(
+                        reviewed_verdict_line(
+                            line, reviewed, job.label_attribute, _verdicts(categories), job.name
+                        )
+                    )
                 else:
                     outputs.append(self._reviewed_boxes_line(job, line, reviewed, prelabel, categories))
             except GroundTruthError as exc:
@@ -633,30 +636,3 @@ def _verdicts(categories: list[str] | None) -> list[str]:
     if not categories:
         raise JobFailed("ClientError: a verification job needs label categories (its verdicts)")
     return categories
-
-
-def _reviewed_verdict_line(
-    job: _Job, line: dict[str, Any], reviewed: dict[str, Any], categories: list[str]
-) -> dict[str, Any]:
-    """The verification output for a line a person saved (see the module docstring for the rules)."""
-    attribute = job.label_attribute
-    meta = reviewed.get(f"{attribute}-metadata")
-    if not isinstance(meta, dict):
-        raise ManifestFormatError(f"no {attribute}-metadata verdict")
-    if "failure-reason" in meta and attribute not in reviewed:
-        raise ManifestFormatError(str(meta["failure-reason"]))
-    if meta.get("type", VERIFICATION_TYPE) != VERIFICATION_TYPE:
-        raise ManifestFormatError(f"{attribute} is a {meta.get('type')!r} label, not a verification verdict")
-    verdict = chosen_verdict(reviewed.get(attribute), meta.get("class-name"), categories)
-    confidence = meta.get("confidence", 1.0)
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not 0 <= confidence <= 1:
-        raise ManifestFormatError(f"confidence must be a number from 0 to 1, got {confidence!r}")
-    return verification_output_line(
-        line,
-        attribute,
-        categories,
-        verdict,
-        job.name,
-        confidence=confidence,
-        feedback=worker_comments(meta.get("worker-feedback")),
-    )
