@@ -35,12 +35,8 @@ from workflow.domain.verification import (
     verification_verdict,
 )
 from workflow.domain.worker_templates import adjustment_ui_template, verification_ui_template
-from workflow.local.labeling import (
-    EVENT_DETAIL_TYPE,
-    EVENT_SOURCE,
-    LocalLabelingService,
-    _sagemaker_model,
-)
+from workflow.local.labeling import EVENT_DETAIL_TYPE, EVENT_SOURCE, LocalLabelingService
+from workflow.local.labeling_validation import sagemaker_model
 
 REGION, ACCOUNT, BUCKET = "us-east-1", "123456789012", "labels"
 BUILTIN = "arn:aws:lambda:us-east-1:432418664414:function:{}-AdjustmentBoundingBox"
@@ -168,7 +164,7 @@ def wait_for_status(svc: LocalLabelingService, name: str, timeout_s: float = 10.
 
 
 def assert_real_describe_shape(described: dict[str, Any]) -> None:
-    shape = _sagemaker_model().operation_model("DescribeLabelingJob").output_shape
+    shape = sagemaker_model().operation_model("DescribeLabelingJob").output_shape
     body = {k: v for k, v in described.items() if k != "ResponseMetadata"}
     botocore.validate.validate_parameters(body, shape)  # raises on a wrong key, type or a missing member
 
