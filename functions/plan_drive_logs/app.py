@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.parser.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from workflow.adapters.aws import aws, logger, metrics, tracer
-from workflow.events import PlanDriveLogsEvent
+from workflow.logs.events import PlanDriveLogsEvent
 from workflow.logs.ingest import DriveLogLedger, plan_drive_logs
 
 
