@@ -298,9 +298,9 @@ def test_a_person_moves_deletes_and_adds_a_box_in_the_browser_and_the_scorecard_
         assert run.outcome.status == "SUCCEEDED", run.outcome.error
         card = json.loads((out / "scorecard.json").read_text())["total"]
         assert (card["moved"], card["deleted"], card["added"]) == (1, 1, 1), card
-        assert sorted(
-            Path(t["data"]["frame"]).name for t in client.tasks(project["project_id"])
-        ) == sorted(FRAMES)
+        assert sorted(Path(t["data"]["frame"]).name for t in client.tasks(project["project_id"])) == sorted(
+            FRAMES
+        )
         assert (shots / "label-studio-prelabels.png").stat().st_size > 10_000
         shutil.copy(shots / "label-studio-prelabels.png", tmp_path / "kept.png")
 
