@@ -25,23 +25,18 @@ from workflow.domain.groundtruth import (
     label_category_config,
     loads_manifest,
     parse_output_line,
-    worker_ui_template,
 )
-from workflow.domain.routing import (
+from workflow.domain.taxonomy import DEFAULT_ADAS_TAXONOMY
+from workflow.domain.verification import (
     VERDICT_CORRECT,
     VERDICT_INCORRECT,
     verification_categories,
-    verification_ui_template,
+    verification_output_line,
     verification_verdict,
 )
-from workflow.domain.taxonomy import DEFAULT_ADAS_TAXONOMY
-from workflow.domain.verification import verification_output_line
-from workflow.local.labeling import (
-    EVENT_DETAIL_TYPE,
-    EVENT_SOURCE,
-    LocalLabelingService,
-    _sagemaker_model,
-)
+from workflow.domain.worker_templates import adjustment_ui_template, verification_ui_template
+from workflow.local.labeling import EVENT_DETAIL_TYPE, EVENT_SOURCE, LocalLabelingService
+from workflow.local.labeling_validation import sagemaker_model
 
 REGION, ACCOUNT, BUCKET = "us-east-1", "123456789012", "labels"
 BUILTIN = "arn:aws:lambda:us-east-1:432418664414:function:{}-AdjustmentBoundingBox"
@@ -145,7 +140,7 @@ def job_params(stack: Stack, name: str, manifest_lines: list[dict[str, Any]] | N
             "WorkteamArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:workteam/private-crowd/adas",
             "UiConfig": {
                 "UiTemplateS3Uri": stack.put(
-                    "cfg/ui.liquid.html", worker_ui_template("prelabel", "Adjust", labels)
+                    "cfg/ui.liquid.html", adjustment_ui_template("prelabel", "Adjust", labels)
                 )
             },
             "PreHumanTaskLambdaArn": BUILTIN.format("PRE"),
@@ -169,7 +164,7 @@ def wait_for_status(svc: LocalLabelingService, name: str, timeout_s: float = 10.
 
 
 def assert_real_describe_shape(described: dict[str, Any]) -> None:
-    shape = _sagemaker_model().operation_model("DescribeLabelingJob").output_shape
+    shape = sagemaker_model().operation_model("DescribeLabelingJob").output_shape
     body = {k: v for k, v in described.items() if k != "ResponseMetadata"}
     botocore.validate.validate_parameters(body, shape)  # raises on a wrong key, type or a missing member
 

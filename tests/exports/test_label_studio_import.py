@@ -59,5 +59,5 @@ def test_exported_tasks_import_into_label_studio_with_scores_and_images(
         request.add_header("Authorization", client._authorization())
         with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - the local server
             body = answer.read()
-        name = task["data"]["source_ref"].rsplit("/", 1)[-1]
+        name = task["data"]["frame"].rsplit("/", 1)[-1]
         assert body == (frames_dir / name).read_bytes()

@@ -120,7 +120,7 @@ def test_people_review_in_label_studio_and_the_run_publishes_their_boxes(
     )
     (project,) = wait_for(lambda: projects(out), "the review project")
     client = LabelStudioClient(studio.url, token)
-    tasks = {Path(t["data"]["source_ref"]).name: t for t in client.tasks(project["project_id"])}
+    tasks = {Path(t["data"]["frame"]).name: t for t in client.tasks(project["project_id"])}
 
     # Then the project has one task per frame, the pre-labels as predictions; the connection file is private
     assert sorted(tasks) == sorted(FRAMES)
@@ -247,7 +247,7 @@ def test_a_person_moves_deletes_and_adds_a_box_in_the_browser_and_the_scorecard_
         )
         (project,) = wait_for(lambda: projects(out), "the review project")
         client = LabelStudioClient(studio.url, token)
-        tasks = {Path(t["data"]["source_ref"]).name: t for t in client.tasks(project["project_id"])}
+        tasks = {Path(t["data"]["frame"]).name: t for t in client.tasks(project["project_id"])}
         chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         page = chromium.new_page(viewport={"width": 1400, "height": 900})
         page.goto(studio.url + "/user/login/")
@@ -298,9 +298,9 @@ def test_a_person_moves_deletes_and_adds_a_box_in_the_browser_and_the_scorecard_
         assert run.outcome.status == "SUCCEEDED", run.outcome.error
         card = json.loads((out / "scorecard.json").read_text())["total"]
         assert (card["moved"], card["deleted"], card["added"]) == (1, 1, 1), card
-        assert sorted(
-            Path(t["data"]["source_ref"]).name for t in client.tasks(project["project_id"])
-        ) == sorted(FRAMES)
+        assert sorted(Path(t["data"]["frame"]).name for t in client.tasks(project["project_id"])) == sorted(
+            FRAMES
+        )
         assert (shots / "label-studio-prelabels.png").stat().st_size > 10_000
         shutil.copy(shots / "label-studio-prelabels.png", tmp_path / "kept.png")
 

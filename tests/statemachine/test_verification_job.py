@@ -19,11 +19,11 @@ from published import joined
 
 from workflow.domain.groundtruth import dumps_manifest, loads_manifest, parse_output_line
 from workflow.domain.profile import default_profile
-from workflow.domain.routing import (
+from workflow.domain.routing import RouteDecision
+from workflow.domain.verification import (
     VERDICT_CORRECT,
     VERDICT_INCORRECT,
     VERIFICATION_TYPE,
-    RouteDecision,
     verification_categories,
     verification_verdict,
 )

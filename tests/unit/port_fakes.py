@@ -87,9 +87,7 @@ class MemoryLedger:
     def mark_run(self, run_id: str, status: str, detail: str = "") -> None:
         self.runs[run_id] = status
 
-    def settle(
-        self, frame: str, run_id: str, status: str, next_route: str = "", version: str = ""
-    ) -> None:
+    def settle(self, frame: str, run_id: str, status: str, next_route: str = "", version: str = "") -> None:
         self.holders[frame] = run_id
 
 

@@ -30,9 +30,9 @@ from workflow.domain.groundtruth import (
     semantic_segmentation_metadata,
     split_manifest,
     validate_label_attribute_name,
-    worker_ui_template,
 )
 from workflow.domain.taxonomy import DEFAULT_ADAS_TAXONOMY, Taxonomy, TaxonomyClass
+from workflow.domain.worker_templates import adjustment_ui_template
 
 SAGEMAKER = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sagemaker"
 REAL_BOX_OUTPUTS = {
@@ -340,7 +340,9 @@ def test_worker_template_turns_the_manifest_line_into_initial_boxes():
     # Given the template and a real pre-label line, rendered by a Liquid engine the way Ground Truth
     # does (autoescape, to_json and grant_read_access filters, the line as task.input.manifestLine)
     liquid = pytest.importorskip("liquid", reason="python-liquid renders the worker template")
-    template = worker_ui_template("prelabel", 'Box every road user {{ "x" }} & sign', ["car", "pedestrian"])
+    template = adjustment_ui_template(
+        "prelabel", 'Box every road user {{ "x" }} & sign', ["car", "pedestrian"]
+    )
     env = liquid.Environment(autoescape=True)
     env.filters["grant_read_access"] = lambda uri: f"https://signed.example/{uri[5:]}"
     env.filters["to_json"] = json.dumps
@@ -375,7 +377,7 @@ def test_worker_template_with_an_empty_frame_has_no_initial_boxes():
     empty = Detections.empty(601, 453, Provenance(model="m"), frame="s3://b/0001.jpg")
     line = input_manifest_line(empty.frame, empty, DEFAULT_ADAS_TAXONOMY)
     # When rendered
-    rendered = env.from_string(worker_ui_template("prelabel", "h", ["car"])).render(
+    rendered = env.from_string(adjustment_ui_template("prelabel", "h", ["car"])).render(
         task={"input": {"taskObject": "s3://b/0001.jpg", "labels": ["car"], "manifestLine": line}}
     )
     # Then initial-value is an empty list

@@ -292,3 +292,56 @@ def test_overrides_use_the_templates_parameter_names_and_patterns() -> None:
     assert default_endpoint_name("Foo_Bar.v2") == "autolabel-foo-bar-v2"
     # And values with spaces stay one shell word each
     assert "'ModelName=a model'" in line
+
+
+# --- the one path to the SDK's interpreter ----------------------------------------------------------
+def fake_sdk_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """An interpreter standing in for .venv-jumpstart's: a shell script given ``-m <module> <args>``."""
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\n" + script)
+    python.chmod(0o755)
+    monkeypatch.setenv("AUTOLABEL_JUMPSTART_PYTHON", str(python))
+    import workflow.jumpstart.resolve as resolve
+    import workflow.serving.container as container
+
+    monkeypatch.setattr(resolve, "sdk_importable", lambda: False)
+    monkeypatch.setattr(container, "sdk_importable", lambda: False)
+
+
+def test_the_container_image_and_jumpstart_models_resolve_through_one_subprocess_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given no SDK in this interpreter and an SDK interpreter that echoes the module and arguments it ran
+    fake_sdk_python(
+        tmp_path,
+        monkeypatch,
+        'shift; m=$1; shift; printf \'{"image_uri": "%s %s", "model_id": "m", "model_version": "1",'
+        ' "region": "r", "instance_type": "i", "model_data_url": "s3://b/k", "entry_script": "e.py",'
+        ' "prepacked": true}\' "$m" "$*"\n',
+    )
+    from workflow.jumpstart.resolve import resolve_model
+    from workflow.serving.container import resolve_image_uri
+
+    # When the framework container's image and a JumpStart model are resolved
+    image = resolve_image_uri(REGION, "ml.c5.xlarge")
+    model = resolve_model(MODEL_ID, REGION, "ml.g4dn.xlarge")
+    # Then each ran its own module in that interpreter, with its arguments, and read its JSON answer
+    assert image == f"workflow.serving.container --region {REGION} --instance-type ml.c5.xlarge"
+    asked = f"{MODEL_ID} --region {REGION} --instance-type ml.g4dn.xlarge --model-version *"
+    assert model.image_uri == f"workflow.jumpstart.resolve {asked}"
+    assert model.model_data_url == "s3://b/k" and model.prepacked
+
+
+def test_the_sdk_interpreters_error_line_is_the_error_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an SDK interpreter that logs, then fails with the `error:` line its module's main prints
+    fake_sdk_python(
+        tmp_path, monkeypatch, 'echo "INFO fetching" >&2; echo "error: no image for ml.p9" >&2; exit 1\n'
+    )
+    from workflow.jumpstart.resolve import JumpStartResolveError
+    from workflow.serving.container import resolve_image_uri
+
+    # Then the error raised is that reason, not the log
+    with pytest.raises(JumpStartResolveError, match=r"^no image for ml\.p9$"):
+        resolve_image_uri(REGION, "ml.c5.xlarge")

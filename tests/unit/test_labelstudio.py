@@ -78,7 +78,7 @@ def test_a_task_carries_the_prelabels_in_percent_with_scores_and_the_routing_sco
     assert first["value"] | {"rectanglelabels": None} == {
         "x": 10.0, "y": 10.0, "width": 20.0, "height": 20.0, "rotation": 0, "rectanglelabels": None,
     }  # fmt: skip
-    assert first["score"] == 0.9 and task["data"]["source_ref"] == "s3://b/f+1.png"
+    assert first["score"] == 0.9 and task["data"]["frame"] == "s3://b/f+1.png"
 
 
 def test_a_submitted_annotation_becomes_a_human_annotated_ground_truth_output_line() -> None:

@@ -129,7 +129,7 @@ def _many_classes(n: int, split: bool) -> dict[str, Any]:
             id="two models of one name",
         ),
         pytest.param(
-            _with(lambda d: d["models"][1].update(endpoint="autolabel-nanodet-coco")),
+            _with(lambda d: d["models"][1].update(endpoint_name="autolabel-nanodet-coco")),
             r"endpoints repeated",
             id="two models on one endpoint",
         ),
@@ -314,3 +314,39 @@ def test_the_labeling_version_changes_with_what_makes_the_labels_only() -> None:
     assert LabelingProfile.model_validate(stricter).labeling_version(models) != version
     other = [ModelEndpoint(name="nanodet-coco", endpoint_name="autolabel-nanodet-v2").model_dump()]
     assert base.labeling_version(other) != version
+
+
+# --- one model description ------------------------------------------------------------------------
+
+
+def test_a_profile_model_is_the_run_inputs_model_plus_its_mapping() -> None:
+    # Given the two-models profile and a run input naming the same model by the same fields
+    profile = load_profile(PROFILES / "two-models.yaml")
+    entry = profile.models[0]
+    given = RunRequest.model_validate(
+        {"sources": ["s3://drive-logs/a/"], "models": [{"name": "nanodet-coco", "batch_requests": True}]}
+    )
+    # Then the profile's model is a ModelEndpoint, its endpoint fields are the run input's, and the
+    # endpoint defaults to autolabel-<name> in both
+    assert isinstance(entry, ModelEndpoint)
+    assert given.models is not None and given.models[0] == entry.endpoint()
+    assert type(entry.endpoint()) is ModelEndpoint and "class_map" not in entry.endpoint().model_dump()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "hint"),
+    [
+        ("request", "frame", "'request' is now batch_requests"),
+        ("response", "jumpstart", "'response' is now response_format"),
+        ("endpoint", "e", "'endpoint' is now endpoint_name"),
+    ],
+)
+def test_a_profile_with_the_old_model_keys_is_refused_naming_the_new_ones(
+    key: str, value: str, hint: str
+) -> None:
+    # Given the two-models profile written with the key the profile used before models had one shape
+    data = two_models()
+    data["models"][0][key] = value
+    # When it is validated, Then the error names the model and the key to use
+    with pytest.raises(ConfigurationError, match=f"model 'nanodet-coco': {hint}"):
+        validate_profile(data, "two-models.yaml")

@@ -29,18 +29,16 @@ from workflow.domain.groundtruth import (
 from workflow.domain.prices import PRICES_AS_OF, cost_estimate, review_cost, task_price
 from workflow.domain.profile import LabelingProfile, validate_profile
 from workflow.domain.routing import (
-    VERDICT_CORRECT,
     RouteDecision,
     RoutingPolicy,
     audit_draw,
     is_audited,
     route_counts,
     route_frame,
-    verification_categories,
-    verification_ui_template,
-    verification_verdict,
 )
 from workflow.domain.run import ManifestPart, ManifestResult
+from workflow.domain.verification import VERDICT_CORRECT, verification_categories, verification_verdict
+from workflow.domain.worker_templates import verification_ui_template
 from workflow.local.cloud import DEFAULT_TEMPLATE
 from workflow.local.template import Template
 from workflow.settings import Settings

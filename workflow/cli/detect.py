@@ -56,7 +56,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tile-size", type=int, default=None, help="tile side in pixels (default: model input)"
     )
-    parser.add_argument("--flip-tta", action="store_true", help="also run the mirrored image and merge")
+    parser.add_argument(
+        "--flip-tta", action="store_true", help="also run the mirrored image and pool both views"
+    )
     parser.add_argument("--no-letterbox", action="store_true", help="squash to the input size (comparison)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
 

@@ -131,10 +131,10 @@ def _model_and_settings(
     if entry is None:
         names = ", ".join(m.name for m in profile.models) or "none"
         raise ConfigurationError(f"profile {args.profile} has no model {args.model!r} (it has: {names})")
-    if entry.response != "autolabel":
+    if entry.response_format != "autolabel":
         raise ConfigurationError(
-            f"profile model {entry.name} answers in the {entry.response} format: its endpoint is not this "
-            "project's archive (for a JumpStart model, use `autolabel endpoint resolve`)"
+            f"profile model {entry.name} answers in the {entry.response_format} format: its endpoint is "
+            "not this project's archive (for a JumpStart model, use `autolabel endpoint resolve`)"
         )
     flags = settings.model_dump(include=settings.model_fields_set)
     merged = settings.model_validate({**entry.local_inference, **flags})

@@ -26,11 +26,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
     parser.add_argument(
         "--review",
-        choices=("label-studio", "groundtruth", "simulate", "skip", "wait"),
+        choices=("label-studio", "groundtruth", "simulate", "skip"),
         default="simulate",
         help="label-studio: people review in Label Studio (a local one is started, or --label-studio-url); "
-        "groundtruth: the local Ground Truth waits for a reviewed manifest dropped into OUT/review/ "
-        "(wait is the old name); simulate (default): a stand-in accepts the pre-labels, outputs say "
+        "groundtruth: the local Ground Truth waits for a reviewed manifest dropped into OUT/review/; "
+        "simulate (default): a stand-in accepts the pre-labels, outputs say "
         "simulated, no person; skip: no review step",
     )
     parser.add_argument(

@@ -8,7 +8,6 @@ never touches AWS. Formats: the AWS developer guide and real output manifests.
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -430,55 +429,3 @@ def semantic_segmentation_metadata(
         "creation-date": creation_date(created),
         "job-name": metadata_job_name(job_name),
     }
-
-
-def _html_text(text: str) -> str:
-    # Braces become entities so Liquid never reads user text as a tag or an output.
-    return html.escape(text).replace("{", "&#123;").replace("}", "&#125;")
-
-
-def worker_ui_template(attribute: str, header: str, labels: Sequence[str]) -> str:
-    """A Liquid/HTML worker template that shows the ``attribute`` pre-labels as adjustable boxes.
-
-    The built-in pre-annotation Lambda passes the whole manifest line as
-    ``task.input.manifestLine``; the boxes reach the worker only through ``initial-value``.
-    ``labels`` are listed in the instructions; the widget's labels come from the job's label
-    category configuration (``task.input.labels``).
-    """
-    validate_label_attribute_name(attribute, "bounding-box")
-    label_config = label_category_config(labels)  # same limits as the job
-    items = "".join(f"<li>{_html_text(e['label'])}</li>" for e in label_config["labels"])
-    line = f"task.input.manifestLine.{attribute}"
-    return f"""<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
-<crowd-form>
-  <crowd-bounding-box
-    name="boundingBox"
-    src="{{{{ task.input.taskObject | grant_read_access }}}}"
-    header="{_html_text(header)}"
-    labels="{{{{ task.input.labels | to_json | escape }}}}"
-    initial-value="[
-      {{% for box in {line}.annotations %}}
-        {{% capture class_id %}}{{{{ box.class_id }}}}{{% endcapture %}}
-        {{% assign label = {line}-metadata.class-map[class_id] %}}
-        {{
-          label: {{{{ label | to_json }}}},
-          left: {{{{ box.left }}}},
-          top: {{{{ box.top }}}},
-          width: {{{{ box.width }}}},
-          height: {{{{ box.height }}}},
-        }},
-      {{% endfor %}}
-    ]"
-  >
-    <full-instructions header="Adjust the machine pre-labels">
-      <p>Each box was drawn by a model. Move or resize boxes that are off, fix wrong labels,
-      delete boxes around nothing and draw boxes the model missed.</p>
-      <p>Label categories:</p><ul>{items}</ul>
-    </full-instructions>
-    <short-instructions>
-      <p>Check every pre-drawn box: adjust, relabel, delete or add boxes so each object of a
-      listed category has exactly one tight box.</p>
-    </short-instructions>
-  </crowd-bounding-box>
-</crowd-form>
-"""

@@ -123,7 +123,7 @@ def review_task(
     return {
         "data": {
             "image": image_url,
-            "source_ref": frame.source_ref,
+            "frame": frame.source_ref,
             "width": size.width,
             "height": size.height,
             "depth": size.depth,

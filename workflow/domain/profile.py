@@ -1,7 +1,7 @@
 """The labeling profile: one file that says which models label a run and how their labels combine.
 
 A profile (YAML or JSON, validated here) holds the project taxonomy (names, colours, which
-classes people review), the models (endpoint, local model, request and response format, a class
+classes people review), the models (endpoint name, local model, batch requests and response format, a class
 map from the model's classes into the taxonomy, per-class score thresholds, a weight), how the
 models' boxes are fused, how frames are routed to people, and review settings. PrepareRun copies
 the resolved profile into the run's S3 prefix, so every run records what labeled it.
@@ -83,28 +83,61 @@ class ModelMapping(_Section):
         return sorted(n for n in named if n not in taxonomy)
 
 
-class ModelProfile(ModelMapping):
-    """One model of the profile: where it runs and how its output reads."""
+# The keys profiles used before a model had one shape (profile and run input alike), and their names now.
+_RENAMED_MODEL_KEYS = {
+    "endpoint": "endpoint_name",
+    "request": "batch_requests (true: one list of frames per batch; false: one image per request)",
+    "response": "response_format",
+}
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
-    endpoint: str | None = Field(
-        default=None, min_length=1, max_length=63, description="SageMaker endpoint; default autolabel-<name>"
+
+class ModelEndpoint(_Section):
+    """One model behind one asynchronous endpoint, and how to ask it: the run input's ``models``,
+    the deployment's ``DEFAULT_MODELS`` and the run context name models with exactly these fields;
+    a profile's model (:class:`ModelProfile`) is this plus how its labels enter the taxonomy."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*$",
+        description="model name used in provenance and reports",
     )
-    request: Literal["batch", "frame"] = Field(
-        default="batch",
-        description="batch: one JSON list of frame URIs per batch (our container); frame: one image",
+    endpoint_name: str = Field(
+        min_length=1, max_length=63, description="SageMaker endpoint; default autolabel-<name>"
     )
-    response: ResponseFormat = "autolabel"
+    response_format: ResponseFormat = "autolabel"
+    batch_requests: bool = Field(
+        default=True,
+        description="send one JSON list of frame URIs per batch (our endpoint) or one image per request",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_endpoint(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            renamed = sorted(k for k in data if k in _RENAMED_MODEL_KEYS)
+            if renamed:
+                hints = "; ".join(f"{k!r} is now {_RENAMED_MODEL_KEYS[k]}" for k in renamed)
+                raise ValueError(f"model {data.get('name', '?')!r}: {hints}")
+            if not data.get("endpoint_name") and isinstance(data.get("name"), str):
+                data = {**data, "endpoint_name": f"autolabel-{data['name']}"[:63]}
+        return data
+
+    def endpoint(self) -> ModelEndpoint:
+        """Only the endpoint fields (the run context carries these, not a profile's class maps)."""
+        return ModelEndpoint.model_validate(self.model_dump(include=set(ModelEndpoint.model_fields)))
+
+
+class ModelProfile(ModelEndpoint, ModelMapping):
+    """One model of the profile: where it runs and how it answers (:class:`ModelEndpoint`), how its
+    output enters the taxonomy (:class:`ModelMapping`), and how local mode runs it."""
+
     local_model: str | None = Field(
         default=None, description="local mode: a known model name or an .onnx path; default: the name"
     )
     local_inference: dict[str, Any] = Field(
         default_factory=dict, description="local mode: inference settings (tiling, flip_tta, ...)"
     )
-
-    @property
-    def endpoint_name(self) -> str:
-        return self.endpoint or f"autolabel-{self.name}"[:63]
 
 
 class FusionSettings(_Section):
@@ -282,7 +315,7 @@ def default_profile() -> LabelingProfile:
         models=(
             ModelProfile(
                 name="nanodet-coco",
-                endpoint="autolabel-nanodet-coco",
+                endpoint_name="autolabel-nanodet-coco",
                 local_model="nanodet-coco",
                 class_map=coco,
                 min_score=DEFAULT_MIN_SCORE,

@@ -7,9 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workflow.domain.frames import S3Uri
-from workflow.domain.profile import LabelingProfile, validate_profile
+from workflow.domain.profile import LabelingProfile, ModelEndpoint, validate_profile
 from workflow.domain.records import BatchItem
-from workflow.domain.vocabulary import ResponseFormat
 
 # "human": people review in the profile's backend (review.backend); a backend name overrides the
 # profile; "skip" (or "none") publishes the pre-labels without review.
@@ -19,17 +18,6 @@ ReviewBackend = Literal["groundtruth", "label-studio", "none"]
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelEndpoint(_Payload):
-    """One model behind one asynchronous endpoint."""
-
-    name: str = Field(min_length=1, max_length=64, description="model name used in provenance and reports")
-    endpoint_name: str = Field(min_length=1, max_length=63)
-    response_format: ResponseFormat = "autolabel"
-    batch_requests: bool = Field(
-        True, description="send one JSON list of frame URIs per batch (our endpoint) or one image per request"
-    )
 
 
 class RunRequest(_Payload):

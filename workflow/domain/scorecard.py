@@ -70,7 +70,9 @@ class FrameOutcome:
     relabeled: tuple[Match, ...] = ()  # deleted pre-label -> added box of another class
 
 
-def _greedy(iou: np.ndarray, allowed: np.ndarray, min_iou: float) -> list[Match]:
+def greedy_matches(iou: np.ndarray, allowed: np.ndarray, min_iou: float) -> list[Match]:
+    """Pairs (pre-label, reviewed box) where ``allowed`` and IoU >= ``min_iou``, best IoU first (ties:
+    lower indices first), each box at most once; the one matcher of the scorecard and the effort model."""
     import numpy as np
 
     pairs = [(float(iou[i, j]), int(i), int(j)) for i, j in np.argwhere(allowed & (iou >= min_iou))]
@@ -104,12 +106,12 @@ def compare_frame(
     pre_names = np.array([p.class_name for p in prelabels], dtype=object)
     rev_names = np.array([b.class_name for b in reviewed], dtype=object)
     same = pre_names[:, None] == rev_names[None, :]
-    matches = _greedy(iou, same, match_iou)
+    matches = greedy_matches(iou, same, match_iou)
     deleted = sorted(set(range(len(prelabels))) - {m.prelabel for m in matches})
     added = sorted(set(range(len(reviewed))) - {m.reviewed for m in matches})
     leftover = np.zeros_like(same)
     leftover[np.ix_(deleted, added)] = True
-    relabeled = _greedy(iou, leftover & ~same, match_iou)
+    relabeled = greedy_matches(iou, leftover & ~same, match_iou)
     return FrameOutcome(
         kept=tuple(m for m in matches if m.iou >= keep_iou),
         moved=tuple(m for m in matches if m.iou < keep_iou),

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from workflow.domain.boxes import box_iou
+from workflow.domain.scorecard import greedy_matches
 from workflow.evaluation.classes import ClassPlan
 from workflow.evaluation.records import Box, GtFrame, PredFrame
 
@@ -125,20 +126,6 @@ class EffortReport:
         }
 
 
-def _greedy(iou: np.ndarray, allowed: np.ndarray, min_iou: float) -> list[tuple[int, int, float]]:
-    pairs = sorted(((float(iou[i, j]), int(i), int(j)) for i, j in np.argwhere(allowed & (iou >= min_iou))),
-                   key=lambda p: (-p[0], p[1], p[2]))  # fmt: skip
-    used_p: set[int] = set()
-    used_g: set[int] = set()
-    out = []
-    for value, i, j in pairs:
-        if i not in used_p and j not in used_g:
-            used_p.add(i)
-            used_g.add(j)
-            out.append((i, j, value))
-    return out
-
-
 def _inside(boxes: np.ndarray, regions: list[Box]) -> np.ndarray:
     """Per box, the largest share of its area inside one of the regions."""
     if not regions or len(boxes) == 0:
@@ -178,21 +165,21 @@ def frame_effort(
     p_cls, g_cls = np.asarray([n for n, _ in preds]), np.asarray([n for n, _ in objects])
     iou = box_iou(p_boxes, g_boxes) if len(preds) and len(objects) else np.zeros((len(preds), len(objects)))
     same = p_cls[:, None] == g_cls[None, :] if len(preds) and len(objects) else np.zeros(iou.shape, bool)
-    matched = _greedy(iou, same, MATCH_IOU)
-    for i, _, value in matched:
-        row = counts[preds[i][0]]
-        if value >= keep_iou:
+    matched = greedy_matches(iou, same, MATCH_IOU)
+    for m in matched:
+        row = counts[preds[m.prelabel][0]]
+        if m.iou >= keep_iou:
             row.kept += 1
         else:
             row.moved += 1
     free_p = np.ones(len(preds), bool)
     free_g = np.ones(len(objects), bool)
-    for i, j, _ in matched:
-        free_p[i], free_g[j] = False, False
-    relabel = _greedy(iou, ~same & free_p[:, None] & free_g[None, :], MATCH_IOU)
-    for i, j, _ in relabel:
-        counts[objects[j][0]].relabeled += 1
-        free_p[i], free_g[j] = False, False
+    for m in matched:
+        free_p[m.prelabel], free_g[m.reviewed] = False, False
+    relabel = greedy_matches(iou, ~same & free_p[:, None] & free_g[None, :], MATCH_IOU)
+    for m in relabel:
+        counts[objects[m.reviewed][0]].relabeled += 1
+        free_p[m.prelabel], free_g[m.reviewed] = False, False
     ignored = _ignored(p_boxes, p_cls, ignored_objects, gt.ignore_regions) & free_p
     for i in np.flatnonzero(ignored):
         counts[preds[i][0]].ignored += 1

@@ -78,7 +78,7 @@ def write_coco(
                     "file_name": name,
                     "width": frame.width,
                     "height": frame.height,
-                    "autolabel": {"source_ref": frame.uri, **frame.provenance()},
+                    "autolabel": {"frame": frame.uri, **frame.provenance()},
                 }
             )
             for box in frame.boxes:
@@ -183,7 +183,7 @@ def write_yolo(
                 json.dumps(
                     {
                         "image": name,
-                        "source_ref": frame.uri,
+                        "frame": frame.uri,
                         **frame.provenance(),
                         "objects": [{"score": b.score, "support": _support(b)} for b in frame.boxes],
                     }
@@ -285,7 +285,7 @@ def write_label_studio(
                 url = local_files_url(os.path.relpath(image.path, document_root))
             scores = [b.score for b in frame.prelabels if b.score is not None]
             task: dict[str, Any] = {
-                "data": {"image": url, "source_ref": frame.uri, **frame.provenance()},
+                "data": {"image": url, "frame": frame.uri, **frame.provenance()},
                 "predictions": [
                     {
                         "model_version": _model_version(frame),

@@ -146,7 +146,7 @@ class OnnxDetector:
         tile = s.tile_side(width, self.input_w, self.input_h)
         views = plan_views(width, height, tile, s.tile_overlap, s.flip_tta, s.tile_band)
         results = [self._run_view(image, view, frame) for view in views]
-        return self._merge(results, width, height, frame)
+        return self._pool(results, width, height, frame)
 
     def provenance(self) -> Provenance:
         """Which model ran, and how (the settings, with the input size actually used)."""
@@ -184,7 +184,7 @@ class OnnxDetector:
             return decode_centernet(outputs, self.input_w, self.input_h, self._thresholds), None
         return decode_yolo(outputs, len(self.spec.names), self._thresholds)
 
-    def _merge(self, results: list[_ViewResult], width: int, height: int, frame: str) -> Detections:
+    def _pool(self, results: list[_ViewResult], width: int, height: int, frame: str) -> Detections:
         pooled = pool([(r.view, r.candidates) for r in results], width, height)
         kept = select(pooled, self.settings.nms_iou, self.settings.max_detections)
         class_ids = pooled.class_ids[kept]

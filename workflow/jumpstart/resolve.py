@@ -20,8 +20,10 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 JUMPSTART_VENV = PROJECT_ROOT / ".venv-jumpstart"
@@ -91,39 +93,51 @@ def resolve_model(
     """
     if sdk_importable():
         return resolve_with_sdk(model_id, region, instance_type, model_version)
+    args = [model_id, "--region", region, "--instance-type", instance_type, "--model-version", model_version]
+    return JumpStartArtifacts.from_dict(sdk_subprocess("workflow.jumpstart.resolve", args))
+
+
+def sdk_subprocess(module: str, args: list[str]) -> dict[str, Any]:
+    """``python -m <module> <args>`` in the interpreter that has the SDK (``.venv-jumpstart``): the
+    one JSON document it prints. Its ``error: ...`` line (see :func:`print_sdk_result`) becomes a
+    :class:`JumpStartResolveError`; no such interpreter, :class:`JumpStartUnavailable`. The image URIs
+    of JumpStart models (here) and of the framework container (``workflow.serving.container``) are
+    both resolved through it."""
     python = jumpstart_python()
     if python is None:
         raise JumpStartUnavailable(
             "the sagemaker SDK is not installed here and .venv-jumpstart is missing: run `make jumpstart-sdk`"
         )
-    return _resolve_in_subprocess(python, model_id, region, instance_type, model_version)
-
-
-def _resolve_in_subprocess(
-    python: Path, model_id: str, region: str, instance_type: str, model_version: str
-) -> JumpStartArtifacts:
-    command = [
-        str(python),
-        "-m",
-        "workflow.jumpstart.resolve",
-        model_id,
-        "--region",
-        region,
-        "--instance-type",
-        instance_type,
-        "--model-version",
-        model_version,
-    ]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
     }
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [str(python), "-m", module, *args], capture_output=True, text=True, env=env, check=False
+    )
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         reasons = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
         raise JumpStartResolveError((reasons or lines or [f"{python} exited with {done.returncode}"])[-1])
-    return JumpStartArtifacts.from_dict(json.loads(done.stdout))
+    try:
+        return dict(json.loads(done.stdout))
+    except (ValueError, TypeError) as exc:
+        raise JumpStartResolveError(
+            f"{python} -m {module} printed no JSON object: {done.stdout[:200]!r}"
+        ) from exc
+
+
+def print_sdk_result(produce: Callable[[], dict[str, Any]]) -> int:
+    """The ``main`` of a module :func:`sdk_subprocess` runs: print ``produce()`` as one JSON document
+    (the SDK logs and prints while it works: its stdout goes to stderr), or ``error: <reason>``."""
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = produce()
+    except JumpStartResolveError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
 
 
 def resolve_with_sdk(
@@ -211,15 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance-type", required=True)
     parser.add_argument("--model-version", default=LATEST)
     args = parser.parse_args(argv)
-    try:
-        # The SDK logs and prints while it works: keep stdout for the one JSON document.
-        with contextlib.redirect_stdout(sys.stderr):
-            artifacts = resolve_with_sdk(args.model_id, args.region, args.instance_type, args.model_version)
-    except JumpStartResolveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps(artifacts.to_dict()))
-    return 0
+    return print_sdk_result(
+        lambda: resolve_with_sdk(args.model_id, args.region, args.instance_type, args.model_version).to_dict()
+    )
 
 
 if __name__ == "__main__":

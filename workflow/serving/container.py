@@ -4,28 +4,19 @@ The archive's entry script uses the inference toolkit of SageMaker's PyTorch inf
 (``model_fn``/``input_fn``/``predict_fn``/``output_fn``, ``code/requirements.txt`` installed at start);
 the model itself runs on onnxruntime, from wheels built for that image's Python and platform. The image
 URI of a region and instance type comes from the SageMaker SDK (``sagemaker.core.image_uris``), run in
-this interpreter when installed, otherwise in ``.venv-jumpstart`` (``make jumpstart-sdk``), as
-``autolabel endpoint resolve`` does. This module imports only the standard library.
+this interpreter when installed, otherwise in ``.venv-jumpstart`` (``make jumpstart-sdk``) through
+``workflow.jumpstart.resolve.sdk_subprocess``, the one owner of that path. This module imports only
+the standard library.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
 import re
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 
-from workflow.jumpstart.resolve import (
-    PROJECT_ROOT,
-    JumpStartResolveError,
-    JumpStartUnavailable,
-    jumpstart_python,
-    sdk_importable,
-)
+from workflow.jumpstart.resolve import JumpStartResolveError, print_sdk_result, sdk_importable, sdk_subprocess
 
 
 @dataclass(frozen=True)
@@ -74,30 +65,8 @@ def resolve_image_uri(region: str, instance_type: str, container: Container = PY
     check_instance_type(instance_type)
     if sdk_importable():
         return image_uri_with_sdk(region, instance_type, container)
-    python = jumpstart_python()
-    if python is None:
-        raise JumpStartUnavailable(
-            "the sagemaker SDK is not installed here and .venv-jumpstart is missing: run `make jumpstart-sdk`"
-        )
-    command = [
-        str(python),
-        "-m",
-        "workflow.serving.container",
-        "--region",
-        region,
-        "--instance-type",
-        instance_type,
-    ]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
-    }
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        reasons = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
-        raise JumpStartResolveError((reasons or lines or [f"{python} exited with {done.returncode}"])[-1])
-    return str(json.loads(done.stdout)["image_uri"])
+    args = ["--region", region, "--instance-type", instance_type]
+    return str(sdk_subprocess("workflow.serving.container", args)["image_uri"])
 
 
 def image_uri_with_sdk(region: str, instance_type: str, container: Container = PYTORCH_CONTAINER) -> str:
@@ -125,14 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", required=True)
     parser.add_argument("--instance-type", required=True)
     args = parser.parse_args(argv)
-    try:
-        with contextlib.redirect_stdout(sys.stderr):
-            uri = image_uri_with_sdk(args.region, args.instance_type)
-    except JumpStartResolveError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(json.dumps({"image_uri": uri}))
-    return 0
+    return print_sdk_result(lambda: {"image_uri": image_uri_with_sdk(args.region, args.instance_type)})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from workflow.adapters.run_store import RunStore, lines_body
 from workflow.adapters.s3 import S3Store
 from workflow.domain.errors import AutolabelError
 from workflow.domain.frames import S3Uri
-from workflow.domain.groundtruth import label_category_config, worker_ui_template
+from workflow.domain.groundtruth import label_category_config
 from workflow.domain.profile import LabelingProfile, default_profile
 from workflow.domain.records import (
     MAX_FRAMES_PER_JOB,
@@ -29,8 +29,9 @@ from workflow.domain.records import (
     ShardPlan,
     batch_failures,
 )
-from workflow.domain.routing import verification_categories, verification_ui_template
 from workflow.domain.run import ManifestPart, ManifestResult, RunContext, SegmentationOutput
+from workflow.domain.verification import verification_categories
+from workflow.domain.worker_templates import adjustment_ui_template, verification_ui_template
 from workflow.settings import Settings
 from workflow.steps.prepare import run_profile
 
@@ -221,7 +222,7 @@ def _group_files(
 ) -> tuple[str, str]:
     """Write a group's label category file and adjustment worker template; return their URIs."""
     categories_uri = s3.put_json(base.join(f"label-categories{suffix}.json"), label_category_config(group))
-    template = worker_ui_template(settings.prelabel_attribute, settings.task_title, list(group))
+    template = adjustment_ui_template(settings.prelabel_attribute, settings.task_title, list(group))
     template_uri = s3.put_bytes(
         base.join(f"worker-template{suffix}.liquid.html"), template.encode(), "text/html"
     )

@@ -8,7 +8,7 @@ from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.s3 import S3Store
 from workflow.domain.errors import ConfigurationError, ObjectUnreadable
 from workflow.domain.frames import S3Uri, dedupe_preserving_order
-from workflow.domain.profile import LabelingProfile, ModelProfile, default_profile, parse_profile
+from workflow.domain.profile import LabelingProfile, default_profile, parse_profile
 from workflow.domain.run import ModelEndpoint, RunContext, RunRequest, SourceItem
 from workflow.settings import Settings
 
@@ -33,22 +33,12 @@ def resolve_profile(request: RunRequest, s3: S3Store) -> tuple[LabelingProfile, 
     return parse_profile(text, request.profile), request.profile
 
 
-def endpoint_of(model: ModelProfile) -> ModelEndpoint:
-    """The run-context form of a profile model."""
-    return ModelEndpoint(
-        name=model.name,
-        endpoint_name=model.endpoint_name,
-        response_format=model.response,
-        batch_requests=model.request == "batch",
-    )
-
-
 def run_models(
     request: RunRequest, profile: LabelingProfile, explicit_profile: bool, settings: Settings
 ) -> list[ModelEndpoint]:
     """The request's models, else an explicit profile's, else the settings' defaults, else the
     built-in profile's; each must be mappable by the profile (ConfigurationError otherwise)."""
-    from_profile = [endpoint_of(m) for m in profile.models]
+    from_profile = [m.endpoint() for m in profile.models]
     if request.models:
         models = list(request.models)
     elif explicit_profile and from_profile:

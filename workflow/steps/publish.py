@@ -53,7 +53,6 @@ from workflow.domain.records import (
     score_bin,
     short_reason,
 )
-from workflow.domain.routing import verification_verdict
 from workflow.domain.run import ReviewResult, RunContext, review_outcome
 from workflow.domain.scorecard import (
     UNKNOWN_MODEL,
@@ -64,6 +63,7 @@ from workflow.domain.scorecard import (
     scorecard_state,
 )
 from workflow.domain.taxonomy import Taxonomy
+from workflow.domain.verification import rejection_reason, verification_verdict
 from workflow.settings import Settings
 from workflow.steps.prepare import run_profile
 
@@ -93,13 +93,6 @@ def _combined(
     return parse_output_line(out, attribute), out
 
 
-def _worker_comments(meta: Any) -> list[str]:
-    """The comments of a verification line's ``worker-feedback`` (objects with ``comment``, or strings)."""
-    feedback = meta.get("worker-feedback", []) if isinstance(meta, dict) else []
-    comments = [f.get("comment", "") if isinstance(f, dict) else str(f) for f in feedback or []]
-    return [c for c in comments if c]
-
-
 class _Review:
     """What people said about the frames of one batch."""
 
@@ -122,13 +115,7 @@ class _Review:
                     attr = job.label_attribute
                     review.verified[frame_uri] = {k: line[k] for k in (attr, f"{attr}-metadata") if k in line}
                 else:
-                    reason = (
-                        f"verification: people judged the labels wrong ({verdict[1]}); "
-                        "the next run that claims it sends it to an adjustment job"
-                    )
-                    comments = _worker_comments(line.get(f"{job.label_attribute}-metadata", {}))
-                    if comments:
-                        reason += f"; reviewers said: {' | '.join(comments)}"
+                    reason = rejection_reason(line, job.label_attribute, verdict[1])
                     review.failures[frame_uri] = FrameFailure(
                         frame=frame_uri, reason=reason, stage="review", next_route="adjust"
                     )

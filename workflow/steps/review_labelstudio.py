@@ -243,11 +243,11 @@ def on_label_studio_webhook(
     waiting = pending_tasks(tasks)
     if waiting or not tasks:
         return WebhookOutcome(200, "waiting", job["job_name"], len(waiting))
-    by_source = {str((t.get("data") or {}).get("source_ref")): t for t in tasks}
+    by_frame = {str((t.get("data") or {}).get("frame")): t for t in tasks}
     outputs = [
         reviewed_line(
             line,
-            by_source.get(str(line.get("source-ref"))),
+            by_frame.get(str(line.get("source-ref"))),
             label_attribute=job["label_attribute"],
             prelabel_attribute=job["prelabel_attribute"],
             job_name=job["job_name"],
