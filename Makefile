@@ -123,6 +123,8 @@ bench: model
 bench-scale: model
 	@echo ">> fleet-scale benchmark: the real ASL in local mode over synthetic frames (results in bench-out/scale.json)"
 	@$(PY) -m bench.scale $(if $(FRAMES),--frames $(FRAMES)) $(if $(BATCH),--batch-size $(BATCH))
+	@echo ">> PublishShard alone on one shard (results in bench-out/shard-memory.json)"
+	@$(PY) -m bench.shard_memory
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) $(JUMPSTART_VENV) $(LABEL_STUDIO_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache demo-out bench-out

@@ -150,3 +150,25 @@ def test_frames_are_registered_once_and_unknown_classes_refused():
     with pytest.raises(CocoError, match="person"):
         builder.add_detections(raw)
     assert [img["file_name"] for img in builder.to_dict()["images"]] == ["a.png"]
+
+
+def test_the_written_json_is_the_dataset_and_pycocotools_reads_it(tmp_path: Path) -> None:
+    # Given a builder with masked machine detections and an empty second frame with lineage fields
+    builder = CocoBuilder(DEFAULT_ADAS_TAXONOMY, description="shard 0")
+    builder.add_detections(detections_with_masks())
+    builder.add_frame("s3://drive/frames/b.png", 64, 48, {"lineage": {"topic": "/cam", "log_time_ns": 1}})
+    # When it is written as JSON from its kept annotation texts
+    written = builder.to_json()
+    # Then the bytes are exactly the compact JSON of the dataset
+    assert written == json.dumps(builder.to_dict(), separators=(",", ":")).encode()
+    # And pycocotools loads the file as it is
+    path = tmp_path / "coco.json"
+    path.write_bytes(written)
+    coco = COCO(str(path))
+    assert len(coco.getImgIds()) == 2 and len(coco.getAnnIds()) == 2
+    assert coco.imgs[2]["lineage"]["topic"] == "/cam"
+
+
+def test_an_empty_dataset_is_written_as_valid_json() -> None:
+    builder = CocoBuilder(DEFAULT_ADAS_TAXONOMY)
+    assert json.loads(builder.to_json())["annotations"] == []

@@ -8,6 +8,7 @@ pixels; machine-made annotations carry a ``score``; masks ride along as compress
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -17,6 +18,8 @@ from workflow.domain.detections import Detections, Rle
 from workflow.domain.errors import AutolabelError
 from workflow.domain.groundtruth import ReviewedFrame
 from workflow.domain.taxonomy import Taxonomy
+
+_COMPACT = (",", ":")
 
 
 class CocoError(AutolabelError):
@@ -44,7 +47,9 @@ class CocoBuilder:
         self._taxonomy = taxonomy
         self._description = description
         self._images: dict[str, dict[str, Any]] = {}
-        self._annotations: list[dict[str, Any]] = []
+        # Each annotation is kept as its compact JSON text (about a fifth of the dict's memory): a
+        # shard of 10,000 frames holds hundreds of thousands of them.
+        self._annotations: list[str] = []
         self.skipped: list[tuple[str, str]] = []  # (frame, reason) of frames left out
 
     def category_id(self, name: str) -> int:
@@ -81,7 +86,7 @@ class CocoBuilder:
             "iscrowd": 0,
             **extra,
         }
-        self._annotations.append(annotation)
+        self._annotations.append(json.dumps(annotation, separators=_COMPACT))
 
     def add_detections(
         self, detections: Detections, file_name: str | None = None, fields: Mapping[str, Any] | None = None
@@ -124,15 +129,28 @@ class CocoBuilder:
             for i, c in enumerate(self._taxonomy.classes)
         ]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The COCO dataset: ``info``, ``images``, ``annotations``, ``categories``."""
+    def _head(self) -> dict[str, Any]:
         return {
             "info": {"description": self._description, "version": "1.0"},
             "licenses": [],
             "images": list(self._images.values()),
-            "annotations": list(self._annotations),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The COCO dataset: ``info``, ``images``, ``annotations``, ``categories``."""
+        return self._head() | {
+            "annotations": [json.loads(a) for a in self._annotations],
             "categories": self.categories(),
         }
+
+    def to_json(self) -> bytes:
+        """``to_dict()`` as compact JSON, written from the kept annotation texts (no dict of every
+        annotation is built again): the same bytes as ``json.dumps(to_dict(), separators=(",", ":"))``."""
+        head = json.dumps(self._head(), separators=_COMPACT)[:-1]
+        categories = json.dumps(self.categories(), separators=_COMPACT)
+        return "".join(
+            (head, ',"annotations":[', ",".join(self._annotations), '],"categories":', categories, "}")
+        ).encode()
 
 
 def merge_coco(datasets: Iterable[dict[str, Any]], description: str = "") -> dict[str, Any]:

@@ -19,6 +19,7 @@ what people did to the pre-labels of the frames they adjusted, per class and per
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -141,7 +142,7 @@ class _Shard:
         self.prelabels = CocoBuilder(
             taxonomy, description=f"machine pre-labels of run {run.run_id}, shard {index}"
         )
-        self.lines: list[dict[str, Any]] = []
+        self.lines: list[str] = []  # the output manifest's lines, as compact JSON text
         self.segmentation: list[dict[str, Any]] = []
         self.segmentation_errors: list[str] = []
         self.report: list[dict[str, Any]] = []
@@ -157,6 +158,9 @@ class _Shard:
         """The frame's lineage as an extra key (of a manifest line, COCO image, report line), if any."""
         record = self.lineage.get(frame)
         return {} if record is None else {LINEAGE_FIELD: record}
+
+    def _line(self, line: dict[str, Any]) -> None:
+        self.lines.append(json.dumps(line, separators=(",", ":")))
 
     def _published(self, frame: LabeledFrame, how: str, objects: int, classes: Any = ()) -> None:
         self.labeled_by[how] += 1
@@ -177,7 +181,7 @@ class _Shard:
         """A frame published with its fused pre-labels (``human-annotated: "no"``)."""
         job = f"{self.run.run_id}-prelabel"
         line = input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job)
-        self.lines.append(line | self.fields(frame.frame))
+        self._line(line | self.fields(frame.frame))
         self.coco.add_detections(dets, fields=self.fields(frame.frame))
         self.counts.update(dets.class_names)
         self._published(frame, how, len(dets), dets.class_names)
@@ -186,7 +190,7 @@ class _Shard:
         """A frame people verified: its pre-label line plus the verdict, as Ground Truth writes it."""
         job = f"{self.run.run_id}-prelabel"
         line = input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job) | verdict
-        self.lines.append(line | self.fields(frame.frame))
+        self._line(line | self.fields(frame.frame))
         self.coco.add_detections(dets, fields=self.fields(frame.frame))
         self.counts.update(dets.class_names)
         meta = next((v for k, v in verdict.items() if k.endswith("-metadata") and isinstance(v, dict)), {})
@@ -199,7 +203,7 @@ class _Shard:
     ) -> None:
         """A frame published as people adjusted it."""
         reviewed, line = people
-        self.lines.append({k: v for k, v in line.items() if k != BATCH_FIELD} | self.fields(frame.frame))
+        self._line({k: v for k, v in line.items() if k != BATCH_FIELD} | self.fields(frame.frame))
         self.coco.add_reviewed(reviewed, fields=self.fields(frame.frame))
         self.counts.update(b.class_name for b in reviewed.boxes)
         status = reviewed.adjustment_status or "unknown"
@@ -331,9 +335,15 @@ def _write_shard(store: RunStore, index: int, out: _Shard) -> dict[str, str]:
     name = f"{index:05d}"
     s3 = store.s3
     outputs = {
-        "output_manifest": s3.put_lines(store.uri(f"dataset/output-{name}.manifest"), out.lines),
-        "coco": s3.put_json(store.uri(f"dataset/coco-{name}.json"), out.coco.to_dict()),
-        "prelabels_coco": s3.put_json(store.uri(f"prelabels/coco-{name}.json"), out.prelabels.to_dict()),
+        "output_manifest": s3.put_bytes(
+            store.uri(f"dataset/output-{name}.manifest"),
+            "".join(line + "\n" for line in out.lines).encode(),
+            "application/jsonlines",
+        ),
+        "coco": s3.put_bytes(store.uri(f"dataset/coco-{name}.json"), out.coco.to_json(), "application/json"),
+        "prelabels_coco": s3.put_bytes(
+            store.uri(f"prelabels/coco-{name}.json"), out.prelabels.to_json(), "application/json"
+        ),
         "frame_report": s3.put_lines(store.uri(f"report/frames-{name}.jsonl"), out.report),
     }
     if out.segmentation:
