@@ -20,6 +20,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -82,6 +83,27 @@ def frames_folder(path: Path) -> Path:
     return path
 
 
+def label_locally(
+    folder: Path, out: Path, workspace: Workspace, **options: Any
+) -> tuple[Fixed, Any, list[dict[str, Any]]]:
+    """One local run of ``folder`` in this process with a fresh stand-in model, review skipped; it
+    must succeed. Returns the model (which frames it was asked for), the outcome and the report's
+    frame lines."""
+    model = Fixed()
+    outcome = run_local(
+        str(folder),
+        out,
+        [LocalModel("nanodet-coco", lambda: model)],
+        review="skip",
+        overlays=False,
+        workspace=workspace,
+        **options,
+    )
+    assert outcome.status == "SUCCEEDED", outcome.error
+    lines = [json.loads(x) for x in (out / "report-frames.jsonl").read_text().splitlines()]
+    return model, outcome, lines
+
+
 def committed(workspace: Path) -> list[Path]:
     """The batches' commit records the killed run left in the workspace."""
     return sorted((workspace / "s3").glob(f"*/runs/{RUN_ID}/counts/*.json"))
@@ -121,21 +143,11 @@ def test_a_run_killed_mid_run_resumes_and_labels_every_frame_exactly_once(tmp_pa
     assert record is not None and record["status"] == "interrupted"
 
     # And the run is resumed with the same run id and request
-    model = Fixed()
-    outcome = run_local(
-        str(folder),
-        tmp_path / "out2",
-        [LocalModel("nanodet-coco", lambda: model)],
-        review="skip",
-        overlays=False,
-        workspace=Workspace(workspace),
-        run_id=RUN_ID,
-        request=record["request"],
+    model, outcome, lines = label_locally(
+        folder, tmp_path / "out2", Workspace(workspace), run_id=RUN_ID, request=record["request"]
     )
 
     # Then it succeeds, and its report names every frame exactly once, labeled
-    assert outcome.status == "SUCCEEDED", outcome.error
-    lines = [json.loads(x) for x in (tmp_path / "out2" / "report-frames.jsonl").read_text().splitlines()]
     names = sorted(line["frame"] for line in lines)
     assert names == [f"{i:03d}.jpg" for i in range(FRAMES)]
     assert {line["status"] for line in lines} == {"labeled"}
@@ -148,15 +160,7 @@ def test_a_run_killed_mid_run_resumes_and_labels_every_frame_exactly_once(tmp_pa
     assert Workspace(workspace).run(RUN_ID)["status"] == "succeeded"  # type: ignore[index]
 
     # And a new run of the same folder labels nothing: every frame is already labeled
-    again = Fixed()
-    third = run_local(
-        str(folder),
-        tmp_path / "out3",
-        [LocalModel("nanodet-coco", lambda: again)],
-        review="skip",
-        overlays=False,
-        workspace=Workspace(workspace),
-    )
+    again, third, _ = label_locally(folder, tmp_path / "out3", Workspace(workspace))
     assert third.summary["labeled"] == 0 and third.already_labeled == FRAMES
     assert again.frames == []
 
@@ -207,19 +211,9 @@ def test_ctrl_c_stops_cleanly_with_a_partial_report_and_the_run_resumes(tmp_path
     assert record is not None and record["status"] == "interrupted"
 
     # And resuming it labels the rest: every frame once
-    model = Fixed()
-    outcome = run_local(
-        str(folder),
-        tmp_path / "out2",
-        [LocalModel("nanodet-coco", lambda: model)],
-        review="skip",
-        overlays=False,
-        workspace=Workspace(workspace),
-        run_id=RUN_ID,
-        request=record["request"],
+    model, _, lines = label_locally(
+        folder, tmp_path / "out2", Workspace(workspace), run_id=RUN_ID, request=record["request"]
     )
-    assert outcome.status == "SUCCEEDED", outcome.error
-    lines = [json.loads(x) for x in (tmp_path / "out2" / "report-frames.jsonl").read_text().splitlines()]
     assert sorted(line["frame"] for line in lines) == [f"{i:03d}.jpg" for i in range(FRAMES)]
     assert {line["status"] for line in lines} == {"labeled"}
     assert len(model.frames) <= FRAMES - report["labeled"]
@@ -235,19 +229,7 @@ def test_a_profile_that_asks_relabels_the_folder_when_it_or_its_model_changes(tm
     changed["routing"]["accept_score"] = 0.61
 
     def run(name: str, profile: LabelingProfile) -> tuple[Fixed, dict[str, str]]:
-        model = Fixed()
-        outcome = run_local(
-            str(folder),
-            tmp_path / name,
-            [LocalModel("nanodet-coco", lambda: model)],
-            review="skip",
-            overlays=False,
-            workspace=workspace,
-            profile=profile,
-            batch_size=8,
-        )
-        assert outcome.status == "SUCCEEDED", outcome.error
-        lines = [json.loads(x) for x in (tmp_path / name / "report-frames.jsonl").read_text().splitlines()]
+        model, _, lines = label_locally(folder, tmp_path / name, workspace, profile=profile, batch_size=8)
         return model, {line["frame"]: line.get("reason", line["status"]) for line in lines}
 
     # Given a folder labeled once under a profile that asks to relabel on change

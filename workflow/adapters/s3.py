@@ -77,8 +77,11 @@ class S3Store:
         return self.put_bytes(uri, json.dumps(data, separators=(",", ":")).encode(), "application/json")
 
     def put_lines(self, uri: str | S3Uri, lines: list[dict[str, Any]]) -> str:
-        body = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
-        return self.put_bytes(uri, body.encode(), "application/jsonlines")
+        return self.put_text_lines(uri, [json.dumps(line, separators=(",", ":")) for line in lines])
+
+    def put_text_lines(self, uri: str | S3Uri, lines: list[str]) -> str:
+        """JSON lines already serialised (one JSON text each, no newline)."""
+        return self.put_bytes(uri, "".join(line + "\n" for line in lines).encode(), "application/jsonlines")
 
     def exists(self, uri: str | S3Uri) -> bool:
         loc = uri if isinstance(uri, S3Uri) else S3Uri.parse(uri)

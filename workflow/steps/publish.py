@@ -335,11 +335,7 @@ def _write_shard(store: RunStore, index: int, out: _Shard) -> dict[str, str]:
     name = f"{index:05d}"
     s3 = store.s3
     outputs = {
-        "output_manifest": s3.put_bytes(
-            store.uri(f"dataset/output-{name}.manifest"),
-            "".join(line + "\n" for line in out.lines).encode(),
-            "application/jsonlines",
-        ),
+        "output_manifest": s3.put_text_lines(store.uri(f"dataset/output-{name}.manifest"), out.lines),
         "coco": s3.put_bytes(store.uri(f"dataset/coco-{name}.json"), out.coco.to_json(), "application/json"),
         "prelabels_coco": s3.put_bytes(
             store.uri(f"prelabels/coco-{name}.json"), out.prelabels.to_json(), "application/json"
