@@ -105,6 +105,9 @@ _TOKEN_ITEM_WCU = 2  # the batch item holds a task token (up to 1 KB) and the in
 # An input-manifest line as AssembleManifest writes it (measured with input_manifest_line: 403 bytes
 # without boxes, 1,353 with 10), and the part size of a multipart upload (workflow.adapters.s3).
 _LINE_BYTES, _LINE_BYTES_PER_OBJECT = 400, 95
+# A COCO image and annotation as CocoBuilder writes them (measured: 85 bytes an image, 115 an
+# annotation of one model's box); PublishShard streams its two COCO files up like the manifest.
+_COCO_IMAGE_BYTES, _COCO_BYTES_PER_OBJECT = 85, 115
 _UPLOAD_PART_BYTES = 8 * 2**20
 _LIST_PAGE = 1000  # keys per ListObjectsV2 response
 # Step Functions' hard quota of events in one execution's history; the events each state adds
@@ -521,9 +524,11 @@ def s3_requests(shape: RunShape) -> dict[str, tuple[int, int]]:
     gets += 2 * parts
     puts += reviewed_batches
     # PublishShard, per shard: profile, the jobs' batch ranges (when reviewed), each batch's labels
-    # and reviewed lines; output manifest, COCO, machine pre-labels, frame report, shard counts.
+    # and reviewed lines; output manifest, COCO, machine pre-labels (each streamed: one PUT, or a
+    # multipart upload past 8 MiB), frame report, shard counts.
     gets += shards + b + (shards + b if human else 0)
-    puts += 5 * shards
+    coco_bytes = _COCO_IMAGE_BYTES + _COCO_BYTES_PER_OBJECT * shape.objects_per_frame
+    puts += sum(_upload(f * line_bytes) + 2 * _upload(f * coco_bytes) + 2 for f, _ in shape.shards)
     # FinishRun: profile, LIST + GET the page and shard counts, the sources and the shard plan (every
     # page and planned shard must have left its record); index, stats, scorecard, report; then
     # report.html (from the same pass): the run's start (HEAD request.json), the page itself.

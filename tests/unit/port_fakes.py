@@ -7,7 +7,7 @@ effects directly; the adapters' own moto tests prove the boto3 side of the same 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,14 @@ class MemoryObjects:
         return self.put_bytes(
             uri, "".join(json.dumps(x) + "\n" for x in lines).encode(), "application/jsonlines"
         )
+
+    def put_text_lines(self, uri: str | S3Uri, lines: list[str]) -> str:
+        return self.put_bytes(uri, "".join(x + "\n" for x in lines).encode(), "application/jsonlines")
+
+    def put_stream(self, uri: str | S3Uri, chunks: Iterable[bytes], content_type: str) -> int:
+        body = b"".join(chunks)
+        self.put_bytes(uri, body, content_type)
+        return len(body)
 
     def list_objects(self, prefix: str | S3Uri) -> Iterator[tuple[S3Uri, int]]:
         start = str(_loc(prefix))

@@ -12,6 +12,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from workflow.adapters.spool import TextSpool
 from workflow.domain.coco import CocoBuilder, CocoError
 from workflow.domain.detections import Detections, Provenance
 from workflow.domain.groundtruth import failed_output_line, loads_manifest, parse_output_line
@@ -172,3 +173,37 @@ def test_the_written_json_is_the_dataset_and_pycocotools_reads_it(tmp_path: Path
 def test_an_empty_dataset_is_written_as_valid_json() -> None:
     builder = CocoBuilder(DEFAULT_ADAS_TAXONOMY)
     assert json.loads(builder.to_json())["annotations"] == []
+
+
+def test_a_builder_spooling_to_disk_streams_the_same_bytes(tmp_path: Path) -> None:
+    # Given two builders fed the same frames, one keeping its annotations in memory and one
+    # spooling them to a temporary file in a directory of our own
+    in_memory = CocoBuilder(DEFAULT_ADAS_TAXONOMY, description="shard 0")
+    with TextSpool(separator=b",", directory=str(tmp_path)) as spool:
+        spooled = CocoBuilder(DEFAULT_ADAS_TAXONOMY, description="shard 0", sink=spool)
+        for builder in (in_memory, spooled):
+            builder.add_detections(detections_with_masks())
+            builder.add_frame("s3://drive/frames/b.png", 64, 48)
+        # When the spooled one is streamed in small chunks
+        chunks = list(spooled.json_chunks())
+        # Then the stream is the in-memory dataset's exact bytes, cut into several chunks
+        assert b"".join(chunks) == in_memory.to_json()
+        assert len(chunks) >= 4
+        assert spooled.to_dict() == in_memory.to_dict()
+        # And the annotations went to disk, not to a list
+        assert spool.size > 0 and len(spool) == 2
+        # And a further annotation after streaming is appended, not written over the start
+        spooled.add_frame("s3://drive/frames/c.png", 64, 48)
+        in_memory.add_frame("s3://drive/frames/c.png", 64, 48)
+        assert spooled.to_json() == in_memory.to_json()
+
+
+def test_a_text_spool_reads_back_in_chunks_of_the_asked_size(tmp_path: Path) -> None:
+    with TextSpool(terminator=b"\n", directory=str(tmp_path)) as spool:
+        for i in range(1000):
+            spool.append(json.dumps({"i": i}))
+        chunks = list(spool.chunks(size=4096))
+        assert all(len(c) <= 4096 for c in chunks) and len(chunks) > 1
+        lines = b"".join(chunks).decode().splitlines()
+        assert [json.loads(line)["i"] for line in lines] == list(range(1000))
+        assert spool.size == sum(len(c) for c in chunks)

@@ -9,8 +9,8 @@ pixels; machine-made annotations carry a ``score``; masks ride along as compress
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
 from pycocotools import mask as mask_utils
 
@@ -40,16 +40,44 @@ def _rle_json(rle: Rle) -> dict[str, Any]:
     }
 
 
-class CocoBuilder:
-    """Collects frames and their boxes, then returns one COCO dataset dict."""
+class AnnotationSink(Protocol):
+    """Where a builder keeps its annotations, each as compact JSON text: ``chunks()`` gives them
+    back joined by commas (the inside of the ``annotations`` array)."""
 
-    def __init__(self, taxonomy: Taxonomy, description: str = "") -> None:
+    def append(self, text: str) -> None: ...
+
+    def __len__(self) -> int: ...
+
+    def chunks(self) -> Iterator[bytes]: ...
+
+
+class _MemoryAnnotations:
+    """The default sink: the texts in a list (a shard's step gives a file-backed one instead)."""
+
+    def __init__(self) -> None:
+        self._texts: list[str] = []
+
+    def append(self, text: str) -> None:
+        self._texts.append(text)
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def chunks(self) -> Iterator[bytes]:
+        yield ",".join(self._texts).encode()
+
+
+class CocoBuilder:
+    """Collects frames and their boxes, then returns one COCO dataset (a dict, its JSON, or the
+    JSON as a stream of chunks)."""
+
+    def __init__(self, taxonomy: Taxonomy, description: str = "", sink: AnnotationSink | None = None) -> None:
         self._taxonomy = taxonomy
         self._description = description
         self._images: dict[str, dict[str, Any]] = {}
-        # Each annotation is kept as its compact JSON text (about a fifth of the dict's memory): a
-        # shard of 10,000 frames holds hundreds of thousands of them.
-        self._annotations: list[str] = []
+        # Each annotation is kept as its compact JSON text (about a fifth of the dict's memory), in
+        # a list unless a sink is given: a shard of 10,000 frames holds hundreds of thousands.
+        self._annotations: AnnotationSink = sink if sink is not None else _MemoryAnnotations()
         self.skipped: list[tuple[str, str]] = []  # (frame, reason) of frames left out
 
     def category_id(self, name: str) -> int:
@@ -138,19 +166,24 @@ class CocoBuilder:
 
     def to_dict(self) -> dict[str, Any]:
         """The COCO dataset: ``info``, ``images``, ``annotations``, ``categories``."""
+        inside = b"".join(self._annotations.chunks()).decode()
         return self._head() | {
-            "annotations": [json.loads(a) for a in self._annotations],
+            "annotations": json.loads(f"[{inside}]"),
             "categories": self.categories(),
         }
 
+    def json_chunks(self) -> Iterator[bytes]:
+        """The dataset as compact JSON, in chunks, written from the kept annotation texts (no dict
+        of every annotation is built again, nor the whole text): joined, the same bytes as
+        ``json.dumps(to_dict(), separators=(",", ":"))``."""
+        yield json.dumps(self._head(), separators=_COMPACT)[:-1].encode()
+        yield b',"annotations":['
+        yield from self._annotations.chunks()
+        yield b'],"categories":' + json.dumps(self.categories(), separators=_COMPACT).encode() + b"}"
+
     def to_json(self) -> bytes:
-        """``to_dict()`` as compact JSON, written from the kept annotation texts (no dict of every
-        annotation is built again): the same bytes as ``json.dumps(to_dict(), separators=(",", ":"))``."""
-        head = json.dumps(self._head(), separators=_COMPACT)[:-1]
-        categories = json.dumps(self.categories(), separators=_COMPACT)
-        return "".join(
-            (head, ',"annotations":[', ",".join(self._annotations), '],"categories":', categories, "}")
-        ).encode()
+        """:meth:`json_chunks` joined."""
+        return b"".join(self.json_chunks())
 
 
 def merge_coco(datasets: Iterable[dict[str, Any]], description: str = "") -> dict[str, Any]:

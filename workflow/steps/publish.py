@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.run_store import RunStore, bounded_map
 from workflow.adapters.s3 import S3Store
+from workflow.adapters.spool import TextSpool
 from workflow.domain.coco import CocoBuilder
 from workflow.domain.detections import Detections
 from workflow.domain.groundtruth import (
@@ -69,6 +71,9 @@ from workflow.settings import Settings
 from workflow.steps.prepare import run_profile
 
 SETTLE_THREADS = 16
+# Batches read ahead: a batch of 100 frames at 63 boxes is several MB parsed, and building the
+# shard (CPU) is slower than 4 GETs in flight, so at most 8 batches wait in memory.
+READ_THREADS = 4
 # A stand-in reviewer (local --review simulate) wrote the review: no person looked at these frames.
 SIMULATED = "machine (simulated review, no person)"
 
@@ -134,15 +139,23 @@ class _Review:
 
 
 class _Shard:
-    """One shard of the published dataset as it is built."""
+    """One shard of the published dataset as it is built. What grows with the shard's boxes (the
+    two COCO files' annotations, the output manifest's lines) is spooled to ephemeral storage as
+    compact JSON text and streamed to S3 at the end; what stays in memory is a few small entries a
+    frame (COCO images, report lines)."""
 
     def __init__(self, run: RunContext, taxonomy: Taxonomy, attribute: str, index: int) -> None:
         self.run, self.taxonomy, self.attribute = run, taxonomy, attribute
-        self.coco = CocoBuilder(taxonomy, description=f"dataset of run {run.run_id}, shard {index}")
-        self.prelabels = CocoBuilder(
-            taxonomy, description=f"machine pre-labels of run {run.run_id}, shard {index}"
+        self.spools = [TextSpool(separator=b","), TextSpool(separator=b","), TextSpool(terminator=b"\n")]
+        self.coco = CocoBuilder(
+            taxonomy, description=f"dataset of run {run.run_id}, shard {index}", sink=self.spools[0]
         )
-        self.lines: list[str] = []  # the output manifest's lines, as compact JSON text
+        self.prelabels = CocoBuilder(
+            taxonomy,
+            description=f"machine pre-labels of run {run.run_id}, shard {index}",
+            sink=self.spools[1],
+        )
+        self.lines = self.spools[2]  # the output manifest's lines
         self.segmentation: list[dict[str, Any]] = []
         self.segmentation_errors: list[str] = []
         self.report: list[dict[str, Any]] = []
@@ -153,6 +166,53 @@ class _Shard:
         self.adjusted: dict[str, tuple[ReviewedFrame, dict[str, Any]]] = {}
         self.prelabeled: dict[str, Detections] = {}
         self.lineage: dict[str, dict[str, Any]] = {}  # the current batch's drive-log records
+        self.frames = 0
+        self.dropped: Counter[str] = Counter()
+        self.routes: Counter[str] = Counter()
+        self.route_objects: Counter[str] = Counter()
+        self.histogram: Counter[str] = Counter()
+
+    def add_batch(self, labels: BatchLabels, people: _Review, review_failed: str | None) -> None:
+        """One batch's frames: each published as people or the machine left it, or failed."""
+        add_counts(self.dropped, labels.dropped)
+        self.lineage = labels.lineage
+        self.frames += len(labels.frames) + len(labels.failed)
+        for failure in labels.failed:
+            self.fail(failure)
+        failed_in_review = set()
+        for frame in labels.frames:
+            dets = frame.detections()
+            self.prelabels.add_detections(dets, fields=self.fields(frame.frame))
+            _count_scores(self.histogram, dets)
+            self.routes[frame.route.route] += 1
+            self.routes["audit"] += int(frame.route.audit)
+            self.route_objects[frame.route.route] += len(dets)
+            if frame.frame in people.adjusted:
+                self.reviewed(frame, dets, people.adjusted[frame.frame])
+            elif frame.frame in people.verified:
+                self.verified(frame, dets, people.verified[frame.frame])
+            elif not self.run.reviewed:
+                self.machine(frame, dets, "machine")
+            elif not frame.route.to_people:
+                self.machine(frame, dets, "machine (auto-accepted)")
+            else:
+                failed_in_review.add(frame.frame)
+                default = FrameFailure(
+                    frame=frame.frame,
+                    reason=review_failed or "review: the frame is missing from the job output",
+                    stage="review",
+                )
+                self.fail(people.failures.get(frame.frame) or default)
+        self.segmentation += [
+            s | self.fields(str(s.get("source-ref")))
+            for s in labels.segmentation
+            if s.get("source-ref") not in failed_in_review
+        ]
+        self.segmentation_errors += labels.segmentation_errors
+
+    def close(self) -> None:
+        for spool in self.spools:
+            spool.close()
 
     def fields(self, frame: str) -> dict[str, Any]:
         """The frame's lineage as an extra key (of a manifest line, COCO image, report line), if any."""
@@ -248,74 +308,37 @@ def publish_shard(
     store = RunStore(s3, run.bucket, run.run_prefix)
     jobs, review_failed = review_outcome(state)
     out = _Shard(run, profile.taxonomy, settings.prelabel_attribute, shard.index)
-    dropped: Counter[str] = Counter()
-    routes: Counter[str] = Counter()
-    route_objects: Counter[str] = Counter()
-    histogram: Counter[str] = Counter()
-    frames = 0
-    ranges = store.part_ranges() if jobs else []
-    pairs = [(b, parts_of(b, ranges)) for b in shard.batches]
-    for labels, lines in bounded_map(lambda bp: _batch_inputs(store, bp[0], bp[1], jobs), pairs):
-        # a frame reviewed in several jobs is one line under the jobs' label attribute, as each job wrote it
-        people = _Review.read(
-            lines, lines[0][0].label_attribute if lines else settings.label_attribute, profile
-        )
-        add_counts(dropped, labels.dropped)
-        out.lineage = labels.lineage
-        frames += len(labels.frames) + len(labels.failed)
-        for failure in labels.failed:
-            out.fail(failure)
-        failed_in_review = set()
-        for frame in labels.frames:
-            dets = frame.detections()
-            out.prelabels.add_detections(dets, fields=out.fields(frame.frame))
-            _count_scores(histogram, dets)
-            routes[frame.route.route] += 1
-            routes["audit"] += int(frame.route.audit)
-            route_objects[frame.route.route] += len(dets)
-            if frame.frame in people.adjusted:
-                out.reviewed(frame, dets, people.adjusted[frame.frame])
-            elif frame.frame in people.verified:
-                out.verified(frame, dets, people.verified[frame.frame])
-            elif not run.reviewed:
-                out.machine(frame, dets, "machine")
-            elif not frame.route.to_people:
-                out.machine(frame, dets, "machine (auto-accepted)")
-            else:
-                failed_in_review.add(frame.frame)
-                default = FrameFailure(
-                    frame=frame.frame,
-                    reason=review_failed or "review: the frame is missing from the job output",
-                    stage="review",
-                )
-                out.fail(people.failures.get(frame.frame) or default)
-        out.segmentation += [
-            s | out.fields(str(s.get("source-ref")))
-            for s in labels.segmentation
-            if s.get("source-ref") not in failed_in_review
-        ]
-        out.segmentation_errors += labels.segmentation_errors
-    card = scorecard(out.adjusted, out.prelabeled, profile.taxonomy) if out.adjusted else None
-    outputs = _write_shard(store, shard.index, out)
+    try:
+        ranges = store.part_ranges() if jobs else []
+        pairs = [(b, parts_of(b, ranges)) for b in shard.batches]
+        read = bounded_map(lambda bp: _batch_inputs(store, bp[0], bp[1], jobs), pairs, threads=READ_THREADS)
+        for labels, lines in read:
+            # a frame reviewed in several jobs: one line under the jobs' label attribute, as each wrote it
+            attribute = lines[0][0].label_attribute if lines else settings.label_attribute
+            out.add_batch(labels, _Review.read(lines, attribute, profile), review_failed)
+        card = scorecard(out.adjusted, out.prelabeled, profile.taxonomy) if out.adjusted else None
+        outputs = _write_shard(store, shard.index, out)
+    finally:
+        out.close()
     _settle(ledger, run.run_id, out, run.labeling_version)
     counts = ShardCounts(
         index=shard.index,
-        frames=frames,
+        frames=out.frames,
         labeled=sum(out.labeled_by.values()),
         failed=len(out.failed),
         objects_per_class=dict(out.counts),
         labeled_by=dict(out.labeled_by),
         failure_reasons=dict(Counter(short_reason(f.reason) for f in out.failed)),
         failure_examples=out.failed[:EXAMPLES],
-        dropped=dict(dropped),
-        routes=dict(routes),
-        objects_per_route=dict(route_objects),
+        dropped=dict(out.dropped),
+        routes=dict(out.routes),
+        objects_per_route=dict(out.route_objects),
         review=dict(out.review),
         segmentation_frames=len(out.segmentation),
         segmentation_errors=out.segmentation_errors[:EXAMPLES],
         scorecard=None if card is None else scorecard_state(card),
         outputs=outputs,
-        score_histogram=dict(histogram),
+        score_histogram=dict(out.histogram),
         gallery=[e for e in out.report if e["status"] == "labeled"][:GALLERY_PER_SHARD],
     )
     store.put_shard_counts(counts)
@@ -332,13 +355,21 @@ def _count_scores(histogram: Counter[str], dets: Detections) -> None:
 
 
 def _write_shard(store: RunStore, index: int, out: _Shard) -> dict[str, str]:
+    """Stream the shard's files to S3 (each a multipart upload past one part)."""
     name = f"{index:05d}"
     s3 = store.s3
+
+    def stream(key: str, chunks: Iterator[bytes], content_type: str) -> str:
+        s3.put_stream(store.uri(key), chunks, content_type)
+        return str(store.uri(key))
+
     outputs = {
-        "output_manifest": s3.put_text_lines(store.uri(f"dataset/output-{name}.manifest"), out.lines),
-        "coco": s3.put_bytes(store.uri(f"dataset/coco-{name}.json"), out.coco.to_json(), "application/json"),
-        "prelabels_coco": s3.put_bytes(
-            store.uri(f"prelabels/coco-{name}.json"), out.prelabels.to_json(), "application/json"
+        "output_manifest": stream(
+            f"dataset/output-{name}.manifest", out.lines.chunks(), "application/jsonlines"
+        ),
+        "coco": stream(f"dataset/coco-{name}.json", out.coco.json_chunks(), "application/json"),
+        "prelabels_coco": stream(
+            f"prelabels/coco-{name}.json", out.prelabels.json_chunks(), "application/json"
         ),
         "frame_report": s3.put_lines(store.uri(f"report/frames-{name}.jsonl"), out.report),
     }
