@@ -15,12 +15,13 @@ listing page reads only the chunks of its own frames. Each log's selection count
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 LINEAGE_VERSION = 1
 LINEAGE_CHUNK = 1000  # frame indices (message offsets) per lineage chunk
@@ -141,6 +142,43 @@ def is_lineage_key(key: str) -> bool:
     """True for an extraction's sidecar objects: lineage chunks and per-log selection counts."""
     name = key.rpartition("/")[2]
     return name == SELECTION_FILE or _LINEAGE_NAME.fullmatch(name) is not None
+
+
+def parse_lineage_chunk(body: bytes) -> tuple[dict[str, FrameLineage], list[str]]:
+    """A lineage chunk's records by frame file name, and what is wrong with its other lines.
+
+    Each line stands alone: a truncated or invalid line costs only its own frame's record, and is
+    described (line number and why) so that the run can report it; the chunk's other records are used.
+    """
+    records: dict[str, FrameLineage] = {}
+    problems: list[str] = []
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = body.decode("utf-8", errors="replace")
+        problems.append(f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            problems.append(f"line {number} is not JSON ({exc}), a truncated or damaged record")
+            continue
+        if not isinstance(data, dict):
+            problems.append(f"line {number} is a JSON {type(data).__name__}, not a lineage record")
+            continue
+        try:
+            record = FrameLineage.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "record"
+            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            frame = f" (frame {data['frame']})" if isinstance(data.get("frame"), str) else ""
+            problems.append(f"line {number}{frame} is not a lineage record: {where}: {first['msg']}{more}")
+            continue
+        records[record.frame.rpartition("/")[2]] = record
+    return records, problems
 
 
 def write_lineage(records: Iterable[FrameLineage], path: Path) -> int:
