@@ -7,7 +7,8 @@ message, ``log_time_ns`` finds it again (``reader.messages(start=log_time_ns, st
 
 So that the workflow can carry a frame's record into what it publishes without reading a whole
 log's ``frames.jsonl``, extraction also writes the records beside the frames, in chunks named from
-the frame's own name: frame ``frames/<log>/<topic>/<index:06d>-<time_ns:019d>.jpg`` has its record
+the frame's own name: frame ``frames/<log>/<topic>/<index:06d>-<time_ns:019d>.jpg`` (:func:`frame_name`;
+the index has 7+ digits in a topic of 10^6 messages or more) has its record
 in ``frames/<log>/<topic>/lineage-<index // LINEAGE_CHUNK:06d>.jsonl`` (:func:`lineage_key`), so a
 listing page reads only the chunks of its own frames. Each log's selection counts are in
 ``frames/<log>/selection.json`` (:class:`LogSelection`), which the listing adds to the run's report.
@@ -120,6 +121,20 @@ class LogSelection(_Record):
     rejected: int = Field(
         0, ge=0, description="messages that could not be made a frame (the reasons: extraction.json)"
     )
+
+
+def index_width(count: int) -> int:
+    """Digits of a topic's frame offsets in its frame names: 6, or as many as the topic's last offset
+    needs. One width per topic keeps the names' lexical order the offsets' order: a topic of 10^6
+    messages or more has all its names zero-padded to 7+ digits (``0999999-`` before ``1000000-``),
+    while a smaller one keeps the 6-digit names it always had."""
+    return max(6, len(str(max(count, 1) - 1)))
+
+
+def frame_name(index: int, time_ns: int, suffix: str, width: int = 6) -> str:
+    """An extracted frame's file name: ``<index>-<time_ns:019d><suffix>``, the index zero-padded to
+    ``width`` digits (:func:`index_width` of the topic's message count)."""
+    return f"{index:0{width}d}-{time_ns:019d}{suffix}"
 
 
 def lineage_chunk_name(index: int) -> str:

@@ -2,7 +2,8 @@
 
 Output layout under ``dest`` (the same locally and in S3)::
 
-    frames/<log>/<topic>/<index:06d>-<time_ns>.jpg   the frames (sortable: topic offset, then time)
+    frames/<log>/<topic>/<index:06d>-<time_ns>.jpg   the frames (sortable: topic offset, then time;
+                                                     7+ digits in a topic of 10^6 messages or more)
     frames/<log>/<topic>/lineage-<chunk:06d>.jsonl   the same records, 1,000 message offsets a chunk
     frames/<log>/selection.json                      the log's selection counts (the run report adds them)
     frames.jsonl                                     a FrameLineage per frame, keyed by its path in frames/
@@ -26,6 +27,8 @@ from workflow.domain.lineage import (
     SELECTION_FILE,
     FrameLineage,
     LogSelection,
+    frame_name,
+    index_width,
     lineage_chunk_name,
     write_lineage,
 )
@@ -205,6 +208,8 @@ def _read_frames(
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     indices = dict.fromkeys(result.topics, 0)
+    # one index width per topic, from the count in the log's index, so that names sort past 10^6 frames
+    widths = {t: index_width(reader.topics[t].msgcount) for t in result.topics}
     connections = [c for c in reader.connections if c.topic in folders]
     uris = {id(c): source.uri(Path(c.owner.path)) for c in connections}  # resolved once, not per frame
     for connection, log_time, raw in reader.messages(connections=connections):
@@ -238,7 +243,13 @@ def _read_frames(
         if hashed is not None and selector.is_duplicate(topic, hashed):
             continue
         selector.keep(topic, t, travelled, hashed)
-        name = f"{index:06d}-{t:019d}{suffix}"
+        if index >= 10 ** widths[topic]:  # the log's index undercounted the topic: names widen here
+            widths[topic] += 1
+            result.notes.append(
+                f"{topic}: more messages than the log's index counts; frame names from offset {index} "
+                f"have {widths[topic]} digits and sort before the earlier ones"
+            )
+        name = frame_name(index, t, suffix, widths[topic])
         (folders[topic] / name).write_bytes(data)
         result.records.append(
             FrameLineage(
