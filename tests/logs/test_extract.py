@@ -410,3 +410,25 @@ def test_extraction_names_a_large_topics_frames_with_wider_offsets(
     assert all(Path(n).name.startswith(f"{r.index:07d}-") for n, r in zip(names, records, strict=True))
     chunk = tmp_path / "frames" / lineage_key(names[0])  # type: ignore[operator]
     assert chunk.is_file() and len(chunk.read_text().splitlines()) == 60
+
+
+def test_a_raw_frame_that_selection_drops_as_a_near_duplicate_is_never_encoded(
+    drive_log: LogFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workflow.logs.extract as extract
+
+    # Given a raw rgb8 log with a stop at a light (near-duplicate frames), and a count of JPEG encodes
+    (path,) = drive_log("mcap", "raw")
+    encodes: list[int] = []
+
+    def counted(msg: Any, settings: LogSettings) -> tuple[bytes, tuple[int, int]] | None:
+        encodes.append(1)
+        return raw_jpeg(msg, settings)
+
+    monkeypatch.setattr(extract, "raw_jpeg", counted)
+    # When it is extracted with near-duplicate removal
+    report = extract_logs(discover([path]), tmp_path, LogSettings())
+    # Then frames were dropped as near-duplicates, and only the kept ones were encoded
+    (log,) = report["logs"]
+    assert log["selection"]["dropped"]["near_duplicate"] > 0
+    assert len(encodes) == report["frames"] == log["selection"]["kept"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -35,7 +36,15 @@ from workflow.domain.lineage import (
 )
 from workflow.domain.selection import LogSettings
 from workflow.logs.hashing import frame_hash
-from workflow.logs.images import FrameRejected, compressed_frame, encode, hash_view, raw_image, raw_jpeg
+from workflow.logs.images import (
+    FrameRejected,
+    compressed_frame,
+    encode,
+    hash_view,
+    jpeg_ready,
+    raw_image,
+    raw_jpeg,
+)
 from workflow.logs.nav import GpsTrack, ImuTrack, RawMessage, raw_stamp_ns, stamp_ns
 from workflow.logs.reader import COMPRESSED_IMAGE, IMAGE_TYPES, IMU, NAVSATFIX, LogError, open_log
 from workflow.logs.select import Selector
@@ -238,13 +247,12 @@ def _read_frames(
         if selector.before_decode(topic, t, travelled) is not None:
             continue
         try:
-            data, suffix, encoding, size, hashed = _convert(
-                msg, connection.msgtype, settings, selector.needs_hash
-            )
+            hashed, make_file = _convert(msg, connection.msgtype, settings, selector.needs_hash)
+            if hashed is not None and selector.is_duplicate(topic, hashed):
+                continue
+            data, suffix, encoding, size = make_file()
         except FrameRejected as exc:
             result.rejected.append({**where, "reason": exc.reason})
-            continue
-        if hashed is not None and selector.is_duplicate(topic, hashed):
             continue
         selector.keep(topic, t, travelled, hashed)
         if index >= 10 ** widths[topic]:  # the log's index undercounted the topic: names widen here
@@ -288,10 +296,15 @@ def _write_file(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+Encoded = tuple[bytes, str, str, tuple[int, int] | None]  # file bytes, suffix, source encoding, size
+
+
 def _convert(
     msg: Any, msgtype: str, settings: LogSettings, want_hash: bool
-) -> tuple[bytes, str, str, tuple[int, int] | None, int | None]:
-    """(file bytes, suffix, source encoding, (width, height) when known, hash when wanted)."""
+) -> tuple[int | None, Callable[[], Encoded]]:
+    """The frame's hash when wanted, and how to make its file: (bytes, suffix, source encoding,
+    (width, height) when known). The file is made only after the near-duplicate check, so a frame
+    that selection drops is never JPEG-encoded (the encode is most of a raw frame's cost)."""
     method = settings.selection.dedupe.method
     if msgtype == COMPRESSED_IMAGE:
         data, suffix = compressed_frame(msg)
@@ -299,17 +312,25 @@ def _convert(
             hashed = frame_hash(data, method) if want_hash else None
         except (OSError, ValueError) as exc:
             raise FrameRejected(f"CompressedImage data does not decode: {exc}") from exc
-        return data, suffix, suffix.lstrip(".").replace("jpg", "jpeg"), None, hashed
-    fast = raw_jpeg(msg, settings)
-    if fast is not None:  # encoded from the message's buffer; hashed from a decimated view of it
-        data, size = fast
+        return hashed, lambda: (data, suffix, suffix.lstrip(".").replace("jpg", "jpeg"), None)
+    if jpeg_ready(msg, settings):  # encoded from the message's buffer; hashed from a decimated view of it
         view = hash_view(msg, settings) if want_hash else None
         hashed = frame_hash(view, method) if view is not None else None
-        return data, ".jpg", str(msg.encoding), size, hashed
+
+        def fast() -> Encoded:
+            encoded = raw_jpeg(msg, settings)
+            assert encoded is not None  # jpeg_ready said so
+            return encoded[0], ".jpg", str(msg.encoding), encoded[1]
+
+        return hashed, fast
     image = raw_image(msg, settings)
     hashed = frame_hash(image, method) if want_hash else None
-    data, suffix = encode(image, settings)
-    return data, suffix, str(msg.encoding), image.size, hashed
+
+    def converted() -> Encoded:
+        data, suffix = encode(image, settings)
+        return data, suffix, str(msg.encoding), image.size
+
+    return hashed, converted
 
 
 def write_sidecars(result: LogExtraction, frames_dir: Path) -> None:
