@@ -13,6 +13,7 @@ from workflow.domain.lineage import read_lineage
 from workflow.domain.selection import FrameSelection, LogSettings
 from workflow.logs.extract import extract_logs
 from workflow.logs.reader import open_log
+from workflow.logs.sample import DriveSpec, write_drive_log
 from workflow.logs.sources import discover
 from workflow.logs.stream import MessageStream
 
@@ -22,10 +23,12 @@ ALL_FRAMES = LogSettings(selection=FrameSelection(dedupe={"enabled": False}))
 def _both(
     path: Path, topics: set[str] | None
 ) -> tuple[list[tuple[str, int, bytes]], list[tuple[str, int, bytes]]]:
-    with open_log(discover([path])[0]) as reader:
+    paths = path if isinstance(path, list) else [path]
+    (source,) = discover(paths)
+    with open_log(source) as reader:
         wanted = [c for c in reader.connections if topics is None or c.topic in topics]
         stream = MessageStream(reader)
-        assert stream.mcap is not None  # the memory-mapped path, not the fallback
+        assert stream.mapped(wanted)  # the memory-mapped path, not the fallback
         fast = [(c.topic, t, bytes(raw)) for c, t, raw in stream.messages(wanted)]
         slow = [(c.topic, t, bytes(raw)) for c, t, raw in reader.messages(connections=wanted)]
     return fast, slow
@@ -42,6 +45,35 @@ def test_the_mapped_mcap_yields_the_same_messages_in_the_same_order(
         fast, slow = _both(path, topics)
         # Then both yield the same topics, times and bytes, in the same order
         assert fast == slow and len(fast) > 0
+
+
+@pytest.mark.parametrize("image", ["compressed", "raw"])
+def test_a_mapped_ros1_bag_yields_the_same_messages_split_or_not(drive_log: LogFactory, image: str) -> None:
+    # Given a ROS 1 bag, and the same drive as a bag split in two parts
+    for paths in (drive_log("bag", image), drive_log("bag", image, split=2)):  # type: ignore[arg-type]
+        # When its messages are read by both paths: the navigation topics, the camera, everything
+        for topics in ({"/gps/fix", "/imu/data"}, {"/camera/front/image"}, None):
+            fast, slow = _both(paths, topics)
+            # Then both yield the same topics, times and bytes, in the same order
+            assert fast == slow and len(fast) > 0
+
+
+@pytest.mark.parametrize("compression", ["lz4", "bz2"])
+def test_compressed_ros1_chunks_read_the_same(
+    nuscenes_frames: list[bytes], drive_spec: DriveSpec, compression: str, tmp_path: Path
+) -> None:
+    # Given a ROS 1 bag of raw frames with compressed chunks
+    (path,) = write_drive_log(
+        tmp_path / "c.bag", nuscenes_frames[:12], "bag", image="raw", spec=drive_spec, compression=compression
+    )
+    from rosbags.rosbag1.reader import decompressors
+
+    with open_log(discover([path])[0]) as reader:
+        chunks = reader.readers[0].chunks.values()
+        assert {c.decompressor for c in chunks} == {decompressors[compression]}
+    # When it is read by both paths, Then they agree
+    fast, slow = _both(path, None)
+    assert fast == slow and len(fast) > 0
 
 
 def _rewrite_zstd(source: Path, target: Path) -> Path:
