@@ -201,7 +201,7 @@ def _read_nav(
     return gps, imu
 
 
-def _decode(reader: Any, msgtype: str, raw: bytes) -> Any:
+def _decode(reader: Any, msgtype: str, raw: bytes | memoryview) -> Any:
     return reader.deserialize(memoryview(raw), msgtype)
 
 

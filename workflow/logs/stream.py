@@ -32,6 +32,7 @@ _U64 = struct.Struct("<Q")
 _RECORD = struct.Struct("<BQ")  # opcode, record length
 _MESSAGE = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish time
 _MESSAGE_OP = 0x05
+_EMPTY = memoryview(b"")
 SQLITE_MMAP_BYTES = 1 << 40  # the whole file: SQLite maps at most this much
 
 
@@ -116,11 +117,11 @@ class MessageStream:
 
     def _chunk(
         self, view: memoryview, chunk: Any, channels: dict[int, Any], order: Iterator[int]
-    ) -> Iterator[tuple[int, int, Any, int, memoryview | None]]:
+    ) -> Iterator[tuple[int, int, Any, int, memoryview]]:
         """One chunk's wanted messages in log-time order, after a marker at the chunk's start time
         (so that the merge opens a chunk only when its time comes, as ``rosbags`` does)."""
-        yield chunk.message_start_time, -1, None, 0, None
-        found: list[tuple[int, int, Any, int, memoryview | None]] = []
+        yield chunk.message_start_time, -1, None, 0, _EMPTY
+        found: list[tuple[int, int, Any, int, memoryview]] = []
         try:
             records = self._records(view, chunk)
             pos, end = 0, len(records)
