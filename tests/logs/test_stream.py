@@ -149,3 +149,20 @@ def test_chunk_checksums_are_checked_and_a_mismatch_stops_the_log_with_the_reaso
     assert failed["log"] == "bad" and "checksum mismatch" in failed["reason"]
     with open_log(discover([bad])[0]) as reader, pytest.raises(Exception, match="checksum"):
         list(MessageStream(reader).messages(reader.connections))
+
+
+def test_navigation_samples_kept_for_the_log_hold_no_view_of_a_chunk(
+    drive_log: LogFactory, tmp_path: Path
+) -> None:
+    from workflow.logs.extract import LogExtraction, _read_nav
+
+    # Given a log with zstd chunks (a view of a message would keep its whole decompressed chunk alive)
+    (path,) = drive_log("mcap", "raw")
+    twin = _rewrite_zstd(path, tmp_path / "zstd")
+    with open_log(discover([twin])[0]) as reader:
+        result = LogExtraction(log="x", files=[], topics=[], gps_topic="/gps/fix", imu_topic="/imu/data")
+        # When its GPS and IMU topics are read into their tracks
+        gps, imu = _read_nav(reader, MessageStream(reader), result, ALL_FRAMES)
+    # Then the IMU samples kept serialized are copies, not views
+    assert gps is not None and imu is not None and len(imu.samples) > 0
+    assert all(type(sample.raw) is bytes for sample in imu.samples)

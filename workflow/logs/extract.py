@@ -184,7 +184,10 @@ def _read_nav(
     if not connections:
         return gps, imu
     samples: list[tuple[int, str, Any]] = []
-    for connection, log_time, raw in stream.messages(connections):
+    for connection, log_time, view in stream.messages(connections):
+        # kept for the whole log: a copy (a few hundred bytes), so that no sample holds on to the
+        # decompressed chunk or the file mapping that the stream's view is part of
+        raw = bytes(view)
         if imu is not None and connection.topic == imu.topic:
             stamp = raw_stamp_ns(raw, reader.is2)
             if stamp is not None:  # deserialized later, and only if nearest a kept frame
