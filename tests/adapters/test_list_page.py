@@ -239,3 +239,46 @@ def test_drive_log_frames_get_their_lineage_reading_only_the_chunks_of_each_page
     assert pages[2].logs == [counts.model_dump(mode="json")]
     (skipped,) = store.skipped("0000-000002")
     assert skipped.frame == f"s3://{LOGS}/ext/frames/other/selection.json"
+
+
+def test_a_damaged_or_missing_lineage_chunk_is_reported_and_its_frames_are_labeled_all_the_same(
+    world: World,
+) -> None:
+    # Given frames of three lineage chunks: the first with a truncated record, a record of the wrong
+    # shape and a line that is no record; the second not JSON at all; the third gone
+    records = [_record(i) for i in (*range(5), *range(1000, 1005), 2000, 2001)]
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    for r in records:
+        backend.put_object(LOGS, f"ext/frames/{r.frame}", b"x")
+    lines = [r.model_dump_json() for r in records[:5]]
+    lines[1] = lines[1][: len(lines[1]) // 2]  # cut off mid-record, as an interrupted upload leaves it
+    lines[2] = lines[2].replace('"log_time_ns":', '"log_time_ns":"soon","was":')
+    lines.append("[1, 2]")
+    backend.put_object(LOGS, "ext/frames/drive/cam/lineage-000000.jsonl", "\n".join(lines).encode())
+    backend.put_object(LOGS, "ext/frames/drive/cam/lineage-000001.jsonl", b"\x89PNG\r\n\x1a\n\x00\x00")
+    run = world.run([f"s3://{LOGS}/ext/frames/"])
+    # When the source is listed
+    world.list_all(run, SourceItem(index=0, uri=f"s3://{LOGS}/ext/frames/"), GrantingLedger())
+    # Then every frame is batched, and only the frames with a sound record carry lineage
+    store = RunStore(world.s3, run.bucket, run.run_prefix)
+    (batch,) = world.batches(run)
+    item = store.get_batch(batch)
+    assert sorted(item.frames) == sorted(f"s3://{LOGS}/ext/frames/{r.frame}" for r in records)
+    frame = f"s3://{LOGS}/ext/frames/{{}}".format
+    assert item.lineage == {frame(r.frame): r.published() for r in (records[0], records[3], records[4])}
+    # And the page's counts name each chunk, why, and how many of its frames it left without lineage
+    (page,) = store.pages()
+    assert (page.frames, page.skipped, page.ignored) == (12, 0, 2)
+    problems = {p.chunk.rsplit("/", 1)[1]: p for p in page.lineage_problems}
+    assert {name: p.frames for name, p in problems.items()} == {
+        "lineage-000000.jsonl": 2,
+        "lineage-000001.jsonl": 5,
+        "lineage-000002.jsonl": 2,
+    }
+    first = problems["lineage-000000.jsonl"]
+    assert first.chunk == f"s3://{LOGS}/ext/frames/drive/cam/lineage-000000.jsonl"
+    assert "line 2 is not JSON" in first.reason
+    assert f"line 3 (frame {records[2].frame}) is not a lineage record: log_time_ns:" in first.reason
+    assert "line 6 is a JSON list, not a lineage record" in first.reason
+    assert "not UTF-8 text" in problems["lineage-000001.jsonl"].reason
+    assert problems["lineage-000002.jsonl"].reason == "the chunk is missing"

@@ -365,3 +365,70 @@ def test_unpadded_8_bit_raw_frames_are_encoded_to_jpeg_straight_from_the_message
     # and padded rows, or PNG output, are left to the general path
     assert raw_jpeg(_image_msg(jpeg, encoding, pad=8), LogSettings()) is None
     assert raw_jpeg(msg, LogSettings(raw_format="png")) is None
+
+
+def test_frame_names_sort_in_offset_order_past_a_million_frames_and_keep_6_digits_below() -> None:
+    from workflow.domain.lineage import frame_name, index_width, lineage_key
+
+    t = START_NS
+    # Given topics of 10^6 - 1, 10^6 and 10^6 + 1 messages
+    assert [index_width(n) for n in (0, 1, 999_999, 1_000_000, 1_000_001, 10_000_001)] == [6, 6, 6, 6, 7, 8]
+    # Then a topic under 10^6 + 1 messages keeps the 6-digit names it always had
+    assert frame_name(999_999, t, ".jpg", index_width(1_000_000)) == f"999999-{t:019d}.jpg"
+    # And in a larger one every name has 7 digits, so that lexical order is offset order
+    width = index_width(1_000_001)
+    names = [frame_name(i, t + i, ".jpg", width) for i in (0, 9, 10, 999_999, 1_000_000)]
+    assert names == sorted(names) and names[0] == f"0000000-{t:019d}.jpg"
+    # (the 6-digit scheme puts the millionth frame first)
+    assert sorted([f"{999_999:06d}", f"{1_000_000:06d}"]) == ["1000000", "999999"]
+    # And a wide name still leads to its lineage chunk
+    assert lineage_key(f"drive/cam/{names[-1]}") == "drive/cam/lineage-001000.jsonl"
+
+
+def test_extraction_names_a_large_topics_frames_with_wider_offsets(
+    drive_log: LogFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workflow.logs.extract as extract
+    from workflow.domain.lineage import index_width, lineage_key
+
+    # Given a log whose camera topic the extraction takes for one of 10^6 + 60 messages
+    (path,) = drive_log("mcap")
+    widths: list[int] = []
+
+    def counted(count: int) -> int:
+        widths.append(index_width(count + 1_000_000))
+        return widths[-1]
+
+    monkeypatch.setattr(extract, "index_width", counted)
+    # When it is extracted
+    extract_logs(discover([path]), tmp_path, ALL_FRAMES)
+    # Then every frame name has 7 offset digits, the names sort in offset order, and each name's
+    # lineage chunk is the one written
+    records = sorted(read_lineage(tmp_path / "frames.jsonl").values(), key=lambda r: r.index)
+    names = [r.frame for r in records]
+    assert widths == [7] and len(names) == 60 and names == sorted(names)
+    assert all(Path(n).name.startswith(f"{r.index:07d}-") for n, r in zip(names, records, strict=True))
+    chunk = tmp_path / "frames" / lineage_key(names[0])  # type: ignore[operator]
+    assert chunk.is_file() and len(chunk.read_text().splitlines()) == 60
+
+
+def test_a_raw_frame_that_selection_drops_as_a_near_duplicate_is_never_encoded(
+    drive_log: LogFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workflow.logs.extract as extract
+
+    # Given a raw rgb8 log with a stop at a light (near-duplicate frames), and a count of JPEG encodes
+    (path,) = drive_log("mcap", "raw")
+    encodes: list[int] = []
+
+    def counted(msg: Any, settings: LogSettings) -> tuple[bytes, tuple[int, int]] | None:
+        encodes.append(1)
+        return raw_jpeg(msg, settings)
+
+    monkeypatch.setattr(extract, "raw_jpeg", counted)
+    # When it is extracted with near-duplicate removal
+    report = extract_logs(discover([path]), tmp_path, LogSettings())
+    # Then frames were dropped as near-duplicates, and only the kept ones were encoded
+    (log,) = report["logs"]
+    assert log["selection"]["dropped"]["near_duplicate"] > 0
+    assert len(encodes) == report["frames"] == log["selection"]["kept"]

@@ -98,3 +98,30 @@ def test_a_labeled_frame_leads_back_to_its_log_message_and_time_in_every_output(
     dropped = selection["dropped_by_rule"]
     assert dropped["every_nth"] == 45 and dropped["near_duplicate"] > 0
     assert report["skipped"] == 0  # the lineage sidecars beside the frames are no frames
+
+
+@pytest.mark.slow
+def test_a_damaged_lineage_chunk_costs_no_frame_and_the_report_names_it(
+    drive_log: LogFactory, detector: Predictor, tmp_path: Path
+) -> None:
+    # Given frames extracted from a bag, one of their lineage records cut off mid-line
+    (bag,) = drive_log("bag")
+    ext = tmp_path / "ext"
+    assert main(["logs", "extract", str(bag), "--out", str(ext), "--every-nth", "10", "--no-dedupe"]) == 0
+    (chunk,) = (ext / "frames").glob("*/*/lineage-000000.jsonl")
+    lines = chunk.read_text().splitlines()
+    lines[2] = lines[2][:40]
+    chunk.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    # When the frames are labeled
+    status = main(["run", str(ext / "frames"), "--out", str(out), "--review", "skip", "--no-overlays"])
+    # Then every frame is labeled, all but the damaged one with its lineage
+    report = json.loads((out / "report.json").read_text())
+    assert status == 0 and report["labeled"] == len(lines) == 6 and report["failed"] == 0
+    manifest = [json.loads(x) for x in (out / "output.manifest").read_text().splitlines() if x.strip()]
+    assert len(manifest) == 6 and sum("lineage" in line for line in manifest) == 5
+    # And the report names the chunk, why, and the one frame it left without lineage
+    (problem,) = report["drive_log_lineage"]["problems"]
+    assert problem["chunk"].endswith("camera_front_image/lineage-000000.jsonl") and problem["frames"] == 1
+    assert problem["reason"].startswith("line 3 is not JSON")
+    assert report["drive_log_lineage"]["frames_without_lineage"] == 1

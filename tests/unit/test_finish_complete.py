@@ -78,3 +78,45 @@ def test_a_run_whose_pages_and_shards_all_left_records_finishes(s3: S3Store) -> 
     assert (
         summary["status"] == "SUCCEEDED" and summary["lost"] == 0 and ledger.marked == ("run-1", "succeeded")
     )
+
+
+def test_the_report_lists_each_damaged_lineage_chunk_once_with_the_frames_it_cost(s3: S3Store) -> None:
+    # Given two pages of one source that both read a damaged lineage chunk, and one a missing chunk
+    from workflow.domain.records import LineageProblem
+
+    store = RunStore(s3, RUN.bucket, RUN.run_prefix)
+    s3.put_json(store.uri("sources.json"), [{"index": 0, "uri": "s3://a/"}])
+    s3.put_json(store.uri("plan/shards.json"), [])
+    damaged = "s3://a/frames/drive/cam/lineage-000000.jsonl"
+    gone = "s3://a/frames/drive/cam/lineage-000001.jsonl"
+    first = page(0, 0, more=True).model_copy(
+        update={"lineage_problems": [LineageProblem(chunk=damaged, reason="line 7 is not JSON", frames=1)]}
+    )
+    second = page(0, 1, more=False).model_copy(
+        update={
+            "lineage_problems": [
+                LineageProblem(chunk=damaged, reason="line 7 is not JSON", frames=2),
+                LineageProblem(chunk=gone, reason="the chunk is missing", frames=4),
+            ]
+        }
+    )
+    for p in (first, second):
+        store.put_page(p, [])
+
+    class Ledger:
+        def mark_run(self, run_id: str, status: str) -> None:
+            pass
+
+    run = RUN.model_copy(update={"source_count": 1})
+    # When FinishRun runs
+    finish_run({"run": run.model_dump(mode="json")}, SETTINGS, s3, Ledger())  # type: ignore[arg-type]
+    # Then report.json names each chunk once, with why and the frames labeled without their lineage
+    report = s3.get_json(store.uri("report.json"))
+    assert report["drive_log_lineage"] == {
+        "frames_without_lineage": 7,
+        "chunks": 2,
+        "problems": [
+            {"chunk": damaged, "reason": "line 7 is not JSON", "frames": 3},
+            {"chunk": gone, "reason": "the chunk is missing", "frames": 4},
+        ],
+    }

@@ -7,7 +7,8 @@ message, ``log_time_ns`` finds it again (``reader.messages(start=log_time_ns, st
 
 So that the workflow can carry a frame's record into what it publishes without reading a whole
 log's ``frames.jsonl``, extraction also writes the records beside the frames, in chunks named from
-the frame's own name: frame ``frames/<log>/<topic>/<index:06d>-<time_ns:019d>.jpg`` has its record
+the frame's own name: frame ``frames/<log>/<topic>/<index:06d>-<time_ns:019d>.jpg`` (:func:`frame_name`;
+the index has 7+ digits in a topic of 10^6 messages or more) has its record
 in ``frames/<log>/<topic>/lineage-<index // LINEAGE_CHUNK:06d>.jsonl`` (:func:`lineage_key`), so a
 listing page reads only the chunks of its own frames. Each log's selection counts are in
 ``frames/<log>/selection.json`` (:class:`LogSelection`), which the listing adds to the run's report.
@@ -15,12 +16,13 @@ listing page reads only the chunks of its own frames. Each log's selection count
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 LINEAGE_VERSION = 1
 LINEAGE_CHUNK = 1000  # frame indices (message offsets) per lineage chunk
@@ -121,6 +123,20 @@ class LogSelection(_Record):
     )
 
 
+def index_width(count: int) -> int:
+    """Digits of a topic's frame offsets in its frame names: 6, or as many as the topic's last offset
+    needs. One width per topic keeps the names' lexical order the offsets' order: a topic of 10^6
+    messages or more has all its names zero-padded to 7+ digits (``0999999-`` before ``1000000-``),
+    while a smaller one keeps the 6-digit names it always had."""
+    return max(6, len(str(max(count, 1) - 1)))
+
+
+def frame_name(index: int, time_ns: int, suffix: str, width: int = 6) -> str:
+    """An extracted frame's file name: ``<index>-<time_ns:019d><suffix>``, the index zero-padded to
+    ``width`` digits (:func:`index_width` of the topic's message count)."""
+    return f"{index:0{width}d}-{time_ns:019d}{suffix}"
+
+
 def lineage_chunk_name(index: int) -> str:
     """The lineage chunk file of the frame at message offset ``index``, in the frame's folder."""
     return f"lineage-{index // LINEAGE_CHUNK:06d}.jsonl"
@@ -141,6 +157,43 @@ def is_lineage_key(key: str) -> bool:
     """True for an extraction's sidecar objects: lineage chunks and per-log selection counts."""
     name = key.rpartition("/")[2]
     return name == SELECTION_FILE or _LINEAGE_NAME.fullmatch(name) is not None
+
+
+def parse_lineage_chunk(body: bytes) -> tuple[dict[str, FrameLineage], list[str]]:
+    """A lineage chunk's records by frame file name, and what is wrong with its other lines.
+
+    Each line stands alone: a truncated or invalid line costs only its own frame's record, and is
+    described (line number and why) so that the run can report it; the chunk's other records are used.
+    """
+    records: dict[str, FrameLineage] = {}
+    problems: list[str] = []
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = body.decode("utf-8", errors="replace")
+        problems.append(f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            problems.append(f"line {number} is not JSON ({exc}), a truncated or damaged record")
+            continue
+        if not isinstance(data, dict):
+            problems.append(f"line {number} is a JSON {type(data).__name__}, not a lineage record")
+            continue
+        try:
+            record = FrameLineage.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "record"
+            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            frame = f" (frame {data['frame']})" if isinstance(data.get("frame"), str) else ""
+            problems.append(f"line {number}{frame} is not a lineage record: {where}: {first['msg']}{more}")
+            continue
+        records[record.frame.rpartition("/")[2]] = record
+    return records, problems
 
 
 def write_lineage(records: Iterable[FrameLineage], path: Path) -> int:

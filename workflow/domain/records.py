@@ -80,6 +80,15 @@ class SkippedFrame(_Record):
     reason: str
 
 
+class LineageProblem(_Record):
+    """A drive log's lineage chunk that a listing page could not fully use: the chunk, why, and how
+    many of the page's frames it left without their lineage record (they are labeled all the same)."""
+
+    chunk: str
+    reason: str
+    frames: int = Field(ge=0, description="the page's frames labeled without lineage because of it")
+
+
 class BatchItem(_Record):
     """One batch of frames as ListPage writes it (``batches/<batch_id>.json``)."""
 
@@ -111,6 +120,10 @@ class PageCounts(_Record):
     logs: list[dict[str, Any]] = Field(
         default_factory=list,
         description="selection counts (LogSelection) of the drive logs whose selection.json the page listed",
+    )
+    lineage_problems: list[LineageProblem] = Field(
+        default_factory=list,
+        description="lineage chunks of the page's frames that are missing, unreadable or damaged",
     )
     more: bool = Field(False, description="the listing goes on: a page after this one is expected")
 

@@ -2,7 +2,8 @@
 
 Output layout under ``dest`` (the same locally and in S3)::
 
-    frames/<log>/<topic>/<index:06d>-<time_ns>.jpg   the frames (sortable: topic offset, then time)
+    frames/<log>/<topic>/<index:06d>-<time_ns>.jpg   the frames (sortable: topic offset, then time;
+                                                     7+ digits in a topic of 10^6 messages or more)
     frames/<log>/<topic>/lineage-<chunk:06d>.jsonl   the same records, 1,000 message offsets a chunk
     frames/<log>/selection.json                      the log's selection counts (the run report adds them)
     frames.jsonl                                     a FrameLineage per frame, keyed by its path in frames/
@@ -16,7 +17,9 @@ selection's cheap rules run before a frame is converted or hashed.
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,16 +29,27 @@ from workflow.domain.lineage import (
     SELECTION_FILE,
     FrameLineage,
     LogSelection,
+    frame_name,
+    index_width,
     lineage_chunk_name,
     write_lineage,
 )
 from workflow.domain.selection import LogSettings
 from workflow.logs.hashing import frame_hash
-from workflow.logs.images import FrameRejected, compressed_frame, encode, hash_view, raw_image, raw_jpeg
+from workflow.logs.images import (
+    FrameRejected,
+    compressed_frame,
+    encode,
+    hash_view,
+    jpeg_ready,
+    raw_image,
+    raw_jpeg,
+)
 from workflow.logs.nav import GpsTrack, ImuTrack, RawMessage, raw_stamp_ns, stamp_ns
 from workflow.logs.reader import COMPRESSED_IMAGE, IMAGE_TYPES, IMU, NAVSATFIX, LogError, open_log
 from workflow.logs.select import Selector
 from workflow.logs.sources import LogSource
+from workflow.logs.stream import MessageStream
 
 
 def _read_errors() -> tuple[type[Exception], ...]:
@@ -149,8 +163,9 @@ def extract_log(source: LogSource, dest: Path, settings: LogSettings) -> LogExtr
             )
         selector = Selector(settings.selection)
         try:
-            gps, imu = _read_nav(reader, result, settings)
-            _read_frames(reader, source, dest, settings, result, selector, gps, imu)
+            stream = MessageStream(reader)
+            gps, imu = _read_nav(reader, stream, result, settings)
+            _read_frames(reader, stream, source, dest, settings, result, selector, gps, imu)
         except READ_ERRORS as exc:  # damage past the index: the log fails with the reason, others go on
             raise LogError(source.name, f"reading stopped: {exc}") from exc
         result.selection = selector.report()
@@ -160,7 +175,7 @@ def extract_log(source: LogSource, dest: Path, settings: LogSettings) -> LogExtr
 
 
 def _read_nav(
-    reader: Any, result: LogExtraction, settings: LogSettings
+    reader: Any, stream: MessageStream, result: LogExtraction, settings: LogSettings
 ) -> tuple[GpsTrack | None, ImuTrack | None]:
     gps = GpsTrack(result.gps_topic, settings.selection.gps_min_step_m) if result.gps_topic else None
     imu = ImuTrack(result.imu_topic) if result.imu_topic else None
@@ -169,7 +184,10 @@ def _read_nav(
     if not connections:
         return gps, imu
     samples: list[tuple[int, str, Any]] = []
-    for connection, log_time, raw in reader.messages(connections=connections):
+    for connection, log_time, view in stream.messages(connections):
+        # kept for the whole log: a copy (a few hundred bytes), so that no sample holds on to the
+        # decompressed chunk or the file mapping that the stream's view is part of
+        raw = bytes(view)
         if imu is not None and connection.topic == imu.topic:
             stamp = raw_stamp_ns(raw, reader.is2)
             if stamp is not None:  # deserialized later, and only if nearest a kept frame
@@ -186,12 +204,13 @@ def _read_nav(
     return gps, imu
 
 
-def _decode(reader: Any, msgtype: str, raw: bytes) -> Any:
+def _decode(reader: Any, msgtype: str, raw: bytes | memoryview) -> Any:
     return reader.deserialize(memoryview(raw), msgtype)
 
 
 def _read_frames(
     reader: Any,
+    stream: MessageStream,
     source: LogSource,
     dest: Path,
     settings: LogSettings,
@@ -205,9 +224,11 @@ def _read_frames(
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     indices = dict.fromkeys(result.topics, 0)
+    # one index width per topic, from the count in the log's index, so that names sort past 10^6 frames
+    widths = {t: index_width(reader.topics[t].msgcount) for t in result.topics}
     connections = [c for c in reader.connections if c.topic in folders]
     uris = {id(c): source.uri(Path(c.owner.path)) for c in connections}  # resolved once, not per frame
-    for connection, log_time, raw in reader.messages(connections=connections):
+    for connection, log_time, raw in stream.messages(connections):
         topic = connection.topic
         index = indices[topic]
         indices[topic] += 1
@@ -229,17 +250,22 @@ def _read_frames(
         if selector.before_decode(topic, t, travelled) is not None:
             continue
         try:
-            data, suffix, encoding, size, hashed = _convert(
-                msg, connection.msgtype, settings, selector.needs_hash
-            )
+            hashed, make_file = _convert(msg, connection.msgtype, settings, selector.needs_hash)
+            if hashed is not None and selector.is_duplicate(topic, hashed):
+                continue
+            data, suffix, encoding, size = make_file()
         except FrameRejected as exc:
             result.rejected.append({**where, "reason": exc.reason})
             continue
-        if hashed is not None and selector.is_duplicate(topic, hashed):
-            continue
         selector.keep(topic, t, travelled, hashed)
-        name = f"{index:06d}-{t:019d}{suffix}"
-        (folders[topic] / name).write_bytes(data)
+        if index >= 10 ** widths[topic]:  # the log's index undercounted the topic: names widen here
+            widths[topic] += 1
+            result.notes.append(
+                f"{topic}: more messages than the log's index counts; frame names from offset {index} "
+                f"have {widths[topic]} digits and sort before the earlier ones"
+            )
+        name = frame_name(index, t, suffix, widths[topic])
+        _write_file(folders[topic] / name, data)
         result.records.append(
             FrameLineage(
                 frame=f"{source.name}/{topic_slug(topic)}/{name}",
@@ -261,10 +287,27 @@ def _read_frames(
         )
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    """``path.write_bytes(data)`` in three system calls (open, write, close) where Python's file
+    object adds three more (fstat, a terminal check, a seek): the frame files are many."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+Encoded = tuple[bytes, str, str, tuple[int, int] | None]  # file bytes, suffix, source encoding, size
+
+
 def _convert(
     msg: Any, msgtype: str, settings: LogSettings, want_hash: bool
-) -> tuple[bytes, str, str, tuple[int, int] | None, int | None]:
-    """(file bytes, suffix, source encoding, (width, height) when known, hash when wanted)."""
+) -> tuple[int | None, Callable[[], Encoded]]:
+    """The frame's hash when wanted, and how to make its file: (bytes, suffix, source encoding,
+    (width, height) when known). The file is made only after the near-duplicate check, so a frame
+    that selection drops is never JPEG-encoded (the encode is most of a raw frame's cost)."""
     method = settings.selection.dedupe.method
     if msgtype == COMPRESSED_IMAGE:
         data, suffix = compressed_frame(msg)
@@ -272,17 +315,25 @@ def _convert(
             hashed = frame_hash(data, method) if want_hash else None
         except (OSError, ValueError) as exc:
             raise FrameRejected(f"CompressedImage data does not decode: {exc}") from exc
-        return data, suffix, suffix.lstrip(".").replace("jpg", "jpeg"), None, hashed
-    fast = raw_jpeg(msg, settings)
-    if fast is not None:  # encoded from the message's buffer; hashed from a decimated view of it
-        data, size = fast
+        return hashed, lambda: (data, suffix, suffix.lstrip(".").replace("jpg", "jpeg"), None)
+    if jpeg_ready(msg, settings):  # encoded from the message's buffer; hashed from a decimated view of it
         view = hash_view(msg, settings) if want_hash else None
         hashed = frame_hash(view, method) if view is not None else None
-        return data, ".jpg", str(msg.encoding), size, hashed
+
+        def fast() -> Encoded:
+            encoded = raw_jpeg(msg, settings)
+            assert encoded is not None  # jpeg_ready said so
+            return encoded[0], ".jpg", str(msg.encoding), encoded[1]
+
+        return hashed, fast
     image = raw_image(msg, settings)
     hashed = frame_hash(image, method) if want_hash else None
-    data, suffix = encode(image, settings)
-    return data, suffix, str(msg.encoding), image.size, hashed
+
+    def converted() -> Encoded:
+        data, suffix = encode(image, settings)
+        return data, suffix, str(msg.encoding), image.size
+
+    return hashed, converted
 
 
 def write_sidecars(result: LogExtraction, frames_dir: Path) -> None:

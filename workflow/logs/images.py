@@ -52,6 +52,16 @@ def compressed_frame(msg: Any) -> tuple[bytes, str]:
     )
 
 
+def jpeg_ready(msg: Any, settings: LogSettings) -> bool:
+    """True for a raw ``Image`` that :func:`raw_jpeg` encodes (and :func:`hash_view` views) straight
+    from its buffer: unpadded 8-bit RGB/BGR/RGBA/BGRA/grey, and the settings want JPEG."""
+    encoding = str(msg.encoding).lower()
+    if _JPEG_LAYOUT.get(encoding) is None or settings.raw_format != "jpeg":
+        return False
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    return h > 0 and w > 0 and step == w * _CHANNELS[encoding] and len(msg.data) >= h * step
+
+
 def raw_jpeg(msg: Any, settings: LogSettings) -> tuple[bytes, tuple[int, int]] | None:
     """An unpadded 8-bit raw ``Image`` straight to JPEG bytes and (width, height), when the settings
     want JPEG; None for everything else (:func:`raw_image` converts it, or rejects it with the reason)."""

@@ -38,7 +38,7 @@ def stamp_ns(msg: Any) -> int:
 _CDR_LE = b"\x00\x01"  # the CDR encapsulation header of a little-endian rosbag2 message
 
 
-def raw_stamp_ns(raw: bytes, ros2: bool) -> int | None:
+def raw_stamp_ns(raw: bytes | memoryview, ros2: bool) -> int | None:
     """The header stamp of a serialized message whose first field is a ``std_msgs/Header``, read
     without deserializing it (ROS 1: seq, sec, nsec; CDR: the encapsulation header, sec, nanosec);
     None when the bytes are not a layout read here (big-endian CDR, too short)."""
@@ -52,8 +52,8 @@ def raw_stamp_ns(raw: bytes, ros2: bool) -> int | None:
 class RawMessage:
     """A message kept serialized until it is needed (an IMU sample is, only when nearest a frame)."""
 
-    raw: bytes
-    decode: Callable[[bytes], Any]
+    raw: bytes | memoryview
+    decode: Callable[[bytes | memoryview], Any]
 
 
 def _nearest(times: list[int], t: int, max_skew_ns: int) -> int | None:

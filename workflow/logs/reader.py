@@ -83,7 +83,10 @@ def inspect_log(source: LogSource) -> dict[str, Any]:
         first: dict[str, int] = {}
         last: dict[str, int] = {}
         counts: dict[str, int] = {}
-        for connection, timestamp, _ in reader.messages():
+        from workflow.logs.stream import MessageStream
+
+        # mapped where the format allows: the messages' bytes are never copied, only their times read
+        for connection, timestamp, _ in MessageStream(reader).messages(reader.connections):
             topic = connection.topic
             first.setdefault(topic, timestamp)
             last[topic] = timestamp

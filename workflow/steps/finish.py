@@ -90,6 +90,8 @@ def finish_run(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: F
     }
     if (selection := pages.selection.section()) is not None:  # frames from drive logs: what selection dropped
         report["drive_log_selection"] = selection
+    if (lineage := pages.lineage_section()) is not None:  # frames labeled without their lineage record
+        report["drive_log_lineage"] = lineage
     outputs["report_html"] = str(store.uri("report.html"))
     s3.put_json(store.uri("report.json"), report)
     colors = {c.name: c.color for c in profile.taxonomy.classes}
@@ -153,6 +155,7 @@ class _PageTotals:
         self.found = self.skipped = self.pages = self.listed = 0
         self.reasons: Counter[str] = Counter()
         self.selection = _LogTotals()
+        self.lineage: dict[str, dict[str, Any]] = {}  # damaged lineage chunk -> reason, frames it cost
         self.seen: dict[int, set[int]] = {}  # source index -> its pages with a record
         self.final: dict[int, int] = {}  # source index -> its last page (the listing ended there)
 
@@ -167,6 +170,23 @@ class _PageTotals:
         add_counts(self.reasons, page.skipped_reasons)
         for log in page.logs:
             self.selection.add(log)
+        for problem in page.lineage_problems:  # several pages may read one chunk: one entry, frames summed
+            entry = self.lineage.setdefault(
+                problem.chunk, {"chunk": problem.chunk, "reason": problem.reason, "frames": 0}
+            )
+            entry["frames"] += problem.frames
+
+    def lineage_section(self) -> dict[str, Any] | None:
+        """The drive-log lineage chunks the listing could not fully read, and the frames that are
+        labeled without their record because of them."""
+        if not self.lineage:
+            return None
+        problems = sorted(self.lineage.values(), key=lambda p: p["chunk"])
+        return {
+            "frames_without_lineage": sum(p["frames"] for p in problems),
+            "chunks": len(problems),
+            "problems": problems[:100],
+        }
 
 
 class _LogTotals:

@@ -10,7 +10,10 @@ batch ids are fixed by (source, page, position) and the claims of this run pass 
 Frames extracted from drive logs carry their lineage: the page reads the lineage chunks of its own
 frames (``workflow.domain.lineage.lineage_key``: a frame's name says which chunk) and puts each
 claimed frame's record in its batch; a log's ``selection.json`` goes into the page's counts, for
-the run report. The sidecars themselves are not frames (counted as ignored).
+the run report. The sidecars themselves are not frames (counted as ignored). A chunk that is
+missing or damaged (a truncated line, a record of the wrong shape) costs only the records it lacks:
+those frames are labeled without lineage, and the page's counts name the chunk, why, and how many
+frames (``PageCounts.lineage_problems``; FinishRun's report lists them).
 """
 
 from __future__ import annotations
@@ -22,10 +25,25 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from workflow.adapters.run_store import RunStore
-from workflow.domain.errors import ObjectUnreadable, SourceUnreadable
+from workflow.domain.errors import ObjectMissing, ObjectUnreadable, SourceUnreadable
 from workflow.domain.frames import S3Uri, batch_frames, is_frame_key
-from workflow.domain.lineage import SELECTION_FILE, FrameLineage, LogSelection, is_lineage_key, lineage_key
-from workflow.domain.records import PAGE_SIZE, BatchItem, PageCounts, SkippedFrame, batch_id
+from workflow.domain.lineage import (
+    SELECTION_FILE,
+    FrameLineage,
+    LogSelection,
+    is_lineage_key,
+    lineage_key,
+    parse_lineage_chunk,
+)
+from workflow.domain.records import (
+    EXAMPLES,
+    PAGE_SIZE,
+    BatchItem,
+    LineageProblem,
+    PageCounts,
+    SkippedFrame,
+    batch_id,
+)
 from workflow.domain.run import ListCursor, RunContext, SourceItem
 from workflow.settings import Settings
 from workflow.steps.ports import Ledger, ObjectStore
@@ -78,9 +96,13 @@ def _selection(obj: S3Uri, s3: ObjectStore | None) -> dict[str, Any] | None | Li
         return False
 
 
-def frame_lineage(frames: list[str], s3: ObjectStore) -> dict[str, dict[str, Any]]:
+def frame_lineage(
+    frames: list[str], s3: ObjectStore
+) -> tuple[dict[str, dict[str, Any]], list[LineageProblem]]:
     """The lineage records of the frames extracted from drive logs, read from their chunks (each
-    chunk once); a frame without a record (not extracted, or its chunk is gone) is left out."""
+    chunk once), and the chunks that are missing, unreadable or damaged, with why and how many of
+    ``frames`` they left without a record. Lineage is metadata: such a frame is labeled all the
+    same, without its record, and the run's report names the chunk."""
     wanted: dict[str, dict[str, str]] = {}  # chunk URI -> frame file name -> frame URI
     for frame in frames:
         loc = S3Uri.parse(frame)
@@ -88,26 +110,37 @@ def frame_lineage(frames: list[str], s3: ObjectStore) -> dict[str, dict[str, Any
         if key is not None:
             wanted.setdefault(str(S3Uri(loc.bucket, key)), {})[loc.key.rpartition("/")[2]] = frame
     if not wanted:
-        return {}
+        return {}, []
 
-    def read(chunk: str) -> list[dict[str, Any]]:
+    def read(chunk: str) -> tuple[dict[str, FrameLineage], list[str]]:
         try:
-            return s3.get_lines(chunk)
-        except (ObjectUnreadable, ValueError):
-            return []
+            return parse_lineage_chunk(s3.get_bytes(chunk))
+        except ObjectMissing:
+            return {}, ["the chunk is missing"]
+        except ObjectUnreadable as err:
+            return {}, [f"the chunk cannot be read: {err.code}"]
 
     found: dict[str, dict[str, Any]] = {}
+    problems: list[LineageProblem] = []
     with ThreadPoolExecutor(max_workers=CLAIM_THREADS) as pool:
-        for chunk, lines in zip(wanted, pool.map(read, list(wanted)), strict=True):
+        for chunk, (records, damage) in zip(wanted, pool.map(read, list(wanted)), strict=True):
             names = wanted[chunk]
-            for line in lines:
-                name = str(line.get("frame", "")).rpartition("/")[2]
-                if name in names:
-                    try:
-                        found[names[name]] = FrameLineage.model_validate(line).published()
-                    except ValidationError:
-                        continue  # a damaged record: the frame goes on without lineage
-    return found
+            without = 0
+            for name, frame in names.items():
+                record = records.get(name)
+                if record is None:
+                    without += 1
+                else:
+                    found[frame] = record.published()
+            if without and not damage:
+                damage = ["it holds no record of these frames"]
+            if damage:
+                shown = "; ".join(damage[:EXAMPLES])
+                more = (
+                    f"; and {len(damage) - EXAMPLES} more damaged line(s)" if len(damage) > EXAMPLES else ""
+                )
+                problems.append(LineageProblem(chunk=chunk, reason=shown + more, frames=without))
+    return found, problems
 
 
 def list_page(
@@ -138,7 +171,7 @@ def list_page(
     skipped += [SkippedFrame(frame=c.frame, reason=c.reason) for c in claims if not c.claimed]
     adjust = {c.frame for c in claimed if c.next_route == "adjust"}
     batches = batch_frames([c.frame for c in claimed], run.batch_size)
-    lineage = frame_lineage([c.frame for c in claimed], s3)
+    lineage, lineage_problems = frame_lineage([c.frame for c in claimed], s3)
     for index, frames in enumerate(batches):
         chosen = [f for f in frames if f in adjust]
         item = BatchItem(
@@ -159,6 +192,7 @@ def list_page(
         skipped,
         ignored,
         logs,
+        lineage_problems,
         more=more,
     )
     return ListCursor(page=cursor.page + 1, token=token, more=more)
@@ -174,6 +208,7 @@ def _write(
     skipped: list[SkippedFrame],
     ignored: int,
     logs: list[dict[str, Any]] | None = None,
+    lineage_problems: list[LineageProblem] | None = None,
     *,
     more: bool,
 ) -> None:
@@ -189,6 +224,7 @@ def _write(
         skipped_reasons=dict(reasons),
         ignored=ignored,
         logs=logs or [],
+        lineage_problems=lineage_problems or [],
         more=more,
     )
     store.put_page(counts, skipped)
