@@ -43,6 +43,9 @@ class Settings(BaseModel):
     label_studio_images: Literal["s3-storage", "presigned", "local-files"] = "s3-storage"
     label_studio_local_files: str = ""  # local-files: "s3://bucket/prefix/=/local/folder"
     label_studio_presign_ttl_seconds: int = Field(3600, ge=60, le=604_800)
+    # The endpoints InvokeModels may call (the stack's EndpointName and ProfileEndpointNames);
+    # empty = not checked (local mode, tests). PrepareRun refuses a run naming any other.
+    invokable_endpoints: tuple[str, ...] = ()
     ledger_claim_ttl_seconds: int = 2 * 86_400
     token_ttl_seconds: int = 31 * 86_400
 
@@ -75,6 +78,9 @@ class Settings(BaseModel):
             token_table=e["TOKEN_TABLE"],
             ledger_table=e["LEDGER_TABLE"],
             default_models=[ModelEndpoint.model_validate(m) for m in models],
+            invokable_endpoints=tuple(
+                n.strip() for n in e.get("INVOKABLE_ENDPOINTS", "").split(",") if n.strip()
+            ),
             **{k: v for k, v in optional.items() if v},
         )
 

@@ -17,7 +17,7 @@ from port_fakes import (
 )
 
 from workflow.adapters.labeling import job_name
-from workflow.domain.errors import EndpointThrottled
+from workflow.domain.errors import ConfigurationError, EndpointThrottled
 from workflow.domain.frames import inference_id
 from workflow.domain.notifications import LabelingJobStateChange
 from workflow.domain.records import BatchItem, batch_id
@@ -63,6 +63,33 @@ def run_of(
 def frames(objects: MemoryObjects, *names: str) -> None:
     for n in names:
         objects.put_bytes(f"s3://{LOGS}/a/{n}", b"x", "image/jpeg")
+
+
+# --- PrepareRun ------------------------------------------------------------------------------------
+def test_a_run_naming_an_endpoint_the_stack_may_not_invoke_is_refused_up_front() -> None:
+    # Given a deployment whose InvokeModels may call ep-m and ep-lanes only
+    settings = SETTINGS.model_copy(update={"invokable_endpoints": ("ep-m", "EP-Lanes")})
+    objects, ledger = MemoryObjects(), MemoryLedger()
+    request = {"sources": [f"s3://{LOGS}/a/"]}
+
+    def prepare(models: list[dict[str, str]]) -> RunContext:
+        return prepare_run(
+            RunRequest.model_validate({**request, "models": models}), "r", settings, objects, ledger
+        )
+
+    # When a run names those (in any case), it is prepared
+    assert [m.endpoint_name for m in prepare([{"name": "m", "endpoint_name": "ep-lanes"}]).models] == [
+        "ep-lanes"
+    ]
+    # But a run naming another endpoint is refused before anything is listed, with the fix
+    with pytest.raises(ConfigurationError, match=r"'ep-other'.*ep-lanes, ep-m.*ProfileEndpointNames"):
+        prepare([{"name": "m", "endpoint_name": "ep-m"}, {"name": "m", "endpoint_name": "ep-other"}])
+
+
+def test_the_invokable_endpoints_come_from_the_environment() -> None:
+    env = {"DATA_BUCKET": "d", "TOKEN_TABLE": "t", "LEDGER_TABLE": "l"}
+    assert Settings.from_env(env | {"INVOKABLE_ENDPOINTS": "ep-m,"}).invokable_endpoints == ("ep-m",)
+    assert Settings.from_env(env).invokable_endpoints == ()  # unset: not checked
 
 
 # --- ListPage ---------------------------------------------------------------------------------------

@@ -49,7 +49,23 @@ def run_models(
         raise ValueError("no models: give 'models' in the run request or DEFAULT_MODELS in the settings")
     for model in models:
         profile.mapping(model.name)
+    _check_invokable(models, settings)
     return models
+
+
+def _check_invokable(models: list[ModelEndpoint], settings: Settings) -> None:
+    """Refuse a model whose endpoint the deployment may not invoke (its IAM policy names exactly the
+    stack's EndpointName and ProfileEndpointNames): else every batch would fail AccessDenied."""
+    allowed = {n.lower() for n in settings.invokable_endpoints}
+    if not allowed:
+        return
+    for model in models:
+        if model.endpoint_name.lower() not in allowed:
+            raise ConfigurationError(
+                f"model {model.name!r} names endpoint {model.endpoint_name!r}, which this deployment may "
+                f"not invoke (it may invoke {', '.join(sorted(allowed))}): add it to the stack's "
+                "ProfileEndpointNames parameter and update the stack"
+            )
 
 
 def run_profile(run: RunContext, s3: S3Store) -> LabelingProfile:
