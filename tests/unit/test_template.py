@@ -170,14 +170,10 @@ def test_the_x_ray_sdk_runs_in_the_handlers_only_when_tracing_detail_asks_for_aw
     # Given the TracingDetail parameter and the Globals' trace switch of Powertools' Tracer
     parameter = template["Parameters"]["TracingDetail"]
     switch = template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"]
-    condition = template["Conditions"]["TraceAwsCalls"]["Fn::Equals"]
-    assert condition == [{"Ref": "TracingDetail"}, "AwsCalls"]
-    when_true, when_false = switch["Fn::If"][1:]
-    assert switch["Fn::If"][0] == "TraceAwsCalls"
-    # When each value of the parameter is resolved
-    disabled = {
-        value: when_true if value == condition[1] else when_false for value in parameter["AllowedValues"]
-    }
+    mapping, key, field = switch["Fn::FindInMap"]
+    assert key == {"Ref": "TracingDetail"}
+    # When each value of the parameter is looked up
+    disabled = {value: template["Mappings"][mapping][value][field] for value in parameter["AllowedValues"]}
     # Then the default leaves tracing to Lambda (no SDK) and AwsCalls turns the SDK on
     assert disabled == {"Invocations": "true", "AwsCalls": "false"}
     assert parameter["Default"] == "Invocations"
