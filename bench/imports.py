@@ -53,14 +53,23 @@ def _once(target: str, trace_disabled: str) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def measure(target: str, repeat: int, trace_disabled: str = "true") -> dict[str, Any]:
-    runs = [_once(target, trace_disabled) for _ in range(repeat)]
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "median_s": statistics.median(r["s"] for r in runs),
         "median_cpu_s": statistics.median(r["cpu_s"] for r in runs),
         "heavy": runs[0]["heavy"],
         "xray_sdk": runs[0]["xray_sdk"],
     }
+
+
+def measure(targets: list[str], repeat: int, trace_disabled: str = "true") -> dict[str, dict[str, Any]]:
+    """Each target ``repeat`` times, in rounds over all of them (boto3 among them), so that a busy
+    machine's load drifts over every target alike rather than over the ones measured last."""
+    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in targets}
+    for _ in range(repeat):
+        for target in targets:
+            runs[target].append(_once(target, trace_disabled))
+    return {target: _summary(found) for target, found in runs.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,13 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     trace_disabled = TRACE_DISABLED[args.tracing_detail]
     only = set(args.only.split(",")) if args.only else None
-    boto3 = measure("boto3", args.repeat)
-    boto3_s, boto3_cpu_s = boto3["median_s"], boto3["median_cpu_s"]
+    apps = [
+        app
+        for app in sorted((ROOT / "functions").glob("*/app.py"))
+        if only is None or app.parent.name in only
+    ]
+    measured = measure(["boto3", *map(str, apps)], args.repeat, trace_disabled)
+    boto3_s, boto3_cpu_s = measured["boto3"]["median_s"], measured["boto3"]["median_cpu_s"]
     rows = []
-    for app in sorted((ROOT / "functions").glob("*/app.py")):
-        if only is not None and app.parent.name not in only:
-            continue
-        found = measure(str(app), args.repeat, trace_disabled)
+    for app in apps:
+        found = measured[str(app)]
         rows.append(
             {
                 "handler": app.parent.name,
