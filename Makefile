@@ -114,6 +114,8 @@ lint: $(STAMP) $(SAM_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 bench: model
 	@echo ">> benchmarks (results in bench-out/)"
 	@$(PY) -m bench.run
+	@# cold start: each handler's import against `import boto3` alone (bench-out/imports.json)
+	@$(PY) -m bench.imports
 	@# pre-label quality (AP50, AP50:95, effort saved, CPU) per mode and profile; CenterNet is opt-in
 	@# (licence unstated upstream) and fetched here only to measure it
 	@$(PY) -m workflow.models.provision --only centernet-coco

@@ -16,7 +16,7 @@ from workflow.domain.run import ModelEndpoint
 class Settings(BaseModel):
     """Everything a handler needs to know about its environment."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     region: str = "us-east-1"
     data_bucket: str

@@ -166,6 +166,24 @@ def test_every_function_runs_python_3_12(template):
     assert set(runtimes.values()) == {"python3.12"}, runtimes
 
 
+def test_the_x_ray_sdk_runs_in_the_handlers_only_when_tracing_detail_asks_for_aws_calls(template):
+    # Given the TracingDetail parameter and the Globals' trace switch of Powertools' Tracer
+    parameter = template["Parameters"]["TracingDetail"]
+    switch = template["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"]
+    mapping, key, field = switch["Fn::FindInMap"]
+    assert key == {"Ref": "TracingDetail"}
+    # When each value of the parameter is looked up
+    disabled = {value: template["Mappings"][mapping][value][field] for value in parameter["AllowedValues"]}
+    # Then the default leaves tracing to Lambda (no SDK) and AwsCalls turns the SDK on
+    assert disabled == {"Invocations": "true", "AwsCalls": "false"}
+    assert parameter["Default"] == "Invocations"
+    # and every function keeps Lambda's active tracing and the global switch (no function overrides it)
+    default = template["Globals"]["Function"]["Tracing"]
+    for name, props in functions(template).items():
+        assert props.get("Tracing", default) == "Active", name
+        assert "POWERTOOLS_TRACE_DISABLED" not in props.get("Environment", {}).get("Variables", {}), name
+
+
 def test_no_iam_statement_allows_every_resource_except_apis_that_accept_no_other(template):
     # Given every IAM statement of the template
     found = list(statements(template["Resources"]))

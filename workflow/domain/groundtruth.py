@@ -57,7 +57,7 @@ class InvalidLabelAttributeName(GroundTruthError):
 class ImageSize(BaseModel):
     """The ``image_size`` entry of a bounding-box label."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     width: int = Field(gt=0)
     height: int = Field(gt=0)
@@ -67,7 +67,7 @@ class ImageSize(BaseModel):
 class ReviewedBox(BaseModel):
     """One box of a Ground Truth label: pixels of the original frame, fractions allowed."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     class_id: int = Field(ge=0)
     class_name: str
@@ -85,7 +85,7 @@ class ReviewedBox(BaseModel):
 class ReviewedFrame(BaseModel):
     """One line of a Ground Truth output manifest, read for one label attribute."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     source_ref: str
     image_size: ImageSize | None = None  # None when the object failed

@@ -36,7 +36,7 @@ _LINEAGE_NAME = re.compile(r"lineage-\d{6,}\.jsonl")
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 class GpsSample(_Record):

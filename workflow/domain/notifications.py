@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class _Lenient(BaseModel):
     # AWS adds fields over time: accept and ignore the ones we do not read.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="ignore", populate_by_name=True, frozen=True)
 
 
 class RequestParameters(_Lenient):

@@ -37,7 +37,7 @@ DEFAULT_MIN_SCORE = 0.25
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 class ModelMapping(_Section):

@@ -43,7 +43,7 @@ GALLERY_PER_SHARD = 500
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 def batch_id(source: int, page: int, index: int) -> str:

@@ -31,7 +31,7 @@ ROUTES: tuple[Route, ...] = ("auto", "verify", "adjust")
 class RoutingPolicy(BaseModel):
     """The profile's ``routing`` section. Disabled (the default), every labeled frame goes to people."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     enabled: bool = False
     accept_score: float = Field(default=0.5, ge=0.0, le=1.0, description="every box at least this for auto")
@@ -65,7 +65,7 @@ class RoutingPolicy(BaseModel):
 class RouteDecision(BaseModel):
     """Where one frame goes, and why (stored with the frame's labels)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     route: Route
     audit: bool = False  # an auto-accepted frame drawn for the audit: people adjust it anyway

@@ -17,7 +17,7 @@ ReviewBackend = Literal["groundtruth", "label-studio", "none"]
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 class RunRequest(_Payload):

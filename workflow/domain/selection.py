@@ -25,7 +25,7 @@ Clock = Literal["header", "log"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 class DedupeSettings(_Section):

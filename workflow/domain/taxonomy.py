@@ -27,7 +27,7 @@ class TaxonomyClass(BaseModel):
     ``reviewed=False`` stay in the machine-made dataset but are not sent to Ground Truth.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     name: str = Field(min_length=1, max_length=256)
     color: str = "#ffffff"
@@ -44,7 +44,7 @@ class TaxonomyClass(BaseModel):
 class Taxonomy(BaseModel):
     """An ordered list of uniquely named classes; a class's id is its position."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     classes: tuple[TaxonomyClass, ...] = Field(min_length=1)
 
@@ -90,7 +90,7 @@ class Taxonomy(BaseModel):
 class ClassMap(BaseModel):
     """Model class name -> taxonomy class name. Classes the map does not name are dropped."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(defer_build=True, frozen=True)
 
     taxonomy: Taxonomy
     mapping: dict[str, str]

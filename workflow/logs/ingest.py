@@ -26,7 +26,7 @@ MAX_INLINE_PROFILE = 6000
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 class DriveLogObject(_Payload):
