@@ -116,6 +116,8 @@ bench: model
 	@$(PY) -m bench.run
 	@# cold start: each handler's import against `import boto3` alone (bench-out/imports.json)
 	@$(PY) -m bench.imports
+	@# the same, as Lambda's python3.12 imports the layer with and without its bytecode (imports-layer.json)
+	@$(PY) -m bench.imports_layer
 	@# pre-label quality (AP50, AP50:95, effort saved, CPU) per mode and profile; CenterNet is opt-in
 	@# (licence unstated upstream) and fetched here only to measure it
 	@$(PY) -m workflow.models.provision --only centernet-coco
@@ -149,6 +151,18 @@ SCIENCE_PINS = $(call pins_of,$(SCIENCE_PACKAGES))
 LAYER_PLATFORMS := --platform manylinux2014_aarch64 $(foreach v,17 24 26 27 28 31 34,--platform manylinux_2_$(v)_aarch64)
 LAYER_PIP = $(if $(wildcard $(MAKEFILE_DIR)$(PY)),$(MAKEFILE_DIR)$(PY),$(PYTHON)) -m pip
 
+# Lambda's python3.12 cannot use bytecode another Python compiled, and cannot write any into the
+# read-only layer, so a layer without 3.12 bytecode compiles every module it imports at each cold
+# start. The layers ship it, compiled by a local python3.12 (unchecked-hash: the files never change).
+PYTHON312 ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) /usr/bin/python3.12; do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null && { command -v "$$p"; break; }; done)
+define layer_bytecode
+if [ -n "$(PYTHON312)" ]; then \
+	"$(PYTHON312)" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$(ARTIFACTS_DIR)/python" >/dev/null \
+	&& echo ">> python3.12 bytecode compiled into the layer ($(PYTHON312))"; \
+else echo ">> WARNING: no python3.12 here: the layer ships no bytecode (each cold start compiles what it imports)"; fi
+endef
+
 .PHONY: build-WorkflowLayer build-ScienceLayer
 build-WorkflowLayer:
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (SAM sets it)"; exit 2; }
@@ -158,8 +172,9 @@ build-WorkflowLayer:
 	mkdir -p "$(ARTIFACTS_DIR)/python/workflow"
 	cd "$(MAKEFILE_DIR)workflow" && cp -R $(LAYER_MODULES) "$(ARTIFACTS_DIR)/python/workflow/"
 	find "$(ARTIFACTS_DIR)/python/workflow" -name __pycache__ -prune -exec rm -rf {} +
-	set -o pipefail; $(LAYER_PIP) install --quiet --no-deps --only-binary=:all: --implementation cp \
+	set -o pipefail; $(LAYER_PIP) install --quiet --no-deps --no-compile --only-binary=:all: --implementation cp \
 		--python-version 3.12 $(LAYER_PLATFORMS) --target "$(ARTIFACTS_DIR)/python" $(LAYER_PINS) $(QUIET_PIP)
+	@$(layer_bytecode)
 	@du -sh "$(ARTIFACTS_DIR)/python" | sed 's/^/>> layer size unzipped: /'
 
 build-ScienceLayer:
@@ -168,6 +183,7 @@ build-ScienceLayer:
 		{ echo "requirements.lock lacks a pin of: $(SCIENCE_PACKAGES)"; exit 2; }
 	rm -rf "$(ARTIFACTS_DIR)/python"
 	mkdir -p "$(ARTIFACTS_DIR)/python"
-	set -o pipefail; $(LAYER_PIP) install --quiet --no-deps --only-binary=:all: --implementation cp \
+	set -o pipefail; $(LAYER_PIP) install --quiet --no-deps --no-compile --only-binary=:all: --implementation cp \
 		--python-version 3.12 $(LAYER_PLATFORMS) --target "$(ARTIFACTS_DIR)/python" $(SCIENCE_PINS) $(QUIET_PIP)
+	@$(layer_bytecode)
 	@du -sh "$(ARTIFACTS_DIR)/python" | sed 's/^/>> layer size unzipped: /'
