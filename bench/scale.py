@@ -193,7 +193,8 @@ def bench_size(frames: int, batch_size: int, max_concurrency: int, recorded: lis
         }
         start = time.perf_counter()
         arn = cloud.start_run(request)
-        described = cloud.wait(arn, timeout=3600, poll=0.5)
+        # local mode labels ~12-20 frames/s here: a 100,000-frame run takes well over an hour
+        described = cloud.wait(arn, timeout=max(3600.0, frames * 0.5), poll=0.5)
         wall = time.perf_counter() - start
         if described["status"] != "SUCCEEDED":
             raise RuntimeError(f"{frames} frames: run {described['status']}: {described.get('cause')}")
