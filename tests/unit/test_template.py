@@ -484,3 +484,25 @@ def test_a_failed_map_child_never_fails_its_map_and_a_failed_page_or_shard_is_wr
     role = template["Resources"]["AutolabelStateMachine"]["Properties"]["Policies"]
     puts = [s for s in statements(role) if "s3:PutObject" in as_list(s["Action"])]
     assert any(s["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/runs/*/failures/*"} for s in puts), puts
+
+
+@pytest.mark.parametrize(
+    ("profile_endpoints", "expected"),
+    [
+        ("", ("autolabel-nanodet-coco",)),
+        ("ep-lanes,ep-signs", ("autolabel-nanodet-coco", "ep-lanes", "ep-signs")),
+    ],
+)
+def test_prepare_run_knows_the_endpoints_invoke_models_may_call(profile_endpoints, expected):
+    # Given the template with its default EndpointName and some ProfileEndpointNames
+    from workflow.local.template import Resolver, Template
+    from workflow.settings import Settings
+
+    parsed = Template(TEMPLATE)
+    refs = {**parsed.parameter_defaults(), "ProfileEndpointNames": profile_endpoints}
+    resolver = Resolver(refs, {}, parsed.data["Mappings"])
+    # When PrepareRun's INVOKABLE_ENDPOINTS is resolved (as local mode resolves it) and read
+    env = resolver(parsed.resources["PrepareRunFunction"]["Properties"]["Environment"]["Variables"])
+    settings = Settings.from_env({"DATA_BUCKET": "d", "TOKEN_TABLE": "t", "LEDGER_TABLE": "l", **env})
+    # Then they are the endpoints InvokeModels' policy names: EndpointName and ProfileEndpointNames
+    assert settings.invokable_endpoints == expected

@@ -177,6 +177,8 @@ class LocalCloud:
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("AUTOLABEL_LOG_LEVEL", "WARNING"),
             "LOG_LEVEL": os.environ.get("AUTOLABEL_LOG_LEVEL", "WARNING"),
+            # no IAM here: the local endpoints serve whatever models the run names
+            "INVOKABLE_ENDPOINTS": "",
         }
         self._set_env(env)
         aws_adapters.reset()

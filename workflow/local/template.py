@@ -56,7 +56,7 @@ class FunctionSpec:
 
 @dataclass
 class Resolver:
-    """Resolves Ref/GetAtt/Sub against local names and parameter values."""
+    """Resolves Ref/GetAtt/Sub/Join/FindInMap against local names and parameter values."""
 
     refs: dict[str, str]
     attrs: dict[str, str]
@@ -94,6 +94,12 @@ class Resolver:
                 return str(names[name]) if name in names else self._sub_var(name)
 
             return re.sub(r"\$\{([^}]+)\}", var, str(text))
+        if tag.tag == "Join":
+            delimiter, items = tag.value
+            resolved = self(items)
+            if isinstance(resolved, str):  # a CommaDelimitedList parameter, kept as its text here
+                resolved = resolved.split(",") if resolved else []
+            return str(delimiter).join(str(v) for v in resolved)
         if tag.tag == "FindInMap":
             mapping, key, name = (self(v) for v in tag.value)
             return str(self.mappings[mapping][key][name])
