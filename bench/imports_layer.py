@@ -31,22 +31,22 @@ from bench.imports import PROBE
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench-out" / "imports-layer.json"
 RUNTIME = ("boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3")
-LIGHT = (
-    "assemble_manifest",
-    "collect_review",
-    "finish_run",
-    "inference_callback",
-    "invoke_models",
-    "label_studio_webhook",
-    "labeling_callback",
-    "list_page",
-    "plan_drive_logs",
-    "plan_review",
-    "prepare_run",
-    "record_batch_failure",
-    "report_failed_run",
-    "start_review",
-)
+
+
+def light_handlers() -> list[str]:
+    """The handler folders whose function takes no ScienceLayer (numpy, Pillow, pycocotools), as
+    template.yaml declares them."""
+    from workflow.local.template import load_template
+
+    light = []
+    for resource in load_template(ROOT / "template.yaml")["Resources"].values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        layers = [getattr(layer, "value", layer) for layer in props.get("Layers", [])]
+        if "ScienceLayer" not in layers:
+            light.append(Path(props["CodeUri"]).name)
+    return sorted(light)
 
 
 def python312() -> str | None:
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if py is None:
         print("no python3.12 on this machine: the layer import benchmark is skipped", file=sys.stderr)
         return 0
-    handlers = args.only.split(",") if args.only else list(LIGHT)
+    handlers = args.only.split(",") if args.only else light_handlers()
     with tempfile.TemporaryDirectory() as tmp:
         runtime, plain, compiled = build(py, Path(tmp))
         runs: dict[str, list[float]] = {}

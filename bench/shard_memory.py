@@ -82,13 +82,11 @@ def write_run(endpoint: str, frames: int, boxes: int) -> tuple[dict[str, Any], d
     import numpy as np
 
     sys.path.insert(0, str(ROOT / "tests" / "unit"))
-    from fan_in_steps import merged_batch, run_context  # type: ignore[import-not-found]
+    from fan_in_steps import merged_batch, run_context, synthetic_frame  # type: ignore[import-not-found]
 
     from workflow.adapters.s3 import S3Store
-    from workflow.domain.detections import Detections, Provenance
     from workflow.domain.profile import default_profile
     from workflow.domain.records import batch_id
-    from workflow.domain.routing import RouteDecision
     from workflow.settings import Settings
     from workflow.steps.plan import plan_review
 
@@ -101,21 +99,7 @@ def write_run(endpoint: str, frames: int, boxes: int) -> tuple[dict[str, Any], d
     names = list(profile.taxonomy.names)[:6]
     rng = np.random.default_rng(0)
     for b in range(frames // BATCH):
-        batch = []
-        for f in range(BATCH):
-            xy = rng.uniform(0, 800, (boxes, 2))
-            corners = np.hstack([xy, xy + rng.uniform(5, 100, (boxes, 2))]).astype(np.float32)
-            dets = Detections(
-                boxes=corners,
-                scores=rng.uniform(0.3, 1, boxes).astype(np.float32),
-                class_ids=np.zeros(boxes, np.int64),
-                class_names=tuple(names[i % len(names)] for i in range(boxes)),
-                image_width=1600,
-                image_height=900,
-                provenance=Provenance(model="m", version="synthetic"),
-                frame=f"s3://frames/{b:04d}/{f:04d}.jpg",
-            )
-            batch.append((dets, RouteDecision(route="auto", boxes=boxes)))
+        batch = [synthetic_frame(rng, names, boxes, b, f) for f in range(BATCH)]
         merged_batch(s3, run, profile, settings, batch, batch=batch_id(0, b // 10, b % 10))
     manifest = plan_review(run, settings, s3)
     shard = s3.get_json(f"s3://{run.bucket}/{manifest.shards_key}")[0]

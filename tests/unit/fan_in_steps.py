@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from workflow.adapters.ledger import FrameLedger
 from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
-from workflow.domain.detections import Detections
+from workflow.domain.detections import Detections, Provenance
 from workflow.domain.profile import LabelingProfile
 from workflow.domain.records import (
     BATCH_FIELD,
@@ -34,6 +36,25 @@ from workflow.steps.plan import assemble_manifest, plan_review
 from workflow.steps.publish import publish_shard
 
 BATCH = batch_id(0, 0, 0)
+
+
+def synthetic_frame(
+    rng: np.random.Generator, names: list[str], boxes: int, batch: int, frame: int
+) -> tuple[Detections, RouteDecision]:
+    """One fused, auto-routed 1600x900 frame of ``boxes`` random boxes (classes ``names`` in turn),
+    ``s3://frames/<batch>/<frame>.jpg``: the frames of the memory tests and bench.shard_memory."""
+    xy = rng.uniform(0, 800, (boxes, 2))
+    dets = Detections(
+        boxes=np.hstack([xy, xy + rng.uniform(5, 100, (boxes, 2))]).astype(np.float32),
+        scores=rng.uniform(0.3, 1, boxes).astype(np.float32),
+        class_ids=np.zeros(boxes, np.int64),
+        class_names=tuple(names[i % len(names)] for i in range(boxes)),
+        image_width=1600,
+        image_height=900,
+        provenance=Provenance(model="m", version="synthetic"),
+        frame=f"s3://frames/{batch:04d}/{frame:04d}.jpg",
+    )
+    return dets, RouteDecision(route="auto", boxes=boxes)
 
 
 def run_context(models: list[str], **changes: Any) -> RunContext:

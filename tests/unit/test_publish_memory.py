@@ -15,16 +15,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-from fan_in_steps import run_context
+from fan_in_steps import run_context, synthetic_frame
 from port_fakes import MemoryObjects
 from pycocotools.coco import COCO
 
 from workflow.adapters.run_store import RunStore
-from workflow.domain.detections import Detections, Provenance
 from workflow.domain.frames import S3Uri
 from workflow.domain.profile import default_profile
 from workflow.domain.records import BatchLabels, LabeledFrame, batch_id
-from workflow.domain.routing import RouteDecision
 from workflow.steps.publish import _Review, _Shard, _write_shard
 
 BATCHES, FRAMES, BOXES = 20, 100, 30
@@ -55,18 +53,7 @@ def batches() -> Iterator[BatchLabels]:
     for b in range(BATCHES):
         frames = []
         for f in range(FRAMES):
-            xy = rng.uniform(0, 800, (BOXES, 2))
-            dets = Detections(
-                boxes=np.hstack([xy, xy + rng.uniform(5, 100, (BOXES, 2))]).astype(np.float32),
-                scores=rng.uniform(0.3, 1, BOXES).astype(np.float32),
-                class_ids=np.zeros(BOXES, np.int64),
-                class_names=tuple(names[i % len(names)] for i in range(BOXES)),
-                image_width=1600,
-                image_height=900,
-                provenance=Provenance(model="m", version="synthetic"),
-                frame=f"s3://frames/{b:04d}/{f:04d}.jpg",
-            )
-            route = RouteDecision(route="auto", boxes=BOXES)
+            dets, route = synthetic_frame(rng, names, BOXES, b, f)
             frames.append(LabeledFrame(frame=dets.frame, labels=dets.to_dict(), models=["m"], route=route))
         yield BatchLabels(batch_id=batch_id(0, 0, b), frames=frames)
 
