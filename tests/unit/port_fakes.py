@@ -60,7 +60,7 @@ class MemoryObjects:
         self.put_bytes(uri, body, content_type)
         return len(body)
 
-    def list_objects(self, prefix: str | S3Uri) -> Iterator[tuple[S3Uri, int]]:
+    def list_objects(self, prefix: str | S3Uri, page_size: int | None = None) -> Iterator[tuple[S3Uri, int]]:
         start = str(_loc(prefix))
         for key in sorted(k for k in self.objects if k.startswith(start)):
             yield S3Uri.parse(key), len(self.objects[key])

@@ -41,7 +41,7 @@ class DiskS3:
     def _uri(self, uri: str | S3Uri) -> S3Uri:
         return uri if isinstance(uri, S3Uri) else S3Uri.parse(uri)
 
-    def list_objects(self, prefix: str | S3Uri) -> Iterator[tuple[S3Uri, int]]:
+    def list_objects(self, prefix: str | S3Uri, page_size: int | None = None) -> Iterator[tuple[S3Uri, int]]:
         loc = self._uri(prefix)
         sub = loc.key.rstrip("/").rsplit("/", 1)[-1]
         assert sub in ("batches", "counts"), loc

@@ -52,6 +52,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 READ_THREADS = 16
+# Keys per listing page of the run's own records (counts, pages, batches, shards): a parsed page of
+# 1,000 keys is ~2.5 MB in flight, of 100 ~0.5 MB, so a step's memory stops growing with the run
+# from 100 records (10,000 frames at batch 100) on, for 10x the LISTs (2,000 at 10M frames, $0.01).
+LIST_PAGE = 100
 
 
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], threads: int = READ_THREADS) -> Iterator[R]:
@@ -209,12 +213,21 @@ class RunStore:
     def put_shard_counts(self, counts: ShardCounts) -> str:
         return self.put_model(f"dataset/shards/{counts.index:05d}.counts.json", counts)
 
+    def put_shard_gallery(self, index: int, entries: list[dict[str, Any]]) -> str:
+        """The shard's sample for report.html's gallery (apart from its counters, which every
+        FinishRun reads in full: only the first shards' samples are read, one at a time)."""
+        return self.s3.put_json(self.uri(f"dataset/shards/{index:05d}.gallery.json"), entries)
+
+    def shard_gallery(self, index: int) -> list[dict[str, Any]]:
+        data = self.get_optional(f"dataset/shards/{index:05d}.gallery.json")
+        return list(data or [])
+
     def shard_counts(self) -> Iterator[ShardCounts]:
         yield from (ShardCounts.model_validate(d) for d in self._read_all("dataset/shards/", ".counts.json"))
 
     # --- helpers ------------------------------------------------------------------------------------
     def _read_all(self, sub: str, suffix: str = ".json") -> Iterator[Any]:
-        keys = (uri for uri, _ in self.s3.list_objects(self.uri(sub)) if uri.key.endswith(suffix))
+        keys = (uri for uri, _ in self.s3.list_objects(self.uri(sub), LIST_PAGE) if uri.key.endswith(suffix))
         yield from bounded_map(self.s3.get_json, keys)
 
 

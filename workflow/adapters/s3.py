@@ -93,10 +93,14 @@ class S3Store:
                 return False
             raise ObjectUnreadable(str(loc), _code(err)) from err
 
-    def list_objects(self, prefix: str | S3Uri) -> Iterator[tuple[S3Uri, int]]:
-        """Every object under a prefix, with its size, in key order."""
+    def list_objects(self, prefix: str | S3Uri, page_size: int | None = None) -> Iterator[tuple[S3Uri, int]]:
+        """Every object under a prefix, with its size, in key order, one listing page (at most
+        ``page_size`` keys, S3's 1,000 by default) at a time."""
         loc = prefix if isinstance(prefix, S3Uri) else S3Uri.parse(prefix)
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=loc.bucket, Prefix=loc.key)
+        config = {"PageSize": page_size} if page_size else {}
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=loc.bucket, Prefix=loc.key, PaginationConfig=config
+        )
         for page in pages:
             for obj in page.get("Contents", []):
                 yield S3Uri(loc.bucket, obj["Key"]), int(obj["Size"])

@@ -368,8 +368,10 @@ class ShardCounts(_Record):
     score_histogram: dict[str, int] = Field(
         default_factory=dict, description="pre-labels per 'model|class|bin' (bin = score in tenths, 0..9)"
     )
-    gallery: list[dict[str, Any]] = Field(
-        default_factory=list, description=f"the first {GALLERY_PER_SHARD} labeled frames, for report.html"
+    gallery_frames: int = Field(
+        0,
+        description=f"frames in the shard's gallery sample for report.html (its first {GALLERY_PER_SHARD} "
+        "labeled frames, in dataset/shards/<index>.gallery.json)",
     )
 
 

@@ -3,7 +3,7 @@
 
 No network at view time (inline CSS, JS and SVG; no fonts or scripts fetched), so it opens from a
 file or an S3 presigned URL. The gallery lists the frames the shards' counters carry (at most
-``GALLERY_PER_SHARD`` per shard) as data, and draws one page of thumbnails at a time: images are
+``GALLERY_PER_SHARD`` per shard, streamed in as the page is written) as data, and draws one page of thumbnails at a time: images are
 linked, never inlined, and load lazily. Opened from a file (a local run's OUT folder) a thumbnail
 is tried at the places a local run may have drawn it (:func:`overlay_candidates`), then the
 frame's URL; elsewhere the frame's URL (presigned in AWS).
@@ -16,7 +16,7 @@ from __future__ import annotations
 import html
 import json
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 PAGE_SIZE = 24
@@ -258,6 +258,7 @@ function draw(){
   $('page').textContent='page '+(page+1)+' of '+pages+' · '+shown.length+' of '+D.length+' frames';
   $('prev').disabled=page===0; $('next').disabled=page>=pages-1;
 }
+for(const c of [...new Set(D.flatMap(e=>e.c))].sort()){const o=document.createElement('option'); o.value=c; o.textContent=c; $('f-class').appendChild(o);}
 for(const id of ['f-class','f-route','f-min','f-max']) $(id).addEventListener('change',apply);
 $('prev').onclick=()=>{page--;draw();}; $('next').onclick=()=>{page++;draw();};
 apply();
@@ -265,28 +266,32 @@ apply();
 """
 
 
-def _gallery(entries: Sequence[Mapping[str, Any]], colors: Mapping[str, str], labeled: int) -> str:
-    classes = sorted({c for e in entries for c in e["c"]})
-    options = "".join(f'<option value="{_e(c)}">{_e(c)}</option>' for c in classes)
+def _gallery(entries: Iterable[Mapping[str, Any]], count: int, labeled: int) -> Iterator[str]:
+    """The gallery section, its data streamed entry by entry (the class filter's options are
+    filled from the data by the page's script)."""
     routes = "".join(f'<option value="{r}">{r}</option>' for r in ("auto", "verify", "adjust", "audit"))
     sample = (
-        f"<p class='note'>The gallery lists {len(entries)} of the {labeled} labeled frames "
+        f"<p class='note'>The gallery lists {count} of the {labeled} labeled frames "
         "(the first of each dataset shard); every frame is in the dataset and the frame reports.</p>"
-        if len(entries) < labeled
+        if count < labeled
         else ""
     )
-    data = json.dumps(list(entries), separators=(",", ":")).replace("</", "<\\/")
-    return (
+    yield (
         '<section id="gallery"><h2>Gallery</h2>'
         '<div class="filters"><label>class <select id="f-class"><option value="">all</option>'
-        f'{options}</select></label><label>route <select id="f-route"><option value="">all</option>{routes}'
+        f'</select></label><label>route <select id="f-route"><option value="">all</option>{routes}'
         '</select></label><label>lowest score from <input id="f-min" type="number" min="0" max="1" '
         'step="0.05" value="0" size="4"></label><label>to <input id="f-max" type="number" min="0" max="1" '
         f'step="0.05" value="1" size="4"></label></div>{sample}<div id="tiles" class="tiles"></div>'
         '<div class="pager"><button id="prev">‹ previous</button><span id="page"></span>'
         '<button id="next">next ›</button></div>'
-        f'<script type="application/json" id="gallery-data">{data}</script></section>'
+        '<script type="application/json" id="gallery-data">['
     )
+    sep = ""
+    for entry in entries:
+        yield sep + json.dumps(entry, separators=(",", ":")).replace("</", "<\\/")
+        sep = ","
+    yield "]</script></section>"
 
 
 def render_report(
@@ -299,11 +304,38 @@ def render_report(
     elapsed_s: float | None = None,
 ) -> str:
     """The page: summary, classes, score histograms, routing, scorecard, failures, gallery."""
-    entries = [gallery_entry(e, image_url(str(e["frame"]))) for e in gallery if e.get("status") == "labeled"]
+    labeled = [e for e in gallery if e.get("status") == "labeled"]
+    return "".join(
+        render_report_chunks(
+            report,
+            score_histogram=score_histogram,
+            gallery=labeled,
+            gallery_count=len(labeled),
+            image_url=image_url,
+            colors=colors,
+            elapsed_s=elapsed_s,
+        )
+    )
+
+
+def render_report_chunks(
+    report: Mapping[str, Any],
+    *,
+    score_histogram: Mapping[str, int],
+    gallery: Iterable[Mapping[str, Any]],
+    gallery_count: int,
+    image_url: Callable[[str], str],
+    colors: Mapping[str, str],
+    elapsed_s: float | None = None,
+) -> Iterator[str]:
+    """The page as it streams: everything but the gallery's data first, then the gallery's entries
+    as ``gallery`` yields them (``gallery_count`` of them, the labeled ones shown), so a run's page
+    is written without holding its gallery."""
+    entries = (gallery_entry(e, image_url(str(e["frame"]))) for e in gallery if e.get("status") == "labeled")
     hist = histograms(score_histogram)
     js = _JS % {"page": PAGE_SIZE, "colors": json.dumps(dict(colors)).replace("</", "<\\/")}
     title = f"Run {report.get('run_id', '')}"
-    return (
+    yield (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src * data: file:; '
@@ -313,6 +345,6 @@ def render_report(
         f"status {_e(report.get('status', ''))}</div></header><main>"
         f"{_summary(report, elapsed_s)}{_classes(report, colors)}{_scores(hist, colors)}{_routing(report)}"
         f"{_scorecard(report.get('scorecard'))}{_failures(report)}"
-        f"{_gallery(entries, colors, int(report.get('labeled', 0)))}"
-        f"</main><script>{js}</script></body></html>"
     )
+    yield from _gallery(entries, gallery_count, int(report.get("labeled", 0)))
+    yield f"</main><script>{js}</script></body></html>"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from workflow.adapters.run_store import RunStore
 from workflow.domain.records import ShardCounts, add_counts
-from workflow.reports.html import render_report
+from workflow.reports.html import render_report_chunks
 
 LOG = logging.getLogger(__name__)
 # A presigned URL lives at most 7 days (SigV4); the gallery's frame links expire with it.
@@ -20,49 +20,60 @@ LINK_SECONDS = 7 * 24 * 3600
 GALLERY_MAX = 5000  # frames in the page's gallery, at most
 
 
-def report_inputs(shards: Iterable[ShardCounts]) -> tuple[Counter[str], list[Any]]:
-    """The page's score histogram and bounded gallery sample, from the shards' counters in one pass."""
-    histogram: Counter[str] = Counter()
-    gallery: list[Any] = []
+class GallerySample:
+    """The page's score histogram and which shards' gallery samples fill its gallery (their first
+    frames, up to ``GALLERY_MAX`` in all), added up shard by shard from the counters; the frames
+    themselves are read when the page is written, one shard's sample at a time."""
+
+    def __init__(self) -> None:
+        self.histogram: Counter[str] = Counter()
+        self.take: list[tuple[int, int]] = []  # (shard index, frames of its sample shown)
+        self.frames = 0
+
+    def add(self, shard: ShardCounts) -> None:
+        add_counts(self.histogram, shard.score_histogram)
+        room = GALLERY_MAX - self.frames
+        if room > 0 and shard.gallery_frames > 0:
+            shown = min(room, shard.gallery_frames)
+            self.take.append((shard.index, shown))
+            self.frames += shown
+
+    def entries(self, store: RunStore) -> Iterator[dict[str, Any]]:
+        for index, shown in sorted(self.take):
+            yield from store.shard_gallery(index)[:shown]
+
+
+def gallery_sample(shards: Iterable[ShardCounts]) -> GallerySample:
+    """The sample of a run's shards, from their counters in one pass."""
+    sample = GallerySample()
     for shard in shards:
-        add_gallery(histogram, gallery, shard)
-    return histogram, gallery
-
-
-def add_gallery(histogram: Counter[str], gallery: list[Any], shard: ShardCounts) -> None:
-    """Add one shard to the histogram and, while there is room (GALLERY_MAX), to the gallery sample."""
-    add_counts(histogram, shard.score_histogram)
-    gallery.extend(shard.gallery[: max(GALLERY_MAX - len(gallery), 0)])
+        sample.add(shard)
+    return sample
 
 
 def write_report_html(
-    store: RunStore,
-    report: dict[str, Any],
-    histogram: Counter[str],
-    gallery: list[Any],
-    colors: dict[str, str],
+    store: RunStore, report: dict[str, Any], sample: GallerySample, colors: dict[str, str]
 ) -> str | None:
     """Render the page (every frame is in the per-shard frame reports; the gallery is a bounded
-    sample) and put it at ``report.html``; returns its URI.
+    sample) and stream it to ``report.html``; returns its URI.
 
     The page is a view of ``report.json`` (already written): a page that cannot be rendered is
-    logged with its reason and the run goes on (None returned); S3 errors are raised as usual.
+    logged with its reason and the run goes on (None returned, and no page: the upload is not
+    completed); S3 errors are raised as usual.
     """
+    uri = store.uri("report.html")
     try:
-        page = _render(store, report, histogram, gallery, colors)
+        chunks = (c.encode() for c in _render(store, report, sample, colors))
+        store.s3.put_stream(uri, chunks, "text/html; charset=utf-8")
     except (KeyError, TypeError, ValueError) as exc:
         LOG.error("report.html of %s not written: %s: %s", store.prefix, type(exc).__name__, exc)
         return None
-    return store.s3.put_bytes(store.uri("report.html"), page.encode(), "text/html; charset=utf-8")
+    return str(uri)
 
 
 def _render(
-    store: RunStore,
-    report: dict[str, Any],
-    histogram: Counter[str],
-    gallery: list[Any],
-    colors: dict[str, str],
-) -> str:
+    store: RunStore, report: dict[str, Any], sample: GallerySample, colors: dict[str, str]
+) -> Iterator[str]:
     client = store.s3.client
 
     def link(frame: str) -> str:
@@ -76,10 +87,11 @@ def _render(
         except Exception:  # noqa: BLE001 - a link that cannot be signed stays the frame's URI
             return frame
 
-    return render_report(
+    return render_report_chunks(
         report,
-        score_histogram=histogram,
-        gallery=gallery,
+        score_histogram=sample.histogram,
+        gallery=sample.entries(store),
+        gallery_count=sample.frames,
         image_url=link,
         colors=colors,
         elapsed_s=_elapsed(store),

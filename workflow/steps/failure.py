@@ -21,7 +21,7 @@ from workflow.adapters.run_store import RunStore
 from workflow.adapters.s3 import S3Store
 from workflow.domain.records import add_counts
 from workflow.domain.run import RunRequest
-from workflow.reports.store import report_inputs, write_report_html
+from workflow.reports.store import gallery_sample, write_report_html
 from workflow.settings import Settings
 from workflow.steps.prepare import run_id_from
 
@@ -77,7 +77,7 @@ def on_execution_change(
     store = RunStore(s3, settings.data_bucket, f"{settings.runs_prefix.strip('/')}/{run_id}")
     report = failed_run_report(store, run_id, change)
     s3.put_json(store.uri("report.json"), report)
-    write_report_html(store, report, *report_inputs(store.shard_counts()), {})
+    write_report_html(store, report, gallery_sample(store.shard_counts()), {})
     ledger.mark_run(run_id, "failed", f"{change.status}: {change.error or ''}")
     return {"status": "reported", "run_id": run_id, "report": str(store.uri("report.json"))}
 

@@ -22,7 +22,7 @@ from workflow.domain.profile import LabelingProfile
 from workflow.domain.records import EXAMPLES, PageCounts, ShardCounts, add_counts, short_reason
 from workflow.domain.run import ReviewResult, RunContext, review_outcome
 from workflow.domain.scorecard import Scorecard, merge_scorecards, scorecard_from_state
-from workflow.reports.store import add_gallery, write_report_html
+from workflow.reports.store import GallerySample, write_report_html
 from workflow.settings import Settings
 from workflow.steps.plan import review_workers
 from workflow.steps.prepare import run_profile
@@ -95,7 +95,7 @@ def finish_run(state: dict[str, Any], settings: Settings, s3: S3Store, ledger: F
     outputs["report_html"] = str(store.uri("report.html"))
     s3.put_json(store.uri("report.json"), report)
     colors = {c.name: c.color for c in profile.taxonomy.classes}
-    write_report_html(store, report, total.histogram, total.gallery, colors)
+    write_report_html(store, report, total.gallery, colors)
     ledger.mark_run(run.run_id, "succeeded")
     return summary
 
@@ -123,8 +123,7 @@ class _Totals:
         self.segmentation_manifests: list[str] = []
         self.card = Scorecard()
         self.shards: set[int] = set()
-        self.histogram: Counter[str] = Counter()  # report.html's score histogram and gallery sample
-        self.gallery: list[Any] = []
+        self.gallery = GallerySample()  # report.html's score histogram and the shards its gallery shows
 
     def add(self, shard: ShardCounts) -> None:
         self.shards.add(shard.index)
@@ -145,7 +144,7 @@ class _Totals:
             self.segmentation_manifests.append(shard.outputs["segmentation_manifest"])
         if shard.scorecard:
             self.card = merge_scorecards([self.card, scorecard_from_state(shard.scorecard)])
-        add_gallery(self.histogram, self.gallery, shard)
+        self.gallery.add(shard)
 
 
 class _PageTotals:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from workflow.adapters.run_store import RunStore, lines_body
+from workflow.adapters.run_store import LIST_PAGE, RunStore, lines_body
 from workflow.adapters.s3 import S3Store
 from workflow.domain.errors import AutolabelError
 from workflow.domain.frames import S3Uri
@@ -150,7 +150,10 @@ def _fail_lost(store: RunStore, name: str) -> BatchCounts:
 
 def _listed_batches(store: RunStore) -> Iterator[str]:
     prefix = S3Uri(store.bucket, store.batches_prefix())
-    return (uri.key.rsplit("/", 1)[-1].removesuffix(".json") for uri, _ in store.s3.list_objects(prefix))
+    return (
+        uri.key.rsplit("/", 1)[-1].removesuffix(".json")
+        for uri, _ in store.s3.list_objects(prefix, LIST_PAGE)
+    )
 
 
 def _manifest_part(

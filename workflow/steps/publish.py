@@ -321,6 +321,8 @@ def publish_shard(
     finally:
         out.close()
     _settle(ledger, run.run_id, out, run.labeling_version)
+    gallery = [e for e in out.report if e["status"] == "labeled"][:GALLERY_PER_SHARD]
+    store.put_shard_gallery(shard.index, gallery)
     counts = ShardCounts(
         index=shard.index,
         frames=out.frames,
@@ -339,7 +341,7 @@ def publish_shard(
         scorecard=None if card is None else scorecard_state(card),
         outputs=outputs,
         score_histogram=dict(out.histogram),
-        gallery=[e for e in out.report if e["status"] == "labeled"][:GALLERY_PER_SHARD],
+        gallery_frames=len(gallery),
     )
     store.put_shard_counts(counts)
     return counts
