@@ -207,3 +207,41 @@ def test_a_profile_that_asks_relabels_frames_labeled_under_another_version(ledge
     # And a run that does not ask keeps skipping it, whatever its version
     assert not ledger.claim(same, "run-d").claimed
     assert not ledger.claim(same, "run-e", changed_from="v2").claimed
+
+
+class CountingClient:
+    """The DynamoDB client, with each call's operation noted."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.calls = client, []
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append(name)
+        return getattr(self.client, name)
+
+
+def test_a_new_frame_takes_one_put_and_a_frame_labeled_elsewhere_one_write_and_no_read(
+    dynamodb: Any,
+) -> None:
+    counting = CountingClient(dynamodb)
+    ledger = FrameLedger(counting, TABLE)  # type: ignore[arg-type]
+    frame = new_frame()
+    assert ledger.claim(frame, "run-a", page="p1").claimed
+    assert counting.calls == ["put_item"]
+    item = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": frame}})["Item"]
+    assert {k: next(iter(v.values())) for k, v in item.items() if k != "claim_expires"} == {
+        "pk": frame,
+        "status": "claimed",
+        "run_id": "run-a",
+        "claim_page": "p1",
+        "updated_at": item["updated_at"]["N"],
+    }
+    ledger.settle(frame, "run-a", "labeled", version="v1")
+    counting.calls.clear()
+    skipped = ledger.claim(frame, "run-b")
+    assert skipped == Claim(frame, False, "already labeled by run run-a")
+    assert counting.calls == ["put_item"]  # the failed put returned the item: no update, no read
+    # the same run again (a resumed run), another version or relabel: the conditional update decides
+    counting.calls.clear()
+    assert ledger.claim(frame, "run-c", changed_from="v2").claimed
+    assert counting.calls == ["put_item", "update_item"]
