@@ -255,6 +255,9 @@ def bench_compare() -> dict[str, Any]:
                         inference["seconds"] += time.perf_counter() - start
                         inference["frames"] += 1
 
+        from workflow.local.runner import auto_batch_size
+
+        batch = auto_batch_size(n, cores)  # what `autolabel run` picks for this folder on this machine
         model = Timed()
         model.predict_bytes(data[0][1], "warm-up")
         inference.update(seconds=0.0, frames=0)
@@ -265,7 +268,7 @@ def bench_compare() -> dict[str, Any]:
             Path(tmp) / "out",
             [LocalModel(MODEL, lambda: model)],
             review="skip",
-            batch_size=8,
+            batch_size=batch,
             max_concurrency=4,
             overlays=False,
             workspace=Workspace(Path(tmp) / "workspace"),
@@ -305,7 +308,7 @@ def bench_compare() -> dict[str, Any]:
                 Path(tmp) / "out-free",
                 [LocalModel(MODEL, Free)],
                 review="skip",
-                batch_size=8,
+                batch_size=batch,
                 max_concurrency=4,
                 overlays=False,
                 workspace=Workspace(Path(tmp) / "workspace-free"),
@@ -328,7 +331,8 @@ def bench_compare() -> dict[str, Any]:
         "raw_settings_tried": raw,
         "workflow_fps": round(workflow_fps, 2),
         "workflow_over_raw": round(workflow_fps / best["fps"], 3),
-        "workflow_setting": f"{cores} endpoint workers x 1 intra-op thread, batch 8, 4 batches at once",
+        "workflow_setting": f"{cores} endpoint workers x 1 intra-op thread, batch {batch}, 4 batches at once",
+        "batch_size": batch,
         "end_to_end_fps": round(n / total, 2),
         "breakdown_s": {
             "start (moto, template, models)": round(stages.get("uploading", 0.0), 2),

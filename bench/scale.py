@@ -438,7 +438,10 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> int:
         print(f"    invocations {json.dumps(e['invocations'])}")
         print(f"    largest invocation (frames) {json.dumps(e['largest_invocation_frames'])}")
         print(f"    objects read {json.dumps(e['objects_read'])}")
-        print(f"    projected peak MB (linear in objects read, slope between the smallest and largest run) {json.dumps(e['projected_peak_mb'])}")
+        print(
+            "    projected peak MB (linear in objects read, smallest to largest run) "
+            f"{json.dumps(e['projected_peak_mb'])}"
+        )
         print(f"    child executions {json.dumps(e['child_executions'])}")
         print(
             f"    ListPage loop: {e['listpage_events_per_source']} history events per source "

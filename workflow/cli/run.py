@@ -55,7 +55,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="labeling profile (YAML/JSON): taxonomy, models and their class maps, fusion, routing; "
         "its models become the local endpoints (default: the built-in profile, profiles/default.yaml)",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="frames per batch / async invocation")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="frames per batch / async invocation (default: about two batches per endpoint worker, "
+        "8 to 64 frames)",
+    )
     parser.add_argument("--max-concurrency", type=int, default=4, help="batches labeled at once")
     parser.add_argument("--no-overlays", action="store_true", help="do not draw overlay images")
     add_workspace_argument(parser)
@@ -334,8 +340,8 @@ def argument_error(source: str | None, args: argparse.Namespace) -> str | None:
 
     from workflow.models.registry import KNOWN_MODELS
 
-    if not 1 <= args.batch_size <= 500:
-        return f"--batch-size {args.batch_size}: frames per batch must be 1 to 500 (default 8)"
+    if args.batch_size is not None and not 1 <= args.batch_size <= 500:
+        return f"--batch-size {args.batch_size}: frames per batch must be 1 to 500"
     if not 1 <= args.max_concurrency <= 10_000:
         return f"--max-concurrency {args.max_concurrency}: batches at once must be 1 to 10000 (default 4)"
     for name in args.models or []:

@@ -72,6 +72,23 @@ def upload_folder(cloud: LocalCloud, folder: Path, prefix: str) -> list[str]:
     return uris
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+AUTO_BATCH_MIN, AUTO_BATCH_MAX = 8, 64
+
+
+def auto_batch_size(frames: int, workers: int) -> int:
+    """A local run's frames per batch when none is asked for: about two batches per endpoint worker,
+    so every worker has one in hand and the last wave is even, from 8 frames (progress a batch at a
+    time; a folder of a few frames still splits) to 64 (each batch costs the orchestration about a
+    tenth of a second of CPU: a Map child, three functions, a notification, its records)."""
+    per_batch = -(-max(frames, 1) // max(2 * workers, 1))
+    return max(AUTO_BATCH_MIN, min(AUTO_BATCH_MAX, per_batch))
+
+
 def source_prefix(source: str | Path) -> str:
     """The local S3 prefix a source's frames get: the same for the same folder (or s3:// prefix) in
     every run, so the frame ledger knows a frame an earlier run labeled."""
@@ -168,7 +185,7 @@ def run_local(
     models: list[LocalModel],
     *,
     review: str = "simulate",
-    batch_size: int = 8,
+    batch_size: int | None = None,
     max_concurrency: int = 4,
     progress: Callable[[int, int], None] | None = None,
     overlays: bool = True,
@@ -230,6 +247,7 @@ def run_local(
             review_dir=review_dir if review == "wait" else None,
             parameters=studio.parameters() if studio else None,
             workspace=workspace,
+            max_concurrent_invocations=endpoint_workers or cpu_cores(),
         ) as cloud,
     ):
         if studio:
@@ -237,8 +255,9 @@ def run_local(
         if workspace is not None:
             _release_dead_runs(cloud, workspace, keep=run_id)
         say("uploading")
-        upload_folder(cloud, folder, prefix)
+        uploaded = upload_folder(cloud, folder, prefix)
         if request is None:
+            batch_size = batch_size or auto_batch_size(len(uploaded), endpoint_workers or cpu_cores())
             request = _request(run_id, models, profile, review, batch_size, max_concurrency, prefix)
             if relabel:
                 request["relabel"] = True
@@ -436,18 +455,18 @@ def _request(
 def _also_export_input(
     cloud: LocalCloud, run_id: str, out_dir: Path, tick: Callable[[], None]
 ) -> Callable[[], None]:
-    def on_poll() -> None:
-        tick()
-        target = out_dir / "input.manifest"
-        if not target.exists():
-            key = f"runs/{run_id}/review/input-000.manifest"
-            try:
-                body = cloud.s3.get_object(Bucket=cloud.data_bucket, Key=key)["Body"].read()
-                target.write_bytes(body)
-            except cloud.s3.exceptions.NoSuchKey:
-                pass
+    """The progress tick, and the first labeling job's input manifest copied to OUT the moment it is
+    stored (a listener on local S3: people start reviewing while the run waits for them), instead
+    of asking local S3 for it at every poll."""
+    key = f"runs/{run_id}/review/input-000.manifest"
+    target = out_dir / "input.manifest"
 
-    return on_poll
+    def stored(bucket: str, stored_key: str, body: bytes) -> None:
+        if bucket == cloud.data_bucket and stored_key == key:
+            target.write_bytes(bytes(body))
+
+    cloud.object_listeners.append(stored)
+    return tick
 
 
 _EXPORTS = {
