@@ -245,3 +245,32 @@ def test_a_new_frame_takes_one_put_and_a_frame_labeled_elsewhere_one_write_and_n
     counting.calls.clear()
     assert ledger.claim(frame, "run-c", changed_from="v2").claimed
     assert counting.calls == ["put_item", "update_item"]
+
+
+def _item(dynamodb: Any, frame: str) -> dict[str, Any]:
+    got = dynamodb.get_item(TableName=TABLE, Key={"pk": {"S": frame}}, ConsistentRead=True)["Item"]
+    return {k: v for k, v in got.items() if k not in ("pk", "updated_at")}
+
+
+@pytest.mark.parametrize(
+    ("status", "next_route", "version"),
+    [("labeled", "", "v1"), ("labeled", "", ""), ("failed", "adjust", "v1"), ("failed", "", "")],
+)
+def test_a_settle_that_knows_the_claim_page_puts_the_item_the_update_leaves(
+    dynamodb: Any, ledger: FrameLedger, status: str, next_route: str, version: str
+) -> None:
+    updated, put = new_frame(), new_frame()
+    for frame in (updated, put):
+        assert ledger.claim(frame, "run-a", page="s0000-p000003").claimed
+    ledger.settle(updated, "run-a", status, next_route, version)
+    ledger.settle(put, "run-a", status, next_route, version, page="s0000-p000003")
+    assert _item(dynamodb, put) == _item(dynamodb, updated)
+    assert _item(dynamodb, put)["status"] == {"S": status} and "claim_expires" not in _item(dynamodb, put)
+
+
+def test_a_settle_put_never_overwrites_another_runs_claim(dynamodb: Any, ledger: FrameLedger) -> None:
+    frame = new_frame()
+    assert ledger.claim(frame, "run-b", page="s0000-p000000").claimed
+    ledger.settle(frame, "run-a", "labeled", version="v1", page="s0000-p000000")  # run-a lost it
+    assert _item(dynamodb, frame)["run_id"] == {"S": "run-b"}
+    assert _item(dynamodb, frame)["status"] == {"S": "claimed"}

@@ -95,7 +95,15 @@ class MemoryLedger:
     def mark_run(self, run_id: str, status: str, detail: str = "") -> None:
         self.runs[run_id] = status
 
-    def settle(self, frame: str, run_id: str, status: str, next_route: str = "", version: str = "") -> None:
+    def settle(
+        self,
+        frame: str,
+        run_id: str,
+        status: str,
+        next_route: str = "",
+        version: str = "",
+        page: str | None = None,
+    ) -> None:
         self.holders[frame] = run_id
 
 

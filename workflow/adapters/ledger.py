@@ -165,6 +165,33 @@ class FrameLedger:
         got = self.client.get_item(TableName=self.table, Key={"pk": {"S": pk}}, ConsistentRead=True)
         return {k: _de.deserialize(v) for k, v in got.get("Item", {}).items()}
 
+    def _settle_put(
+        self, frame: str, run_id: str, status: str, next_route: str, version: str, page: str
+    ) -> None:
+        # What the update below leaves, whole: a failed frame keeps no labeled_with (a failed frame
+        # is claimed again whatever it was labeled with), no claim_expires, the hint only if given.
+        item: dict[str, Any] = {
+            "pk": frame,
+            "status": status,
+            "run_id": run_id,
+            "updated_at": int(time.time()),
+            "claim_page": page,
+        }
+        if version and status == "labeled":
+            item["labeled_with"] = version
+        if next_route:
+            item["next_route"] = next_route
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={k: _ser.serialize(v) for k, v in item.items()},
+                ConditionExpression="run_id = :run",
+                ExpressionAttributeValues={":run": {"S": run_id}},
+            )
+        except ClientError as err:
+            if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
     # --- run records -----------------------------------------------------------------------------
     def mark_run(self, run_id: str, status: str, detail: str = "") -> None:
         """Record a run's state (``running``, ``succeeded``, ``failed``) under ``run#<run_id>``.
@@ -188,13 +215,26 @@ class FrameLedger:
             self._run_status[run_id] = cached
         return cached[1]
 
-    def settle(self, frame: str, run_id: str, status: str, next_route: str = "", version: str = "") -> None:
+    def settle(
+        self,
+        frame: str,
+        run_id: str,
+        status: str,
+        next_route: str = "",
+        version: str = "",
+        page: str | None = None,
+    ) -> None:
         """Record the final status (labeled or failed) of a frame this run claimed.
 
         ``next_route`` asks the next run that claims the frame to send it that way (e.g. ``adjust``
         after people rejected its labels in a verification job). ``version`` (the run's labeling
-        version) is recorded on a labeled frame as ``labeled_with``.
+        version) is recorded on a labeled frame as ``labeled_with``. ``page``, the listing page the
+        frame was claimed from, makes the whole item known: it is put (conditioned on this run still
+        holding it) rather than updated, the same write in DynamoDB and half the CPU in local mode.
         """
+        if page is not None:
+            self._settle_put(frame, run_id, status, next_route, version, page)
+            return
         values = {":s": {"S": status}, ":run": {"S": run_id}, ":now": {"N": str(int(time.time()))}}
         expression = "SET #s = :s, updated_at = :now"
         if version and status == "labeled":

@@ -46,12 +46,22 @@ class _Record(BaseModel):
     model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
+def claim_page(source: int, page: int) -> str:
+    """The name of listing page ``page`` of source ``source``: the ledger records it on each claim."""
+    return f"s{source:04d}-p{page:06d}"
+
+
 def batch_id(source: int, page: int, index: int) -> str:
     """The id of the ``index``-th batch of listing page ``page`` of source ``source``.
 
     Ids sort in listing order, so a listing of the batches prefix returns them in frame order.
     """
-    return f"s{source:04d}-p{page:06d}-b{index:03d}"
+    return f"{claim_page(source, page)}-b{index:03d}"
+
+
+def claim_page_of(batch: str) -> str:
+    """The listing page a batch's frames were claimed from (its id less the batch index)."""
+    return batch.rsplit("-b", 1)[0]
 
 
 def batch_id_of(batch_key: str) -> str:

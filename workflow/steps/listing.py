@@ -43,6 +43,7 @@ from workflow.domain.records import (
     PageCounts,
     SkippedFrame,
     batch_id,
+    claim_page,
 )
 from workflow.domain.run import ListCursor, RunContext, SourceItem
 from workflow.settings import Settings
@@ -163,7 +164,7 @@ def list_page(
     candidates, skipped, ignored, logs = _screen(objects, runs_root, s3)
     if cursor.page == 0 and not objects:
         skipped.append(SkippedFrame(frame=source.uri, reason="no objects under this prefix"))
-    page = f"s{source.index:04d}-p{cursor.page:06d}"
+    page = claim_page(source.index, cursor.page)
     with ThreadPoolExecutor(max_workers=CLAIM_THREADS) as pool:
         changed = run.labeling_version if run.relabel_changed else ""
         claims = list(pool.map(lambda f: ledger.claim(f, run.run_id, run.relabel, page, changed), candidates))

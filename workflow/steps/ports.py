@@ -42,7 +42,13 @@ class Ledger(Protocol):
     ) -> Claim: ...
     def mark_run(self, run_id: str, status: str, detail: str = "") -> None: ...
     def settle(
-        self, frame: str, run_id: str, status: str, next_route: str = "", version: str = ""
+        self,
+        frame: str,
+        run_id: str,
+        status: str,
+        next_route: str = "",
+        version: str = "",
+        page: str | None = None,
     ) -> None: ...
 
 

@@ -52,6 +52,7 @@ from workflow.domain.records import (
     ShardCounts,
     ShardPlan,
     add_counts,
+    claim_page_of,
     parts_of,
     score_bin,
     short_reason,
@@ -160,6 +161,7 @@ class _Shard:
         self.segmentation_errors: list[str] = []
         self.report: list[dict[str, Any]] = []
         self.failed: list[FrameFailure] = []
+        self.pages: dict[str, str] = {}  # frame -> the listing page it was claimed from
         self.counts: Counter[str] = Counter()
         self.labeled_by: Counter[str] = Counter()
         self.review: Counter[str] = Counter()
@@ -177,6 +179,9 @@ class _Shard:
         add_counts(self.dropped, labels.dropped)
         self.lineage = labels.lineage
         self.frames += len(labels.frames) + len(labels.failed)
+        page = claim_page_of(labels.batch_id)
+        self.pages.update({f.frame: page for f in labels.frames})
+        self.pages.update({f.frame: page for f in labels.failed})
         for failure in labels.failed:
             self.fail(failure)
         failed_in_review = set()
@@ -386,7 +391,11 @@ def _settle(ledger: FrameLedger, run_id: str, out: _Shard, version: str) -> None
     settle = [(e["frame"], "labeled", "") for e in out.report if e["status"] == "labeled"]
     settle += [(f.frame, "failed", f.next_route) for f in out.failed]
     with ThreadPoolExecutor(max_workers=SETTLE_THREADS) as pool:
-        list(pool.map(lambda fs: ledger.settle(fs[0], run_id, fs[1], fs[2], version), settle))
+        list(
+            pool.map(
+                lambda fs: ledger.settle(fs[0], run_id, fs[1], fs[2], version, out.pages.get(fs[0])), settle
+            )
+        )
 
 
 def shown_prelabels(detections: Detections, taxonomy: Taxonomy) -> list[PreLabel]:
