@@ -375,6 +375,18 @@ def extrapolate(results: list[dict[str, Any]], frames: int) -> dict[str, Any]:
     }
 
 
+def _commit() -> str:
+    """The commit measured (and ``+changes`` when the tree differs from it), so runs compare."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", default="10000,50000,100000")
@@ -403,6 +415,7 @@ def main() -> int:
     for frames in sizes:
         result = bench_size(frames, args.batch_size, args.max_concurrency, recorded)
         result["model"] = f"stand-in returning NanoDet detections recorded on {origin}, no decoding"
+        result["commit"] = _commit()
         results.append(result)
         peaks = "  ".join(f"{k} {v:.1f}" for k, v in result["peak_mb"].items())
         most = "  ".join(f"{k} {v}" for k, v in result["max_frames_per_invocation"].items())

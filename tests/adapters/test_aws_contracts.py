@@ -285,11 +285,14 @@ def test_list_page_lists_one_page_claims_its_frames_and_writes_the_batches(cloud
     assert skipped["frame"] == f"s3://{LOGS}/day1/notes.txt" and skipped["reason"].startswith("not a frame")
     page = cloud.peek(f"s3://{DATA}/{run.run_prefix}/pages/0000-000000.json")
     assert (page["listed"], page["frames"], page["batches"], page["skipped"]) == (3, 2, 1, 1)
-    # And both frames are claimed in the ledger, conditionally
-    claims = cloud.dynamodb.params("UpdateItem")
-    assert sorted(c["Key"]["pk"]["S"] for c in claims) == frames
+    # And both frames are claimed in the ledger, each by a put conditioned on its absence
+    claims = cloud.dynamodb.params("PutItem")
+    assert sorted(c["Item"]["pk"]["S"] for c in claims) == frames
     assert all(
-        c["TableName"] == LEDGER and "attribute_not_exists(pk)" in c["ConditionExpression"] for c in claims
+        c["TableName"] == LEDGER and c["ConditionExpression"] == "attribute_not_exists(pk)" for c in claims
+    )
+    assert all(
+        c["Item"]["status"]["S"] == "claimed" and c["Item"]["run_id"]["S"] == run.run_id for c in claims
     )
     # And every call keeps to the models and to ListPageFunction's policy (source bucket listed by name)
     cloud.assert_contract("ListPageFunction")
@@ -872,7 +875,11 @@ def test_publish_shard_and_finish_run_read_the_review_and_write_the_dataset(clou
     # Then both frames are labeled by people, settled in the ledger, within PublishShard's policy
     assert (counts.labeled, counts.failed) == (2, 0)
     assert counts.labeled_by == {"people (adjusted)": 2}
-    assert len(cloud.dynamodb.params("UpdateItem")) == 2
+    settles = cloud.dynamodb.params("PutItem")  # each frame's whole item, while this run holds it
+    assert [(c["Item"]["status"]["S"], c["ConditionExpression"]) for c in settles] == [
+        ("labeled", "run_id = :run")
+    ] * 2
+    assert all(c["Item"]["claim_page"]["S"] == "s0000-p000000" for c in settles)
     cloud.assert_contract("PublishShardFunction")
     # When FinishRun adds the shards up
     cloud.forget_calls()
