@@ -33,7 +33,14 @@ from typing import Any, Literal
 
 from workflow.domain.prices import PRICES_AS_OF as PRICES_AS_OF
 from workflow.domain.prices import task_price
-from workflow.domain.records import MAX_FRAMES_PER_JOB, PAGE_SIZE, SHARD_FRAMES
+from workflow.domain.records import (
+    GALLERY_MAX,
+    GALLERY_PER_SHARD,
+    LIST_PAGE,
+    MAX_FRAMES_PER_JOB,
+    PAGE_SIZE,
+    SHARD_FRAMES,
+)
 
 PRICES_REGION = "us-east-1"
 Workforce = Literal["private", "public"]
@@ -479,9 +486,25 @@ def _lambda(
     return LineItem("Lambda (arm64)", f"{requests:,} invocations, {gb_seconds:,.0f} GB-s", usd), warnings
 
 
-def _lists(keys: int) -> int:
+def _lists(keys: int, page: int = _LIST_PAGE) -> int:
     """ListObjectsV2 requests to list ``keys`` objects (one even when there are none)."""
-    return max(1, math.ceil(keys / _LIST_PAGE))
+    return max(1, math.ceil(keys / page))
+
+
+def _records_lists(keys: int) -> int:
+    """The LISTs of the run's own records, read ``LIST_PAGE`` keys a page (bounded memory)."""
+    return _lists(keys, LIST_PAGE)
+
+
+def _gallery_reads(shards: Iterable[tuple[int, int]]) -> int:
+    """The shard samples report.html's gallery reads: the first shards', until GALLERY_MAX frames."""
+    reads = shown = 0
+    for frames, _ in shards:
+        if shown >= GALLERY_MAX:
+            break
+        reads += 1
+        shown += min(frames, GALLERY_PER_SHARD)
+    return reads
 
 
 def _upload(size: float) -> int:
@@ -513,7 +536,7 @@ def s3_requests(shape: RunShape) -> dict[str, tuple[int, int]]:
     # PlanReview: profile, LIST + GET every counts object, LIST the batches; label categories,
     # worker template, one plan per job, the jobs' batch ranges (parts.json), the shard plan.
     gets += 1 + b
-    puts += 2 * _lists(b) + 2 + parts + 2
+    puts += 2 * _records_lists(b) + 2 + parts + 2
     # AssembleManifest, per job: its plan, the review lines of each of its batches; the manifest.
     line_bytes = _LINE_BYTES + _LINE_BYTES_PER_OBJECT * shape.objects_per_frame
     gets += parts + reviewed_batches
@@ -525,16 +548,17 @@ def s3_requests(shape: RunShape) -> dict[str, tuple[int, int]]:
     puts += reviewed_batches
     # PublishShard, per shard: profile, the jobs' batch ranges (when reviewed), each batch's labels
     # and reviewed lines; output manifest, COCO, machine pre-labels (each streamed: one PUT, or a
-    # multipart upload past 8 MiB), frame report, shard counts.
+    # multipart upload past 8 MiB), frame report, gallery sample, shard counts.
     gets += shards + b + (shards + b if human else 0)
     coco_bytes = _COCO_IMAGE_BYTES + _COCO_BYTES_PER_OBJECT * shape.objects_per_frame
-    puts += sum(_upload(f * line_bytes) + 2 * _upload(f * coco_bytes) + 2 for f, _ in shape.shards)
+    puts += sum(_upload(f * line_bytes) + 2 * _upload(f * coco_bytes) + 3 for f, _ in shape.shards)
     # FinishRun: profile, LIST + GET the page and shard counts, the sources and the shard plan (every
     # page and planned shard must have left its record); index, stats, scorecard, report; then
-    # report.html (from the same pass): the run's start (HEAD request.json), the page itself.
+    # report.html (from the same pass): the run's start (HEAD request.json), the first shards'
+    # gallery samples, the page itself.
     gets += 1 + pages + shards + 2
-    puts += _lists(pages) + _lists(shards) + (4 if human else 3)
-    gets += 1
+    puts += _records_lists(pages) + _records_lists(2 * shards) + (4 if human else 3)  # counts, gallery
+    gets += 1 + _gallery_reads(shape.shards)
     puts += 1
     workflow = (puts, gets)
     # Step Functions: ItemReaders (sources.json, LIST batches/, shards.json) and each Distributed

@@ -171,9 +171,9 @@ def test_s3_requests_grow_with_batches_not_frames():
     # When the workflow's requests are compared
     # Then 9,000 fewer batches save each batch's PUTs (batch, request, labels, counts, the callback's
     # inference records) and GETs (InvokeModels 2, MergeBatch 3 + the output + the records,
-    # PlanReview 1, PublishShard 1), and PlanReview's listings of counts/ and batches/ take 10 pages
-    # each instead of 1
-    assert small["workflow"][0] - large["workflow"][0] == 9000 * 5 + 2 * 9
+    # PlanReview 1, PublishShard 1), and PlanReview's listings of counts/ and batches/ (100 keys a
+    # page: LIST_PAGE) take 100 pages each instead of 10
+    assert small["workflow"][0] - large["workflow"][0] == 9000 * 5 + 2 * 90
     assert small["workflow"][1] - large["workflow"][1] == 9000 * 9
     assert "ground truth" not in small
 

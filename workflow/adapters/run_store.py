@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from workflow.domain.errors import ObjectMissing
 from workflow.domain.frames import S3Uri
 from workflow.domain.records import (
+    LIST_PAGE,
     BatchCounts,
     BatchItem,
     BatchLabels,
@@ -52,10 +53,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 READ_THREADS = 16
-# Keys per listing page of the run's own records (counts, pages, batches, shards): a parsed page of
-# 1,000 keys is ~2.5 MB in flight, of 100 ~0.5 MB, so a step's memory stops growing with the run
-# from 100 records (10,000 frames at batch 100) on, for 10x the LISTs (2,000 at 10M frames, $0.01).
-LIST_PAGE = 100
 
 
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], threads: int = READ_THREADS) -> Iterator[R]:

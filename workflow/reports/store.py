@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workflow.adapters.run_store import RunStore
-from workflow.domain.records import ShardCounts, add_counts
+from workflow.domain.records import GALLERY_MAX, ShardCounts, add_counts
 from workflow.reports.html import render_report_chunks
 
 LOG = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ LOG = logging.getLogger(__name__)
 LINK_SECONDS = 7 * 24 * 3600
 
 
-GALLERY_MAX = 5000  # frames in the page's gallery, at most
+__all__ = ["GALLERY_MAX", "GallerySample", "gallery_sample", "write_report_html"]
 
 
 class GallerySample:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from workflow.adapters.run_store import LIST_PAGE, RunStore, lines_body
+from workflow.adapters.run_store import RunStore, lines_body
 from workflow.adapters.s3 import S3Store
 from workflow.domain.errors import AutolabelError
 from workflow.domain.frames import S3Uri
 from workflow.domain.groundtruth import label_category_config
 from workflow.domain.profile import LabelingProfile, default_profile
 from workflow.domain.records import (
+    LIST_PAGE,
     MAX_FRAMES_PER_JOB,
     SHARD_FRAMES,
     BatchCounts,
