@@ -199,6 +199,13 @@ def bench_size(frames: int, batch_size: int, max_concurrency: int, recorded: lis
         if described["status"] != "SUCCEEDED":
             raise RuntimeError(f"{frames} frames: run {described['status']}: {described.get('cause')}")
         summary = json.loads(described["output"])
+        # Said now: the re-runs below take a while (PublishShard's full shard under tracemalloc is
+        # several times its run), and a run cut off there still leaves its wall time in the log.
+        print(
+            f"{frames:>7} frames  run {wall:.1f} s ({frames / wall:.0f} frames/s, upload {upload_s:.1f} s); "
+            "re-running each step's largest invocation under tracemalloc",
+            flush=True,
+        )
         run_id = summary["run_id"]
         base = f"runs/{run_id}"
         pages = [_json(cloud, k) for k in _keys(cloud, f"{base}/pages/")]
