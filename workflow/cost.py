@@ -35,7 +35,6 @@ from workflow.domain.prices import PRICES_AS_OF as PRICES_AS_OF
 from workflow.domain.prices import task_price
 from workflow.domain.records import (
     GALLERY_MAX,
-    GALLERY_PER_SHARD,
     LIST_PAGE,
     MAX_FRAMES_PER_JOB,
     PAGE_SIZE,
@@ -497,14 +496,8 @@ def _records_lists(keys: int) -> int:
 
 
 def _gallery_reads(shards: Iterable[tuple[int, int]]) -> int:
-    """The shard samples report.html's gallery reads: the first shards', until GALLERY_MAX frames."""
-    reads = shown = 0
-    for frames, _ in shards:
-        if shown >= GALLERY_MAX:
-            break
-        reads += 1
-        shown += min(frames, GALLERY_PER_SHARD)
-    return reads
+    """The shard samples report.html's gallery reads: every shard's, up to GALLERY_MAX of them."""
+    return min(GALLERY_MAX, sum(1 for frames, _ in shards if frames))
 
 
 def _upload(size: float) -> int:

@@ -1,5 +1,5 @@
 """report.html's gallery sample: counted from the shards' counters, read one shard's sample at a
-time when the page streams out, at most GALLERY_MAX frames, the first shards first."""
+time when the page streams out, at most GALLERY_MAX frames spread evenly over the whole run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,14 @@ from port_fakes import MemoryObjects
 
 from workflow.adapters.run_store import RunStore
 from workflow.domain.records import ShardCounts
-from workflow.reports.store import GALLERY_MAX, GallerySample, gallery_sample, write_report_html
+from workflow.reports.store import (
+    GALLERY_MAX,
+    GallerySample,
+    evenly,
+    gallery_sample,
+    spread,
+    write_report_html,
+)
 
 
 class CountingObjects(MemoryObjects):
@@ -44,26 +51,50 @@ def shards(store: RunStore, count: int, per_shard: int) -> list[ShardCounts]:
     return out
 
 
-def test_the_sample_fills_from_the_first_shards_and_stops_at_the_cap() -> None:
+def test_one_full_shard_fills_the_gallery() -> None:
+    # a 10,000-frame run: the page is already as big as it ever gets
+    store = RunStore(CountingObjects(), "data", "runs/r1")
+    sample = gallery_sample(shards(store, 1, 500))
+    assert sample.frames == GALLERY_MAX == 500
+    assert sample.take == [(0, 500)]
+
+
+def test_many_shards_share_the_gallery_evenly_and_every_shard_is_read_once() -> None:
     s3 = CountingObjects()
     store = RunStore(s3, "data", "runs/r1")
     sample = gallery_sample(shards(store, 14, 500))  # 14 shards x 500 = 7,000 frames of samples
-    assert sample.frames == GALLERY_MAX == 5000
     assert s3.read == []  # counting reads counters only
+    assert sample.frames == GALLERY_MAX
+    shares = [shown for _, shown in sample.take]
+    assert len(shares) == 14 and sum(shares) == 500 and max(shares) - min(shares) <= 1
     frames = [e["frame"] for e in sample.entries(store)]
-    assert (
-        len(frames) == 5000 and frames[0] == "s3://in/000/0000.jpg" and frames[-1] == "s3://in/009/0499.jpg"
-    )
-    assert s3.read == [f"{i:05d}.gallery.json" for i in range(10)]  # shards 10-13 are never read
+    assert len(frames) == 500 == len(set(frames))
+    assert s3.read == [f"{i:05d}.gallery.json" for i in range(14)]  # in shard order, each once
+    # each shard's share is taken along its whole sample, not only its start
+    last = [f for f in frames if f.startswith("s3://in/013/")]
+    assert last[0] == "s3://in/013/0000.jpg" and int(last[-1][-8:-4]) > 400
 
 
-def test_a_partly_full_shard_adds_only_what_fits() -> None:
+def test_a_small_shard_leaves_its_share_to_the_others() -> None:
     store = RunStore(CountingObjects(), "data", "runs/r1")
     sample = GallerySample()
-    for shard in shards(store, 3, 2400):
-        sample.add(shard)
-    assert sample.take == [(0, 2400), (1, 2400), (2, 200)]
-    assert len(list(sample.entries(store))) == 5000
+    for shard, frames in zip(shards(store, 3, 400), (400, 10, 400), strict=True):
+        sample.add(shard.model_copy(update={"gallery_frames": frames}))
+    assert sample.take == [(0, 245), (1, 10), (2, 245)]
+    assert sample.frames == 500
+
+
+def test_more_shards_than_gallery_frames_one_frame_from_every_nth_shard() -> None:
+    take = spread([(i, 500) for i in range(2000)], 500)
+    assert [shown for _, shown in take] == [1] * 500
+    assert [shard for shard, _ in take] == list(range(0, 2000, 4))
+
+
+def test_evenly_spreads_over_the_range_and_never_repeats() -> None:
+    assert evenly(10, 5) == [0, 2, 4, 6, 8]
+    assert evenly(3, 5) == [0, 1, 2]
+    assert evenly(500, 500) == list(range(500))
+    assert evenly(0, 5) == []
 
 
 def test_the_page_streams_every_sampled_frame_into_its_data() -> None:

@@ -40,7 +40,10 @@ BATCH_FIELD = "autolabel-batch"
 EXAMPLES = 5
 # Labeled frames per shard that report.html's gallery lists (frame, route, classes, lowest score).
 GALLERY_PER_SHARD = 500
-GALLERY_MAX = 5000  # frames in report.html's gallery, at most (the first shards' samples)
+# frames in report.html's gallery, at most: spread evenly over the shards' samples, so one shard
+# (a 10,000-frame run) already fills it, and the page (buffered by FinishRun's upload, about 2 KB
+# a frame) is the same size at 10,000 frames as at 10 million
+GALLERY_MAX = 500
 # Keys per listing page of the run's own records (counts, pages, batches, shards): a parsed page of
 # 1,000 keys is ~2.5 MB in flight, of 100 ~0.5 MB, so a step's memory stops growing with the run
 # from 100 records (10,000 frames at batch 100) on, for 10x the LISTs (2,000 at 10M frames, $0.01).

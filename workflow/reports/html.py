@@ -3,7 +3,7 @@
 
 No network at view time (inline CSS, JS and SVG; no fonts or scripts fetched), so it opens from a
 file or an S3 presigned URL. The gallery lists the frames the shards' counters carry (at most
-``GALLERY_PER_SHARD`` per shard, streamed in as the page is written) as data, and draws one page of thumbnails at a time: images are
+``GALLERY_MAX`` spread over the shards, streamed in as the page is written) as data, and draws one page of thumbnails at a time: images are
 linked, never inlined, and load lazily. Opened from a file (a local run's OUT folder) a thumbnail
 is tried at the places a local run may have drawn it (:func:`overlay_candidates`), then the
 frame's URL; elsewhere the frame's URL (presigned in AWS).

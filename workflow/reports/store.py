@@ -17,30 +17,66 @@ LOG = logging.getLogger(__name__)
 LINK_SECONDS = 7 * 24 * 3600
 
 
-__all__ = ["GALLERY_MAX", "GallerySample", "gallery_sample", "write_report_html"]
+__all__ = ["GALLERY_MAX", "GallerySample", "evenly", "gallery_sample", "spread", "write_report_html"]
 
 
 class GallerySample:
-    """The page's score histogram and which shards' gallery samples fill its gallery (their first
-    frames, up to ``GALLERY_MAX`` in all), added up shard by shard from the counters; the frames
-    themselves are read when the page is written, one shard's sample at a time."""
+    """The page's score histogram and which frames of which shards' gallery samples fill its
+    gallery, added up shard by shard from the counters; the frames themselves are read when the
+    page is written, one shard's sample at a time.
+
+    The gallery holds at most ``GALLERY_MAX`` frames spread evenly over the whole run: each shard
+    gives an equal share (a shard with fewer frames leaves its rest to the others), taken evenly
+    along its sample; past ``GALLERY_MAX`` shards, one frame from every n-th shard. So the page is
+    as big at 10,000 frames as at 10 million, and shows the last drive logs as well as the first."""
 
     def __init__(self) -> None:
         self.histogram: Counter[str] = Counter()
-        self.take: list[tuple[int, int]] = []  # (shard index, frames of its sample shown)
-        self.frames = 0
+        self.samples: list[tuple[int, int]] = []  # (shard index, frames in its sample), one per shard
+        self._take: list[tuple[int, int]] | None = None
 
     def add(self, shard: ShardCounts) -> None:
         add_counts(self.histogram, shard.score_histogram)
-        room = GALLERY_MAX - self.frames
-        if room > 0 and shard.gallery_frames > 0:
-            shown = min(room, shard.gallery_frames)
-            self.take.append((shard.index, shown))
-            self.frames += shown
+        if shard.gallery_frames > 0:
+            self.samples.append((shard.index, shard.gallery_frames))
+            self._take = None
+
+    @property
+    def take(self) -> list[tuple[int, int]]:
+        """(shard index, frames of its sample shown), in shard order."""
+        if self._take is None:
+            self._take = spread(sorted(self.samples), GALLERY_MAX)
+        return self._take
+
+    @property
+    def frames(self) -> int:
+        return sum(shown for _, shown in self.take)
 
     def entries(self, store: RunStore) -> Iterator[dict[str, Any]]:
-        for index, shown in sorted(self.take):
-            yield from store.shard_gallery(index)[:shown]
+        for index, shown in self.take:
+            sample = store.shard_gallery(index)
+            yield from (sample[i] for i in evenly(len(sample), shown))
+
+
+def spread(samples: list[tuple[int, int]], limit: int) -> list[tuple[int, int]]:
+    """Up to ``limit`` frames from ``(shard, available)`` samples (in order): an equal share each,
+    what a small sample cannot give going to the others; more samples than ``limit``: one frame
+    from each of ``limit`` samples picked evenly along them."""
+    if len(samples) > limit:
+        samples = [samples[i] for i in evenly(len(samples), limit)]
+    shares: dict[int, int] = {}
+    left, room = len(samples), limit
+    for shard, available in sorted(samples, key=lambda s: s[1]):  # the smallest first
+        shares[shard] = min(available, room // left)
+        room -= shares[shard]
+        left -= 1
+    return [(shard, shares[shard]) for shard, _ in samples if shares[shard]]
+
+
+def evenly(total: int, count: int) -> list[int]:
+    """``count`` indices of ``range(total)`` spread evenly (the first always among them)."""
+    count = min(count, total)
+    return [i * total // count for i in range(count)]
 
 
 def gallery_sample(shards: Iterable[ShardCounts]) -> GallerySample:
