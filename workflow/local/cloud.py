@@ -148,7 +148,11 @@ class LocalCloud:
 
     # --- lifecycle -------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # a half-started cloud must not leave moto's mock (and its tables) active
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -198,18 +202,29 @@ class LocalCloud:
         self.data_bucket = refs["DataBucket"]
 
     def stop(self) -> None:
+        """Stop everything started, even when a part fails to stop (the first error is raised
+        after the rest stopped): a cloud left half-stopped would keep moto's mock active, and
+        every later cloud in the process would meet its resources."""
+        errors: list[BaseException] = []
+
+        def attempt(step: Callable[[], object]) -> None:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - raised once everything else is stopped
+                errors.append(exc)
+
         for server in self.function_urls.values():
-            server.close()
+            attempt(server.close)
         self.function_urls.clear()
         for endpoint in self.endpoints.values():
-            endpoint.close(timeout=10)
+            attempt(lambda e=endpoint: e.close(timeout=10))
         if self.labeling:
-            self.labeling.stop()
+            attempt(self.labeling.stop)
         for patcher in reversed(self._patches):
-            patcher.stop()
+            attempt(patcher.stop)
         self._patches.clear()
         if self._mock:
-            self._mock.stop()
+            attempt(self._mock.stop)
             self._mock = None
         for key, value in self._env_backup.items():
             if value is None:
@@ -217,6 +232,8 @@ class LocalCloud:
             else:
                 os.environ[key] = value
         aws_adapters.reset()
+        if errors:
+            raise errors[0]
 
     def set_environment(self, values: dict[str, str]) -> None:
         """Variables the handlers read beyond the template's (restored when the cloud stops)."""

@@ -272,7 +272,7 @@ def _gallery(entries: Iterable[Mapping[str, Any]], count: int, labeled: int) -> 
     routes = "".join(f'<option value="{r}">{r}</option>' for r in ("auto", "verify", "adjust", "audit"))
     sample = (
         f"<p class='note'>The gallery lists {count} of the {labeled} labeled frames "
-        "(the first of each dataset shard); every frame is in the dataset and the frame reports.</p>"
+        "(spread evenly over the run); every frame is in the dataset and the frame reports.</p>"
         if count < labeled
         else ""
     )
