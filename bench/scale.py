@@ -419,10 +419,11 @@ def main() -> int:
         "invocation, re-run alone after the run; moto answers in-process, so its side is included"
     )
     results = []
+    commit = _commit()  # the code this process runs (read now: commits made while it runs are not in it)
     for frames in sizes:
         result = bench_size(frames, args.batch_size, args.max_concurrency, recorded)
         result["model"] = f"stand-in returning NanoDet detections recorded on {origin}, no decoding"
-        result["commit"] = _commit()
+        result["commit"] = commit
         results.append(result)
         peaks = "  ".join(f"{k} {v:.1f}" for k, v in result["peak_mb"].items())
         most = "  ".join(f"{k} {v}" for k, v in result["max_frames_per_invocation"].items())
