@@ -235,7 +235,7 @@ def bench_compare() -> dict[str, Any]:
             )
         best = max(raw, key=lambda r: r["fps"])
 
-        inference = {"seconds": 0.0, "frames": 0}
+        inference: dict[str, float] = {"seconds": 0.0, "frames": 0, "first": 0.0, "last": 0.0}
         lock = threading.Lock()
 
         class Timed:
@@ -251,17 +251,26 @@ def bench_compare() -> dict[str, Any]:
                 try:
                     return self.detector.predict_bytes(blob, frame)
                 finally:
+                    end = time.perf_counter()
                     with lock:
-                        inference["seconds"] += time.perf_counter() - start
+                        inference["seconds"] += end - start
                         inference["frames"] += 1
+                        inference["first"] = inference["first"] or start
+                        inference["last"] = max(inference["last"], end)
 
         from workflow.local.runner import auto_batch_size
 
         batch = auto_batch_size(n, cores)  # what `autolabel run` picks for this folder on this machine
         model = Timed()
         model.predict_bytes(data[0][1], "warm-up")
-        inference.update(seconds=0.0, frames=0)
+        inference.update(seconds=0.0, frames=0, first=0.0, last=0.0)
         stages: dict[str, float] = {}
+        cpu: dict[str, float] = {}
+
+        def stage(name: str) -> None:
+            stages.setdefault(name, time.perf_counter() - started)
+            cpu.setdefault(name, time.process_time())
+
         started = time.perf_counter()
         outcome = run_local(
             str(folder),
@@ -272,10 +281,11 @@ def bench_compare() -> dict[str, Any]:
             max_concurrency=4,
             overlays=False,
             workspace=Workspace(Path(tmp) / "workspace"),
-            stage=lambda name: stages.setdefault(name, time.perf_counter() - started),
+            stage=stage,
             endpoint_workers=cores,
         )
         total = time.perf_counter() - started
+        first_call, last_call = inference["first"] - started, inference["last"] - started
 
         # The same run with a model that costs nothing: what the orchestration alone takes, and
         # in which functions (wall time summed over concurrent invocations).
@@ -321,6 +331,8 @@ def bench_compare() -> dict[str, Any]:
     assert outcome.status == "SUCCEEDED", outcome.error
     execution = stages["exporting"] - stages["labeling"]
     workflow_fps = n / execution
+    model_phase = last_call - first_call
+    execution_cpu = cpu["exporting"] - cpu["labeling"]
     return {
         "path": "compare",
         "mode": "letterbox",
@@ -343,6 +355,17 @@ def bench_compare() -> dict[str, Any]:
             "export outputs": round(total - stages["exporting"], 2),
             "total": round(total, 2),
         },
+        # Where the execution's time goes: before the first frame reaches the model (PrepareRun,
+        # ListPage's claims, the first InvokeModels), while the model runs, after its last frame
+        # (the last MergeBatch, PublishShard's dataset and ledger writes, FinishRun, noticing the end).
+        "execution_phases_s": {
+            "head: start to first model call": round(first_call - stages["labeling"], 2),
+            "model phase: first to last model call": round(model_phase, 2),
+            "tail: last model call to end": round(stages["exporting"] - last_call, 2),
+        },
+        "model_phase_fps": round(n / model_phase, 2),
+        "model_phase_over_raw": round(n / model_phase / best["fps"], 3),
+        "execution_cpu_cores_used": round(execution_cpu / execution, 2),
         "orchestration_only": {
             "note": "the same run with a model that returns canned detections at no cost",
             "execution_s": round(orchestration, 2),
@@ -517,6 +540,13 @@ def _write_bench_json(out: Path, compare: dict[str, Any], results: list[dict[str
     )
     for name, seconds in compare["breakdown_s"].items():
         print(f"  {name:<46} {seconds:7.2f} s")
+    for name, seconds in compare["execution_phases_s"].items():
+        print(f"  execution {name:<36} {seconds:7.2f} s")
+    busy = f"{compare['execution_cpu_cores_used']:.2f} of {compare['cores']} cores busy"
+    print(
+        f"  model phase alone: {compare['model_phase_fps']:.1f} frames/s"
+        f" = {compare['model_phase_over_raw']:.2f}x raw; {busy}"
+    )
     print(f"  orchestration alone (no-cost model): {compare['orchestration_only']['execution_s']:.2f} s")
 
 

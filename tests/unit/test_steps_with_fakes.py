@@ -161,7 +161,9 @@ def test_invoke_models_parks_the_token_then_sends_one_request_per_batch_or_per_f
     token, pending = tokens.batches[result["batch_key"]]
     assert token == TOKEN and [p.model for p in pending] == ["m", "js", "js"]
     batch_request, *images = endpoints.requests
-    assert batch_request["EndpointName"] == "ep-m" and batch_request["ContentType"] == "application/json"
+    # (our container is told the lowest score the profile keeps from the model: 0.25 by default)
+    assert batch_request["EndpointName"] == "ep-m"
+    assert batch_request["ContentType"] == "application/json; min-score=0.25"
     assert objects.get_json(batch_request["InputLocation"]) == [
         f"s3://{LOGS}/a/f1.jpg",
         f"s3://{LOGS}/a/f2.png",

@@ -134,6 +134,12 @@ class Detections:
             support=None if self.support is None else tuple(self.support[i] for i in idx),
         )
 
+    def sent_scores(self) -> FloatArray:
+        """The scores as :meth:`to_dict` writes them and :meth:`from_dict` reads them back (rounded
+        to 5 places, float32): a threshold applied before sending keeps exactly what the same
+        threshold applied after receiving keeps."""
+        return np.array([round(s, 5) for s in self.scores.tolist()], np.float32)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; this is also the local runner's response format.
 

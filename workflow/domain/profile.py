@@ -78,6 +78,11 @@ class ModelMapping(_Section):
         """The taxonomy classes this model can report."""
         return frozenset(self.class_map.values())
 
+    def lowest_kept_score(self) -> float:
+        """The lowest score any of this model's detections can be kept with: a candidate under it
+        is dropped whatever its class (below its class's threshold, or of a class not mapped)."""
+        return min(self.threshold(name) for name in set(self.class_map.values()))
+
     def unknown_classes(self, taxonomy: Taxonomy) -> list[str]:
         named = set(self.class_map.values()) | set(self.thresholds) | set(self.class_weights)
         return sorted(n for n in named if n not in taxonomy)

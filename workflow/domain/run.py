@@ -75,6 +75,9 @@ class RunContext(_Payload):
     review: ReviewMode
     review_timeout_seconds: int
     models: list[ModelEndpoint]
+    # model name -> the lowest score the profile keeps from it (ModelMapping.lowest_kept_score): the
+    # run's own endpoints leave out the candidates under it and count them (workflow.serving.protocol)
+    min_scores: dict[str, float] = Field(default_factory=dict)
     profile_key: str | None = None  # runs/<id>/profile.json; None: the built-in default profile
     profile_name: str = "default"
 

@@ -38,7 +38,10 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
+from moto.core import responses as moto_responses
 from moto.core.exceptions import JsonRESTError
+from moto.core.utils import get_service_model, method_names_from_class
+from moto.dynamodb.comparisons import ConditionExpressionParser
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import Rule
@@ -52,6 +55,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_map.result_writer.
     resource_eval_s3 as result_writer_s3,
 )
 from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 from moto.stepfunctions.responses import StepFunctionResponse
 
@@ -67,6 +71,17 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
+MOTO_SERVICES = (
+    "s3",
+    "dynamodb",
+    "stepfunctions",
+    "sns",
+    "sqs",
+    "lambda",
+    "events",
+    "sagemaker",
+    "sagemaker-runtime",
+)
 
 
 @dataclass
@@ -141,6 +156,7 @@ class LocalCloud:
         self._mock: Any = None
         self._lock = threading.Lock()
         self._event_threads: list[threading.Thread] = []
+        self._ended = threading.Event()  # set whenever an execution ends (wait() wakes on it)
         self._persisted_buckets: set[str] = set()
         # Called with (bucket, key, body) for every object stored (progress reads its records here
         # instead of listing local S3).
@@ -160,6 +176,11 @@ class LocalCloud:
 
     def start(self) -> None:
         self._set_env({"AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
+        # moto loads a service's botocore model at its first request (cached for the process, but
+        # not locked: the run's first Map children all load sagemaker-runtime's at once); load each
+        # service the workflow calls once, here.
+        for service in MOTO_SERVICES:
+            get_service_model(service)
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         self._patch_moto()
@@ -448,6 +469,46 @@ class LocalCloud:
                     parsed_updates[expression] = tree
             return tree
 
+        # moto 5.2.5 parses a request's ConditionExpression twice (to check the names and values it
+        # uses, then to apply it) and again in every request; a ledger write's condition is one of a
+        # few texts, and parsing is about a fifth of the write's CPU here. The tree depends only on
+        # the expression, its names and its values, and evaluating it changes nothing in it (every
+        # DynamoDB request runs under the lock above, so no two use one tree at once); what the
+        # parse found is handed to the parser as a parse would. A malformed one still raises each time.
+        parse_condition = ConditionExpressionParser.parse
+        parsed_conditions: dict[tuple[str, str, str], tuple[Any, list[str], list[str]]] = {}
+
+        def cached_condition(parser: ConditionExpressionParser) -> Any:
+            if not parser.condition_expression:
+                return parse_condition(parser)
+            key = (
+                parser.condition_expression,
+                json.dumps(parser.expression_attribute_names or {}, sort_keys=True),
+                json.dumps(parser.expression_attribute_values or {}, sort_keys=True, default=str),
+            )
+            hit = parsed_conditions.get(key)
+            if hit is None:
+                tree = parse_condition(parser)
+                if len(parsed_conditions) < 1024:
+                    found = (list(parser.expr_attr_names_found), list(parser.expr_attr_values_found))
+                    parsed_conditions[key] = (tree, *found)
+                return tree
+            tree, names, values = hit
+            parser.expr_attr_names_found = list(names)
+            parser.expr_attr_values_found = list(values)
+            return tree
+
+        # moto lists a response class's methods (inspect.getmembers) in every request to find the
+        # action's; the classes do not change while this cloud runs (its own methods are patched in
+        # before the first request), so each is listed once.
+        listed_methods: dict[type, list[str]] = {}
+
+        def method_names(clazz: type) -> list[str]:
+            names = listed_methods.get(clazz)
+            if names is None:
+                names = listed_methods[clazz] = method_names_from_class(clazz)
+            return names
+
         original_put_object = S3Backend.put_object
         original_delete_object = S3Backend.delete_object
 
@@ -495,6 +556,14 @@ class LocalCloud:
                         config=Config(retries={"mode": "standard", "max_attempts": 5}),
                     )
                 return map_clients[region]
+
+        ended = BaseExecutionWorkerCommunication.terminated
+
+        def terminated(comm: BaseExecutionWorkerCommunication) -> None:
+            try:
+                ended(comm)
+            finally:
+                cloud._ended.set()
 
         original_send = Rule.send_to_targets
 
@@ -558,9 +627,12 @@ class LocalCloud:
                 create=True,
             ),
             mock.patch.object(Rule, "send_to_targets", send_to_targets),
+            mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated),
             mock.patch.object(StepFunctionResponse, "send_task_failure", send_task_failure),
             mock.patch.object(DynamoHandler, "call_action", serialised_dynamodb),
             mock.patch.object(UpdateExpressionParser, "make", classmethod(make_update_expression)),
+            mock.patch.object(ConditionExpressionParser, "parse", cached_condition),
+            mock.patch.object(moto_responses, "method_names_from_class", method_names),
             mock.patch.object(S3Backend, "put_object", put_object),
             mock.patch.object(S3Backend, "delete_object", delete_object),
             mock.patch.object(ResourceEvalS3, "_handle_list_objects_v2", staticmethod(list_objects_v2_items)),
@@ -604,9 +676,11 @@ class LocalCloud:
         poll: float = 0.2,
         on_poll: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
-        """Wait for an execution to end; returns describe_execution's answer."""
+        """Wait for an execution to end; returns describe_execution's answer. Woken as soon as an
+        execution ends (else every ``poll`` seconds, when ``on_poll`` is called)."""
         deadline = time.monotonic() + timeout
         while True:
+            self._ended.clear()
             described = self.sfn.describe_execution(executionArn=execution_arn)
             if described["status"] != "RUNNING":
                 if described["status"] != "SUCCEEDED":
@@ -616,7 +690,7 @@ class LocalCloud:
                 on_poll()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"execution {execution_arn} still running after {timeout}s")
-            time.sleep(poll)
+            self._ended.wait(poll)
 
     def emit_status_change(self, described: dict[str, Any]) -> None:
         """Put the "Execution Status Change" event Step Functions emits when an execution ends (moto

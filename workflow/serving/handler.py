@@ -32,6 +32,7 @@ from workflow.serving.protocol import (
     predict_batch,
     predict_image,
     request_kind,
+    requested_min_score,
 )
 
 SERVING_FILE = "serving.json"
@@ -48,9 +49,10 @@ class ImageRequest:
 
 @dataclass(frozen=True)
 class BatchRequest:
-    """The ``s3://`` URIs of the frames of one batch."""
+    """The ``s3://`` URIs of the frames of one batch, and the lowest score the caller keeps."""
 
     frames: list[str]
+    min_score: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,14 +123,14 @@ def input_fn(input_data: bytes | bytearray | str, content_type: str | None) -> I
     """Decode a request body; RequestFailed for an unsupported type or an unusable batch."""
     payload = input_data.encode() if isinstance(input_data, str) else bytes(input_data)
     if request_kind(content_type, payload) == "batch":
-        return BatchRequest(parse_batch(payload))
+        return BatchRequest(parse_batch(payload), requested_min_score(content_type))
     return ImageRequest(payload)
 
 
 def predict_fn(request: ImageRequest | BatchRequest, model: ServedModel) -> dict[str, Any]:
     """Run the model: one image (any error fails the request) or a batch (bad frames are reported)."""
     if isinstance(request, BatchRequest):
-        return predict_batch(model.predictor, model.read_frame, request.frames)
+        return predict_batch(model.predictor, model.read_frame, request.frames, request.min_score)
     return predict_image(model.predictor, request.data)
 
 

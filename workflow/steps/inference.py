@@ -9,6 +9,7 @@ from workflow.adapters.run_store import RunStore
 from workflow.adapters.tokens import PendingInference
 from workflow.domain.errors import EndpointThrottled
 from workflow.domain.frames import S3Uri, inference_id
+from workflow.domain.model_requests import batch_content_type
 from workflow.domain.notifications import AsyncInferenceNotification
 from workflow.domain.records import batch_id_of
 from workflow.domain.run import BatchInference, RunContext
@@ -54,7 +55,7 @@ def invoke_models(
                 S3Uri(run.bucket, run.key("requests", f"{batch.batch_id}.json")), batch.frames
             )
             inf_id = inference_id(run.run_id, batch.batch_id, model.name)
-            params = {"ContentType": "application/json", "InputLocation": request_uri}
+            params = {"ContentType": _batch_type(model, run), "InputLocation": request_uri}
             requests.append(
                 (PendingInference(inf_id, model.name, batch.frames), params | _common(model, inf_id))
             )
@@ -67,6 +68,14 @@ def invoke_models(
     for _, params in requests:
         runtime.invoke_async(params)  # EndpointThrottled propagates: the ASL retries it with backoff
     return {"batch_key": batch_key, "inferences": len(requests)}
+
+
+def _batch_type(model: Any, run: RunContext) -> str:
+    """Our own container is told the lowest score the profile keeps from the model (it answers only
+    those candidates and counts the rest); another container's answers are thresholded in MergeBatch."""
+    if model.response_format != "autolabel":
+        return "application/json"
+    return batch_content_type(run.min_scores.get(model.name, 0.0))
 
 
 def _common(model: Any, inf_id: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from workflow.domain.profile import LabelingProfile
 from workflow.domain.records import EXAMPLES, BatchLabels, FrameFailure, LabeledFrame, batch_id_of
 from workflow.domain.routing import RouteDecision, route_frame
 from workflow.domain.run import Batch, BatchInference, BatchResult, InferenceRecord, RunContext
+from workflow.domain.taxonomy import ClassMap
 from workflow.settings import Settings
 from workflow.steps.manifest import batch_segmentation, review_lines
 from workflow.steps.prepare import run_profile
@@ -29,8 +30,9 @@ from workflow.steps.prepare import run_profile
 
 def _read_outputs(
     record: InferenceRecord, model_format: str, s3: S3Store
-) -> tuple[dict[str, Detections], list[FrameFailure]]:
-    """The per-frame detections of one completed inference, and the frames it failed on."""
+) -> tuple[dict[str, Detections], list[FrameFailure], dict[str, dict[str, int]]]:
+    """The per-frame detections of one completed inference, the frames it failed on, and per frame
+    the candidates the endpoint left out under the run's min-score (model class -> count)."""
     assert record.output_location
     payload = s3.get_json(record.output_location)
     if model_format == "jumpstart":
@@ -39,9 +41,10 @@ def _read_outputs(
         # JumpStart answers in pixels of the frame but does not say its size: read it from the header.
         frame = record.frames[0]
         width, height = s3.image_size(frame)
-        return {frame: from_jumpstart(payload, width, height, frame, record.model)}, []
+        return {frame: from_jumpstart(payload, width, height, frame, record.model)}, [], {}
     found: dict[str, Detections] = {}
     failures: list[FrameFailure] = []
+    below: dict[str, dict[str, int]] = {}
     items = payload.get("results", [payload]) if isinstance(payload, dict) else payload
     if not isinstance(items, list):
         items = []
@@ -63,22 +66,38 @@ def _read_outputs(
             found[frame] = from_local({**item, "frame": frame}, frame)
         except ModelOutputError as exc:
             failures.append(FrameFailure(frame=frame, reason=f"{record.model}: {exc.reason}"))
-    return found, failures
+            continue
+        cut = item.get("below_min_score")
+        if isinstance(cut, dict):
+            below[frame] = {str(k): int(v) for k, v in cut.items() if isinstance(v, int) and v > 0}
+    return found, failures, below
 
 
-def model_output(dets: Detections, model: str, profile: LabelingProfile) -> tuple[ModelOutput, Counter[str]]:
+def model_output(
+    dets: Detections,
+    model: str,
+    profile: LabelingProfile,
+    below: dict[str, int] | None = None,
+    class_map: ClassMap | None = None,
+) -> tuple[ModelOutput, Counter[str]]:
     """One model's detections in taxonomy names, over its thresholds, with its weights.
 
     Returns them and the count of dropped detections per reason and class
-    (``unmapped:<model class>``, ``below threshold:<taxonomy class>``).
+    (``unmapped:<model class>``, ``below threshold:<taxonomy class>``). ``below``: the candidates
+    the endpoint already left out under the profile's lowest threshold, per model class (counted
+    the same way). ``class_map``: the profile's map of this model, when the caller holds it.
     """
     mapping = profile.mapping(model)
-    mapped, lost = profile.class_map(model).apply(dets)
-    keep = np.array(
-        [s >= mapping.threshold(n) for n, s in zip(mapped.class_names, mapped.scores, strict=True)]
-    )
+    class_map = class_map or profile.class_map(model)
+    mapped, lost = class_map.apply(dets)
+    thresholds = {n: np.float32(mapping.threshold(n)) for n in set(mapped.class_names)}
+    names = mapped.class_names
+    keep = np.array([s >= thresholds[n] for n, s in zip(names, mapped.scores.tolist(), strict=True)])
     dropped = Counter({f"unmapped:{name}": n for name, n in lost.items()})
     dropped.update(f"below threshold:{n}" for n, k in zip(mapped.class_names, keep, strict=True) if not k)
+    for name, count in (below or {}).items():
+        target = class_map.mapping.get(name)
+        dropped[f"unmapped:{name}" if target is None else f"below threshold:{target}"] += count
     output = ModelOutput(
         model=model,
         detections=mapped.select(keep.astype(np.bool_).reshape(-1)),
@@ -120,16 +139,21 @@ def labeled_frames(
     per_frame: dict[str, list[ModelOutput]] = defaultdict(list)
     problems: dict[str, list[str]] = defaultdict(list)
     dropped: Counter[str] = Counter()
+    class_maps: dict[str, ClassMap] = {}
     for record in inference.inferences:
         if record.status != "Completed":
             for frame in record.frames:
                 problems[frame].append(f"{record.model}: {record.failure_reason}")
             continue
-        found, failures = _read_outputs(record, formats.get(record.model, "autolabel"), s3)
+        found, failures, below = _read_outputs(record, formats.get(record.model, "autolabel"), s3)
         for failure in failures:
             problems[failure.frame].append(failure.reason)
         for frame, dets in found.items():
-            output, lost = model_output(dets, record.model, profile)
+            if found and record.model not in class_maps:
+                class_maps[record.model] = profile.class_map(record.model)
+            output, lost = model_output(
+                dets, record.model, profile, below.get(frame), class_maps[record.model]
+            )
             per_frame[frame].append(output)
             dropped.update(lost)
     labeled: list[LabeledFrame] = []

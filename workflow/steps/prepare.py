@@ -77,6 +77,18 @@ def run_profile(run: RunContext, s3: S3Store) -> LabelingProfile:
     return LabelingProfile.model_validate(data)
 
 
+def min_scores(profile: LabelingProfile, models: list[ModelEndpoint]) -> dict[str, float]:
+    """Each model's lowest kept score under the profile (models the profile cannot map are left out:
+    MergeBatch reports them)."""
+    found: dict[str, float] = {}
+    for model in models:
+        try:
+            found[model.name] = profile.mapping(model.name).lowest_kept_score()
+        except ConfigurationError:
+            continue
+    return found
+
+
 def prepare_run(
     request: RunRequest, execution_name: str, settings: Settings, s3: S3Store, ledger: FrameLedger
 ) -> RunContext:
@@ -108,6 +120,7 @@ def prepare_run(
         review=request.review,
         review_timeout_seconds=request.review_timeout_seconds,
         models=models,
+        min_scores=min_scores(profile, models),
         profile_key=f"{run_prefix}/profile.json",
         profile_name=profile.name,
     )
