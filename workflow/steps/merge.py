@@ -94,7 +94,7 @@ def model_output(
     names = mapped.class_names
     keep = np.array([s >= thresholds[n] for n, s in zip(names, mapped.scores.tolist(), strict=True)])
     dropped = Counter({f"unmapped:{name}": n for name, n in lost.items()})
-    dropped.update(f"below threshold:{n}" for n, k in zip(mapped.class_names, keep, strict=True) if not k)
+    dropped.update(f"below threshold:{n}" for n, k in zip(names, keep, strict=True) if not k)
     for name, count in (below or {}).items():
         target = class_map.mapping.get(name)
         dropped[f"unmapped:{name}" if target is None else f"below threshold:{target}"] += count
@@ -149,7 +149,7 @@ def labeled_frames(
         for failure in failures:
             problems[failure.frame].append(failure.reason)
         for frame, dets in found.items():
-            if found and record.model not in class_maps:
+            if record.model not in class_maps:
                 class_maps[record.model] = profile.class_map(record.model)
             output, lost = model_output(
                 dets, record.model, profile, below.get(frame), class_maps[record.model]
