@@ -47,6 +47,9 @@ class Settings(BaseModel):
     # empty = not checked (local mode, tests). PrepareRun refuses a run naming any other.
     invokable_endpoints: tuple[str, ...] = ()
     ledger_claim_ttl_seconds: int = 2 * 86_400
+    # Claims and settles in transactions of 100 (LEDGER_TRANSACTIONS=true): local mode's choice,
+    # where a request costs CPU and no money; on AWS single writes cost half the write units.
+    ledger_transactions: bool = False
     token_ttl_seconds: int = 31 * 86_400
 
     @classmethod
@@ -63,6 +66,7 @@ class Settings(BaseModel):
             "task_description": e.get("TASK_DESCRIPTION"),
             "workers_per_frame": e.get("WORKERS_PER_FRAME"),
             "task_time_limit_seconds": e.get("TASK_TIME_LIMIT_SECONDS"),
+            "ledger_transactions": e.get("LEDGER_TRANSACTIONS"),
             "label_studio_url": e.get("LABEL_STUDIO_URL"),
             "label_studio_secret_arn": e.get("LABEL_STUDIO_SECRET_ARN"),
             "label_studio_api_key": e.get("LABEL_STUDIO_API_KEY"),

@@ -274,3 +274,97 @@ def test_a_settle_put_never_overwrites_another_runs_claim(dynamodb: Any, ledger:
     ledger.settle(frame, "run-a", "labeled", version="v1", page="s0000-p000000")  # run-a lost it
     assert _item(dynamodb, frame)["run_id"] == {"S": "run-b"}
     assert _item(dynamodb, frame)["status"] == {"S": "claimed"}
+
+
+def _ledger_states(dynamodb: Any) -> tuple[list[str], dict[str, Any]]:
+    """Frames in every state a listing meets, and what each asks of a claim by run-new."""
+    stale = FrameLedger(dynamodb, TABLE, claim_ttl_seconds=-60)
+    old = FrameLedger(dynamodb, TABLE)
+    frames = {name: new_frame() for name in ("new", "labeled", "failed", "stale", "held", "own", "dead")}
+    old.claim(frames["labeled"], "run-old")
+    old.settle(frames["labeled"], "run-old", "labeled", version="v1")
+    old.claim(frames["failed"], "run-old")
+    old.settle(frames["failed"], "run-old", "failed", next_route="adjust")
+    stale.claim(frames["stale"], "run-stale")
+    old.claim(frames["held"], "run-busy")
+    old.claim(frames["own"], "run-new", page="s0000-p000000")
+    old.claim(frames["dead"], "run-dead")
+    old.mark_run("run-dead", "failed")
+    return list(frames.values()), frames
+
+
+@pytest.mark.usefixtures("atomic_moto_requests")
+@pytest.mark.parametrize(("relabel", "changed_from"), [(False, ""), (True, ""), (False, "v2"), (False, "v1")])
+def test_claims_in_transactions_answer_what_one_claim_a_frame_answers(
+    dynamodb: Any, relabel: bool, changed_from: str
+) -> None:
+    # Given two ledgers with frames in every state (new, labeled, failed, stale, held, own, held by
+    # a failed run), and among them 110 new frames (two transactions, one cancelled by held frames)
+    one, many = _ledger_states(dynamodb), _ledger_states(dynamodb)
+    extra_one, extra_many = [new_frame() for _ in range(110)], [new_frame() for _ in range(110)]
+    ledger = FrameLedger(dynamodb, TABLE, transactions=True)
+    # When one run claims them frame by frame, and the same run claims the twin set all at once
+    singly = [ledger.claim(f, "run-new", relabel, "s0000-p000000", changed_from) for f in one[0] + extra_one]
+    batched = ledger.claim_many(many[0] + extra_many, "run-new", relabel, "s0000-p000000", changed_from, 4)
+    # Then each frame gets the same answer and leaves the same item in the ledger
+    twin = dict(zip(one[0] + extra_one, many[0] + extra_many, strict=True))
+    assert [(twin[c.frame], c.claimed, c.reason, c.next_route) for c in singly] == [
+        (c.frame, c.claimed, c.reason, c.next_route) for c in batched
+    ]
+    assert sum(c.claimed for c in batched) >= 110
+    for a, b in twin.items():
+        left, right = _item(dynamodb, a), _item(dynamodb, b)
+        assert ("claim_expires" in left) == ("claim_expires" in right)
+        left.pop("claim_expires", None), right.pop("claim_expires", None)  # a second apart at most
+        assert left == right
+
+
+@pytest.mark.usefixtures("atomic_moto_requests")
+def test_overlapping_runs_claiming_in_transactions_claim_each_frame_exactly_once(dynamodb: Any) -> None:
+    ledger = FrameLedger(dynamodb, TABLE, transactions=True)
+    # Given 120 frames, listed by two runs at the same time, each in its own order
+    frames = [new_frame() for _ in range(120)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        x, y = pool.map(
+            lambda job: ledger.claim_many(job[1], job[0], threads=2),
+            [("run-x", frames), ("run-y", frames[::-1])],
+        )
+    # Then every frame is claimed by exactly one of them, and the other is told which
+    won = {c.frame: "run-x" for c in x if c.claimed} | {c.frame: "run-y" for c in y if c.claimed}
+    assert len(won) == 120 and sum(c.claimed for c in x) + sum(c.claimed for c in y) == 120
+    for run, claims in (("run-x", x), ("run-y", y)):
+        for claim in claims:
+            if not claim.claimed:
+                assert won[claim.frame] != run and claim.reason == f"being labeled by run {won[claim.frame]}"
+
+
+@pytest.mark.usefixtures("atomic_moto_requests")
+def test_settles_in_transactions_leave_what_single_settles_leave_and_skip_frames_taken_over(
+    dynamodb: Any, ledger: FrameLedger
+) -> None:
+    batched = FrameLedger(dynamodb, TABLE, transactions=True)
+    # Given 130 frames claimed by run-a twice over, one of each set taken over by run-b
+    page = "s0000-p000001"
+    one, many = [new_frame() for _ in range(130)], [new_frame() for _ in range(130)]
+    for frame in one + many:
+        assert ledger.claim(frame, "run-a", page=page).claimed
+    stale = FrameLedger(dynamodb, TABLE)
+    for frame in (one[70], many[70]):
+        dynamodb.update_item(
+            TableName=TABLE,
+            Key={"pk": {"S": frame}},
+            UpdateExpression="SET run_id = :b",
+            ExpressionAttributeValues={":b": {"S": "run-b"}},
+        )
+    outcome = [("labeled", "") if i % 3 else ("failed", "adjust") for i in range(130)]
+    # When run-a settles one set frame by frame and the other in transactions
+    for frame, (status, route) in zip(one, outcome, strict=True):
+        stale.settle(frame, "run-a", status, route, "v1", page)
+    batched.settle_many(
+        [(f, s, r, page) for f, (s, r) in zip(many, outcome, strict=True)], "run-a", "v1", threads=2
+    )
+    # Then both sets hold the same items, and run-b keeps the frames it took
+    for a, b in zip(one, many, strict=True):
+        assert _item(dynamodb, a) == _item(dynamodb, b)
+    assert _item(dynamodb, many[70])["run_id"] == {"S": "run-b"}
+    assert _item(dynamodb, many[70])["status"] == {"S": "claimed"}

@@ -80,6 +80,17 @@ class GrantingLedger:
         self.claims[page] += 1
         return Claim(frame, True)
 
+    def claim_many(
+        self,
+        frames: list[str],
+        run_id: str,
+        relabel: bool = False,
+        page: str = "",
+        changed_from: str = "",
+        threads: int = 1,
+    ) -> list[Claim]:
+        return [self.claim(f, run_id, relabel, page, changed_from) for f in frames]
+
 
 @pytest.fixture
 def world() -> Iterator[World]:

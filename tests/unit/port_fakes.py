@@ -92,6 +92,17 @@ class MemoryLedger:
             return Claim(frame, False, f"already labeled by run {holder}")
         return Claim(frame, True)
 
+    def claim_many(
+        self,
+        frames: list[str],
+        run_id: str,
+        relabel: bool = False,
+        page: str = "",
+        changed_from: str = "",
+        threads: int = 1,
+    ) -> list[Claim]:
+        return [self.claim(f, run_id, relabel, page, changed_from) for f in frames]
+
     def mark_run(self, run_id: str, status: str, detail: str = "") -> None:
         self.runs[run_id] = status
 
@@ -105,6 +116,12 @@ class MemoryLedger:
         page: str | None = None,
     ) -> None:
         self.holders[frame] = run_id
+
+    def settle_many(
+        self, settled: list[tuple[str, str, str, str]], run_id: str, version: str = "", threads: int = 1
+    ) -> None:
+        for frame, status, route, page in settled:
+            self.settle(frame, run_id, status, route, version, page)
 
 
 @dataclass

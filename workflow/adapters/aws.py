@@ -57,7 +57,12 @@ class Aws:
 
     @cached_property
     def ledger(self) -> FrameLedger:
-        return FrameLedger(self.dynamodb, self.settings.ledger_table, self.settings.ledger_claim_ttl_seconds)
+        return FrameLedger(
+            self.dynamodb,
+            self.settings.ledger_table,
+            self.settings.ledger_claim_ttl_seconds,
+            transactions=self.settings.ledger_transactions,
+        )
 
     @cached_property
     def callbacks(self) -> TaskCallbacks:

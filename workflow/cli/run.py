@@ -10,13 +10,14 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from tqdm import tqdm
 
 if TYPE_CHECKING:
     from workflow.domain.profile import LabelingProfile
+    from workflow.inference.settings import InferenceSettings
 
 DEMO_WHEEL = "ultralytics==8.4.190"
 DEMO_ASSETS = ("ultralytics/assets/bus.jpg", "ultralytics/assets/zidane.jpg")
@@ -136,10 +137,12 @@ def demo_frames() -> Path:
 def _models(args: argparse.Namespace, profile: LabelingProfile | None = None) -> list:  # type: ignore[type-arg]
     """Local endpoints: the --model names, else the profile's models, else the default model."""
     from workflow.cli.detect import print_licence_notices, settings_from_args
-    from workflow.local.runner import LocalModel
-    from workflow.serving.package import staged_server  # the model archive's code path, as deployed
+    from workflow.local.model_workers import process_workers_enabled
+    from workflow.local.runner import LocalModel, cpu_cores
 
     settings = settings_from_args(args)
+    # Each endpoint's model in worker processes of its own, one per invocation it runs at once.
+    processes = cpu_cores() if process_workers_enabled() else 0
     names = args.models or (
         [m.local_model or m.name for m in profile.models] if profile else ["nanodet-coco"]
     )
@@ -156,15 +159,23 @@ def _models(args: argparse.Namespace, profile: LabelingProfile | None = None) ->
                 LocalModel(
                     name=m.name,
                     endpoint=m.endpoint_name,
-                    factory=lambda src=source, st=merged: staged_server(src, st),
+                    factory=lambda src=source, st=merged: _served(src, st, processes),
                 )
             )
         return models
     models = []
     for name in args.models or ["nanodet-coco"]:
         label = Path(name).stem if name.endswith(".onnx") else name
-        models.append(LocalModel(name=label, factory=lambda n=name: staged_server(n, settings)))
+        models.append(LocalModel(name=label, factory=lambda n=name: _served(n, settings, processes)))
     return models
+
+
+def _served(model: str, settings: InferenceSettings, processes: int) -> Any:
+    """The model archive's code path, as deployed: its model_fn in worker processes, or (with
+    AUTOLABEL_MODEL_PROCESSES=0) the whole archive in this process."""
+    from workflow.serving.package import staged_server, staged_workers
+
+    return staged_workers(model, settings, processes) if processes else staged_server(model, settings)
 
 
 def _execute(

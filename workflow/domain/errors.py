@@ -19,6 +19,9 @@ class FrameError(AutolabelError):
         self.frame = frame
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable (a model process sends it)
+        return type(self), (self.frame, self.reason)
+
 
 class InvalidImage(FrameError):
     """The object is not a decodable image (corrupt, truncated, not an image at all)."""

@@ -18,6 +18,7 @@ Handlers run the same code, boto3 calls included, as in AWS.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import io
 import json
@@ -39,13 +40,19 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.core import responses as moto_responses
+from moto.core.base_backend import BaseBackend
 from moto.core.exceptions import JsonRESTError
 from moto.core.utils import get_service_model, method_names_from_class
+from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table as MotoTable
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import Rule
-from moto.s3.models import S3Backend
+from moto.s3.exceptions import MissingBucket
+from moto.s3.models import FakeKey, S3Backend, s3_backends
 from moto.sagemaker.responses import SageMakerResponse
 from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3 import (
@@ -69,6 +76,7 @@ from workflow.local.workspace import Workspace
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+PARTITION = "aws"  # moto keeps S3 per partition
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = PROJECT_ROOT / "template.yaml"
 MOTO_SERVICES = (
@@ -199,6 +207,8 @@ class LocalCloud:
             env |= {k: str(resolver(v)) for k, v in fn.environment.items()}
         env |= {
             "POWERTOOLS_TRACE_DISABLED": "true",
+            # the ledger's writes in transactions of 100: a sixth of the CPU here, no bill to double
+            "LEDGER_TRANSACTIONS": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("AUTOLABEL_LOG_LEVEL", "WARNING"),
             "LOG_LEVEL": os.environ.get("AUTOLABEL_LOG_LEVEL", "WARNING"),
@@ -379,9 +389,25 @@ class LocalCloud:
                 },
             )
             self.sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
-            self.endpoints[name] = LocalAsyncEndpoint.from_sagemaker(
-                name, self.sagemaker, self.s3, self.sns, factory
+            endpoint = self.endpoints[name] = LocalAsyncEndpoint.from_sagemaker(
+                name, self.sagemaker, self.s3, self.sns, factory, read_object=self._read_object
             )
+            # The model loads while the rest starts and the frames upload, not in the first batch.
+            threading.Thread(target=endpoint.warm, name=f"{name}-warm", daemon=True).start()
+
+    def _read_object(self, bucket: str, key: str) -> bytes:
+        """An object of local S3 as the service reads it for another service (an endpoint reading
+        its batch's frames): the stored bytes, or the ClientError a GetObject gets (NoSuchBucket,
+        NoSuchKey). About a tenth of a GetObject's CPU through the client, with no request to sign,
+        route and parse: a local run reads every frame this way once."""
+        backend = s3_backends[ACCOUNT][PARTITION]
+        try:
+            found = backend.get_object(bucket, key)
+        except MissingBucket as exc:
+            raise _s3_error("NoSuchBucket", "The specified bucket does not exist", BucketName=bucket) from exc
+        if not isinstance(found, FakeKey):
+            raise _s3_error("NoSuchKey", "The specified key does not exist.", Key=key)
+        return bytes(found.value)
 
     def _create_state_machine(self, resolver: Resolver) -> str:
         path, substitutions = self.template.state_machine()
@@ -509,6 +535,67 @@ class LocalCloud:
                 names = listed_methods[clazz] = method_names_from_class(clazz)
             return names
 
+        # moto 5.2.5 backs up every table a transaction touches with a deep copy, once per item
+        # (about 15 ms an item against a ledger of a few thousand frames: a 100-item transaction
+        # took longer than 100 single writes). Here each item the transaction names is copied
+        # instead, and put back if the transaction fails; moto's own rollback then restores the
+        # same table objects (its copy of a Table is the table itself). Every DynamoDB request runs
+        # under the lock above, so nothing sees the items in between.
+        transact = DynamoDBBackend.transact_write_items
+
+        class _TablesNotCopied:
+            @staticmethod
+            def deepcopy(value: Any, memo: Any = None) -> Any:
+                return value if isinstance(value, MotoTable) else copy.deepcopy(value, memo)
+
+        def transact_write_items(backend: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+            saved: list[tuple[MotoTable, Any, Any, Any]] = []
+            for entry in transact_items:
+                for op in entry.values() if isinstance(entry, dict) else ():
+                    table = backend.tables.get(str(op.get("TableName", "")))
+                    source = op.get("Key") or op.get("Item") or {}
+                    if table is None or table.hash_key_attr not in source:
+                        continue  # moto refuses the request: nothing to put back
+                    hash_key = DynamoType(source[table.hash_key_attr])
+                    range_key = (
+                        DynamoType(source[table.range_key_attr])
+                        if table.range_key_attr and table.range_key_attr in source
+                        else None
+                    )
+                    if table.range_key_attr and range_key is None:
+                        continue
+                    current = table.items.get(hash_key)
+                    if range_key is not None and current is not None:
+                        current = current.get(range_key)
+                    saved.append((table, hash_key, range_key, copy.deepcopy(current)))
+            try:
+                transact(backend, transact_items)
+            except BaseException:
+                for table, hash_key, range_key, item in reversed(saved):
+                    if range_key is None:
+                        if item is None:
+                            table.items.pop(hash_key, None)
+                        else:
+                            table.items[hash_key] = item
+                    elif item is None:
+                        table.items.get(hash_key, {}).pop(range_key, None)
+                    else:
+                        table.items.setdefault(hash_key, {})[range_key] = item
+                raise
+
+        # moto rebuilds a backend's URL table in every request to find the handler (and S3's
+        # reloads its urls module to do it, twice): about a quarter of a GetObject's CPU here. The
+        # table depends on the backend's class and on environment variables (custom S3 endpoints,
+        # ISO regions) that nothing changes while this cloud runs; each class's is built once.
+        build_urls = BaseBackend.urls.fget
+        url_tables: dict[type, dict[str, Any]] = {}
+
+        def urls(backend: BaseBackend) -> dict[str, Any]:
+            table = url_tables.get(type(backend))
+            if table is None:
+                table = url_tables[type(backend)] = build_urls(backend)
+            return table
+
         original_put_object = S3Backend.put_object
         original_delete_object = S3Backend.delete_object
 
@@ -633,6 +720,9 @@ class LocalCloud:
             mock.patch.object(UpdateExpressionParser, "make", classmethod(make_update_expression)),
             mock.patch.object(ConditionExpressionParser, "parse", cached_condition),
             mock.patch.object(moto_responses, "method_names_from_class", method_names),
+            mock.patch.object(BaseBackend, "urls", property(urls)),
+            mock.patch.object(dynamodb_models, "copy", _TablesNotCopied),
+            mock.patch.object(DynamoDBBackend, "transact_write_items", transact_write_items),
             mock.patch.object(S3Backend, "put_object", put_object),
             mock.patch.object(S3Backend, "delete_object", delete_object),
             mock.patch.object(ResourceEvalS3, "_handle_list_objects_v2", staticmethod(list_objects_v2_items)),
@@ -730,6 +820,17 @@ class LocalCloud:
                 break
             kwargs["nextToken"] = page["nextToken"]
         return sum(1 for e in events if e["type"].endswith("StateEntered"))
+
+
+def _s3_error(code: str, message: str, **fields: str) -> ClientError:
+    """The error a GetObject through the client raises (its fields as S3's error body gives them)."""
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message, **fields},
+            "ResponseMetadata": {"HTTPStatusCode": 404},
+        },
+        "GetObject",
+    )
 
 
 def _json_default(value: Any) -> Any:

@@ -190,6 +190,7 @@ class LocalAsyncEndpoint:
         sns_client: Any,
         config: AsyncEndpointConfig,
         predictor_factory: Callable[[], Model],
+        read_object: Callable[[str, str], bytes] | None = None,
     ) -> None:
         """Start ``config.max_concurrent_invocations`` workers; the model loads on first use.
 
@@ -202,6 +203,9 @@ class LocalAsyncEndpoint:
         self._s3 = s3_client
         self._sns = sns_client
         self._factory = predictor_factory
+        # How the endpoint's container reads its inputs (bucket, key): the S3 client's GetObject,
+        # or what the local S3 service reads for it (same bytes, same ClientError on a missing one).
+        self._read_object = read_object
         self._server: ArchiveServer | None = None
         self._predictor_lock = threading.Lock()
         self._queue: SimpleQueue[_Invocation | None] = SimpleQueue()
@@ -225,6 +229,7 @@ class LocalAsyncEndpoint:
         s3_client: Any,
         sns_client: Any,
         predictor_factory: Callable[[], Model],
+        read_object: Callable[[str, str], bytes] | None = None,
     ) -> LocalAsyncEndpoint:
         """Serve the endpoint ``name`` as created in (moto's) SageMaker control plane."""
         endpoint = sagemaker_client.describe_endpoint(EndpointName=name)
@@ -232,7 +237,7 @@ class LocalAsyncEndpoint:
             EndpointConfigName=endpoint["EndpointConfigName"]
         )
         config = AsyncEndpointConfig.from_endpoint_config(described)
-        return cls(name, s3_client, sns_client, config, predictor_factory)
+        return cls(name, s3_client, sns_client, config, predictor_factory, read_object)
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -287,6 +292,21 @@ class LocalAsyncEndpoint:
             self._queue.put(None)
         for worker in self._workers:
             worker.join(timeout)
+        with self._predictor_lock:
+            server, self._server = self._server, None
+        if server is not None:
+            try:
+                server.close()
+            except Exception:  # stopping a model must not keep the rest from stopping
+                log.exception("could not stop the model of %s", self.name)
+
+    def warm(self) -> None:
+        """Load the model now (worker processes start loading while the run starts); an error is
+        kept for the first invocation, which tries again and reports it."""
+        try:
+            self._get_server()
+        except Exception:
+            log.debug("warming %s failed; the first invocation will say why", self.name, exc_info=True)
 
     def __enter__(self) -> LocalAsyncEndpoint:
         return self
@@ -399,6 +419,8 @@ class LocalAsyncEndpoint:
 
     def _get_object(self, uri: str) -> bytes:
         location = S3Uri.parse(uri)
+        if self._read_object is not None:
+            return self._read_object(location.bucket, location.key)
         body: bytes = self._s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read()
         return body
 

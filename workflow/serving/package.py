@@ -232,14 +232,30 @@ def staged_server(model: str, settings: InferenceSettings | None = None) -> Any:
     This is what local runs serve: the archive's layout and ``code/inference.py``, imported as the
     toolkit imports it (no wheels: this interpreter has the dependencies). The folder goes at exit.
     """
-    import atexit
-
     from workflow.serving.toolkit import ArchiveServer
+
+    return ArchiveServer.from_model_dir(_staged_dir(model, settings))
+
+
+def staged_workers(model: str, settings: InferenceSettings | None, processes: int) -> Any:
+    """The predictor of ``model``'s archive, staged as :func:`staged_server` stages it, in
+    ``processes`` worker processes (:mod:`workflow.local.model_workers`): each runs the archive's
+    ``model_fn``, as a container's model server runs one per worker. A local endpoint serves it
+    through the archive's request functions (:func:`~workflow.serving.toolkit.in_process_server`)
+    and reads the batch's frames itself."""
+    from workflow.local.model_workers import ArchiveRecipe, ProcessPredictor
+
+    folder = _staged_dir(model, settings)
+    return ProcessPredictor(ArchiveRecipe(str(folder)), processes, name=Path(model).stem)
+
+
+def _staged_dir(model: str, settings: InferenceSettings | None) -> Path:
+    import atexit
 
     folder = Path(tempfile.mkdtemp(prefix="autolabel-model-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     stage_model_dir(model, settings, folder)
-    return ArchiveServer.from_model_dir(folder)
+    return folder
 
 
 def archive_digest(archive: Path) -> str:

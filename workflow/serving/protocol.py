@@ -65,6 +65,9 @@ class FrameUnreadable(FrameError):
         super().__init__(frame, reason)
         self.code = code
 
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:  # type: ignore[override]
+        return type(self), (self.frame, self.reason, self.code)
+
 
 FrameReader = Callable[[str], bytes]
 
@@ -165,6 +168,8 @@ def batch_entry(
     """One frame's entry of a batch answer: its detections, or why it has none."""
     try:
         return predict_one(predictor, read_frame(frame), frame, min_score)
+    except RequestFailed:  # not the frame: the model itself (e.g. it could not be loaded)
+        raise
     except Exception as exc:  # one bad frame must not fail the batch
         kind, reason = describe_error(exc)
         return {"frame": frame, "error": {"type": kind, "reason": reason}}
@@ -174,6 +179,8 @@ def predict_image(predictor: Predictor, payload: bytes) -> dict[str, Any]:
     """The answer to a one-image request; any error fails the invocation."""
     try:
         return predict_one(predictor, payload, "")
+    except RequestFailed:
+        raise
     except Exception as exc:  # turned into the invocation's failure record
         raise RequestFailed(*describe_error(exc)) from exc
 

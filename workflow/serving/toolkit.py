@@ -91,6 +91,14 @@ class ArchiveServer:
         answer, content = result if isinstance(result, tuple) else (result, RESPONSE_CONTENT_TYPE)
         return (answer.encode() if isinstance(answer, str) else bytes(answer)), content
 
+    def close(self) -> None:
+        """Stop what the loaded model holds (a predictor's worker processes), if anything."""
+        with self._lock:
+            model = self._model
+        close = getattr(getattr(model, "predictor", None), "close", None)
+        if callable(close):
+            close()
+
 
 def _kind_and_reason(exc: BaseException) -> tuple[str, str]:
     # An archive's own copy of the project may define its own RequestFailed class: match by shape.

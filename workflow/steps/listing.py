@@ -165,9 +165,8 @@ def list_page(
     if cursor.page == 0 and not objects:
         skipped.append(SkippedFrame(frame=source.uri, reason="no objects under this prefix"))
     page = claim_page(source.index, cursor.page)
-    with ThreadPoolExecutor(max_workers=CLAIM_THREADS) as pool:
-        changed = run.labeling_version if run.relabel_changed else ""
-        claims = list(pool.map(lambda f: ledger.claim(f, run.run_id, run.relabel, page, changed), candidates))
+    changed = run.labeling_version if run.relabel_changed else ""
+    claims = ledger.claim_many(candidates, run.run_id, run.relabel, page, changed, threads=CLAIM_THREADS)
     claimed = [c for c in claims if c.claimed]
     skipped += [SkippedFrame(frame=c.frame, reason=c.reason) for c in claims if not c.claimed]
     adjust = {c.frame for c in claimed if c.next_route == "adjust"}

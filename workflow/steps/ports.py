@@ -40,6 +40,15 @@ class Ledger(Protocol):
     def claim(
         self, frame: str, run_id: str, relabel: bool = False, page: str = "", changed_from: str = ""
     ) -> Claim: ...
+    def claim_many(
+        self,
+        frames: list[str],
+        run_id: str,
+        relabel: bool = False,
+        page: str = "",
+        changed_from: str = "",
+        threads: int = 1,
+    ) -> list[Claim]: ...
     def mark_run(self, run_id: str, status: str, detail: str = "") -> None: ...
     def settle(
         self,
