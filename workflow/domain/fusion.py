@@ -109,12 +109,50 @@ def fuse(
                 f"{out.model} saw {d.image_width}x{d.image_height}, "
                 f"{outputs[0].model} saw {first.image_width}x{first.image_height}"
             )
+    if len(outputs) == 1 and outputs[0].detections.masks is None:
+        fused = _alone(outputs[0], method, skip_score)
+    else:
+        fused = _clustered(outputs, method, iou_threshold, skip_score)
+    return _detections(fused, outputs, method, iou_threshold)
+
+
+def _clustered(
+    outputs: Sequence[ModelOutput], method: FusionMethod, iou_threshold: float, skip_score: float
+) -> list[_Fused]:
     fused: list[_Fused] = []
     for class_name in _class_order(outputs):
         members = _members(outputs, class_name, skip_score)
         clusters = _cluster(members, iou_threshold, moving_reference=method == "wbf")
         fused.extend(_resolve(clusters, outputs, class_name, method))
-    return _detections(fused, outputs, method, iou_threshold)
+    return fused
+
+
+def _alone(out: ModelOutput, method: FusionMethod, skip_score: float) -> list[_Fused]:
+    """What the clustering gives one model's boxes without masks, computed straight: each box is
+    its own cluster (a cluster takes one box per model), so it keeps its box and score (``wbf``
+    divides by the model's weight what it multiplied by it, in the same float operations). The same
+    order: class by class, best score first, ties in the model's order."""
+    d = out.detections
+    scores = [float(v) for v in d.scores]
+    boxes = d.boxes.astype(np.float64)
+    ids = d.class_ids.tolist()
+    fused: list[_Fused] = []
+    for class_name in _class_order([out]):
+        w = out.weight_for(class_name)
+        able = max(w if out.reports(class_name) else 0.0, 1e-12)
+        rows = [i for i, n in enumerate(d.class_names) if n == class_name and scores[i] >= skip_score]
+        rows.sort(key=lambda i: -(w * scores[i]))
+        group = []
+        for i in rows:
+            box, score = boxes[i], scores[i]
+            if method == "wbf":
+                weighted = max(w * score, 1e-12)
+                box = (box * weighted) / weighted
+                score = (w * score) / able
+            support = (Support(model=out.model, score=scores[i], mask=False),)
+            group.append(_Fused(box, min(score, 1.0), int(ids[i]), class_name, support, None))
+        fused.extend(sorted(group, key=lambda f: -f.score))
+    return fused
 
 
 def _class_order(outputs: Sequence[ModelOutput]) -> list[str]:
