@@ -135,6 +135,9 @@ def test_local_run_enters_the_states_and_makes_the_requests_the_cost_model_count
         mock.patch("workflow.steps.plan.MAX_FRAMES_PER_JOB", shape.job_frames),
     ]
     with LocalCloud({ENDPOINT: NothingFound}) as cloud:
+        # The model prices a stack on AWS, whose ledger writes frame by frame (local mode's own
+        # choice is transactions of 100: LEDGER_TRANSACTIONS)
+        cloud.set_environment({"LEDGER_TRANSACTIONS": "false"})
         cloud.s3.create_bucket(Bucket="drive-logs")
         for day in ("day1", "day2"):
             for i in range(shape.frames // shape.sources):
