@@ -82,11 +82,10 @@ class FrameLedger:
         frame. ``threads``: requests in flight at once.
         """
         if not self.transactions:
-            singles = _map(lambda f: self.claim(f, run_id, relabel, page, changed_from), frames, threads)
-            return singles
+            return _map(lambda f: self.claim(f, run_id, relabel, page, changed_from), frames, threads)
         unique = list(dict.fromkeys(frames))
         now = int(time.time())
-        groups = [unique[i : i + TRANSACTION_ITEMS] for i in range(0, len(unique), TRANSACTION_ITEMS)]
+        groups = _groups(unique)
         found: dict[str, Claim] = {}
         held: dict[str, dict[str, Any] | None] = {}
         for claimed, holding in _map(lambda g: self._claim_new_many(g, run_id, now, page), groups, threads):
@@ -104,26 +103,43 @@ class FrameLedger:
         self, frames: list[str], run_id: str, now: int, page: str
     ) -> tuple[list[str], dict[str, dict[str, Any] | None]]:
         """The frames of one transaction claimed, and the held ones with the item the ledger holds."""
-        claimed: list[str] = []
+        refused, left = self._write_each(
+            frames,
+            lambda f: {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": self._new_item(f, run_id, now, page),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                    "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                }
+            },
+        )
         held: dict[str, dict[str, Any] | None] = {}
-        todo = frames
+        for frame, reason in refused:  # another reason than the condition: the single write decides
+            item = reason.get("Item") if reason.get("Code") == "ConditionalCheckFailed" else None
+            held[frame] = {k: _de.deserialize(v) for k, v in item.items()} if item else None
+        for frame in left:  # what transactions did not settle: one conditional put each, as claim()
+            fresh, old = self._claim_new(frame, run_id, now, page)
+            if fresh is None:
+                held[frame] = old
+        return [f for f in frames if f not in held], held
+
+    def _write_each(
+        self, entries: list[T], action: Callable[[T], dict[str, Any]]
+    ) -> tuple[list[tuple[T, dict[str, Any]]], list[T]]:
+        """Each entry's action in one transaction, tried again without the entries whose own action
+        was refused (its condition failed, or it was invalid), up to TRANSACTION_ATTEMPTS times.
+        Answers the refused entries, each with its cancellation reason, and the entries left
+        unwritten (a failure that names no reason per action, or conflicts to the last attempt),
+        for the caller to write one by one; every other entry is written."""
+        refused: list[tuple[T, dict[str, Any]]] = []
+        todo = entries
         for attempt in range(TRANSACTION_ATTEMPTS):
             if not todo:
                 break
-            puts = [
-                {
-                    "Put": {
-                        "TableName": self.table,
-                        "Item": self._new_item(f, run_id, now, page),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                }
-                for f in todo
-            ]
             try:
-                self.client.transact_write_items(TransactItems=puts)
-                return claimed + todo, held
+                self.client.transact_write_items(TransactItems=[action(e) for e in todo])
+                return refused, []
             except ClientError as err:
                 reasons = err.response.get("CancellationReasons")
                 code = err.response.get("Error", {}).get("Code")
@@ -132,27 +148,17 @@ class FrameLedger:
                     or not isinstance(reasons, list)
                     or len(reasons) != len(todo)
                 ):
-                    break  # not a cancellation this can sort out: one write per frame below
+                    break
             again = []
-            for frame, reason in zip(todo, reasons, strict=True):
-                why = reason.get("Code")
-                if why == "ConditionalCheckFailed":
-                    item = reason.get("Item")
-                    held[frame] = {k: _de.deserialize(v) for k, v in item.items()} if item else None
-                elif why in (None, "None", "TransactionConflict"):
-                    again.append(frame)  # not written: another frame (or a concurrent writer) cancelled it
+            for entry, reason in zip(todo, reasons, strict=True):
+                if reason.get("Code") in (None, "None", "TransactionConflict"):
+                    again.append(entry)  # not written: another action (or a concurrent writer) cancelled it
                 else:
-                    held[frame] = None  # e.g. a validation error: the single write decides and says
+                    refused.append((entry, reason))
             if len(again) == len(todo):  # conflicts only: wait a little before trying again
                 time.sleep(0.05 * (attempt + 1))
             todo = again
-        for frame in todo:  # what transactions did not settle: one conditional put each, as claim()
-            fresh, old = self._claim_new(frame, run_id, now, page)
-            if fresh is not None:
-                claimed.append(frame)
-            else:
-                held[frame] = old
-        return claimed, held
+        return refused, todo
 
     def _claim_held(
         self,
@@ -329,44 +335,25 @@ class FrameLedger:
         if not self.transactions:
             _map(lambda e: self._settle_put(e[0], run_id, e[1], e[2], version, e[3]), settled, threads)
             return
-        groups = [settled[i : i + TRANSACTION_ITEMS] for i in range(0, len(settled), TRANSACTION_ITEMS)]
+        groups = _groups(settled)
         _map(lambda g: self._settle_group(g, run_id, version), groups, threads)
 
     def _settle_group(self, group: list[tuple[str, str, str, str]], run_id: str, version: str) -> None:
         todo = list({entry[0]: entry for entry in group}.values())  # one write per frame
-        for attempt in range(TRANSACTION_ATTEMPTS):
-            if not todo:
-                return
-            puts = [
-                {
-                    "Put": {
-                        "TableName": self.table,
-                        "Item": self._settled_item(frame, run_id, status, route, version, page),
-                        "ConditionExpression": "run_id = :run",
-                        "ExpressionAttributeValues": {":run": {"S": run_id}},
-                    }
+        refused, left = self._write_each(
+            todo,
+            lambda e: {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": self._settled_item(e[0], run_id, e[1], e[2], version, e[3]),
+                    "ConditionExpression": "run_id = :run",
+                    "ExpressionAttributeValues": {":run": {"S": run_id}},
                 }
-                for frame, status, route, page in todo
-            ]
-            try:
-                self.client.transact_write_items(TransactItems=puts)
-                return
-            except ClientError as err:
-                reasons = err.response.get("CancellationReasons")
-                code = err.response.get("Error", {}).get("Code")
-                if (
-                    code != "TransactionCanceledException"
-                    or not isinstance(reasons, list)
-                    or len(reasons) != len(todo)
-                ):
-                    break
-            again = [
-                e for e, r in zip(todo, reasons, strict=True) if r.get("Code") != "ConditionalCheckFailed"
-            ]
-            if len(again) == len(todo):
-                time.sleep(0.05 * (attempt + 1))
-            todo = again
-        for frame, status, route, page in todo:
+            },
+        )
+        # A frame another run took over is left to it; any other refusal, the single put decides.
+        left += [e for e, reason in refused if reason.get("Code") != "ConditionalCheckFailed"]
+        for frame, status, route, page in left:
             self._settle_put(frame, run_id, status, route, version, page)
 
     # --- run records -----------------------------------------------------------------------------
@@ -435,6 +422,11 @@ class FrameLedger:
             # Another run took the frame over after our claim went stale: its record wins.
             if err.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
+
+
+def _groups(items: list[T]) -> list[list[T]]:
+    """``items`` cut into transactions' worth."""
+    return [items[i : i + TRANSACTION_ITEMS] for i in range(0, len(items), TRANSACTION_ITEMS)]
 
 
 def _map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> list[R]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -390,13 +389,9 @@ def _write_shard(store: RunStore, index: int, out: _Shard) -> dict[str, str]:
 def _settle(ledger: FrameLedger, run_id: str, out: _Shard, version: str) -> None:
     settle = [(e["frame"], "labeled", "") for e in out.report if e["status"] == "labeled"]
     settle += [(f.frame, "failed", f.next_route) for f in out.failed]
-    # Each frame's claim page is known (it is in its batch's id), so each settles by a put.
+    # Every frame came in a batch, whose id names its claim page: each settles by a put.
     pages = out.pages
-    whole = [(frame, status, route, pages[frame]) for frame, status, route in settle if frame in pages]
-    ledger.settle_many(whole, run_id, version, threads=SETTLE_THREADS)
-    rest = [(frame, status, route) for frame, status, route in settle if frame not in out.pages]
-    with ThreadPoolExecutor(max_workers=SETTLE_THREADS) as pool:
-        list(pool.map(lambda fs: ledger.settle(fs[0], run_id, fs[1], fs[2], version), rest))
+    ledger.settle_many([(f, s, r, pages[f]) for f, s, r in settle], run_id, version, threads=SETTLE_THREADS)
 
 
 def shown_prelabels(detections: Detections, taxonomy: Taxonomy) -> list[PreLabel]:
