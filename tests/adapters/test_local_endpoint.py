@@ -7,6 +7,7 @@ import argparse
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -664,3 +665,47 @@ def test_autolabel_serve_wires_a_real_model_behind_the_http_api(world: World) ->
     assert "car" in {d["class_name"] for d in world.read_json(answer["OutputLocation"])["detections"]}
     [message] = world.notifications(world.success_queue)
     assert message["responseParameters"]["outputLocation"] == answer["OutputLocation"]
+
+
+class HeldPublisher:
+    """An SNS client whose first Publish waits until the test lets it go: a slow subscriber (in
+    local mode a Lambda runs inside moto's Publish)."""
+
+    def __init__(self, sns: Any) -> None:
+        self._sns = sns
+        self.meta = sns.meta
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def publish(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            assert self.release.wait(30)
+        return self._sns.publish(**kwargs)
+
+
+def test_a_slow_notice_does_not_hold_the_worker_back(world: World) -> None:
+    # Given a one-worker endpoint whose first notice is held up, and two frames
+    sns = HeldPublisher(world.sns)
+    config = world.config(max_concurrent_invocations=1)
+    frames = [world.put(f"slow/{i}.png", png_with_square(0, 0, 4 + i, 4)) for i in range(2)]
+    with LocalAsyncEndpoint(ENDPOINT, world.s3, sns, config, BrightRegionDetector) as endpoint:
+        answers = [endpoint.invoke_endpoint_async(EndpointName=ENDPOINT, InputLocation=f) for f in frames]
+        assert sns.entered.wait(30)
+        # When the first notice is still on its way, the worker has already answered the second frame
+        second = answers[1]["OutputLocation"]
+        bucket, _, key = second[5:].partition("/")
+        deadline = time.monotonic() + 30
+        while "Contents" not in world.s3.list_objects_v2(Bucket=bucket, Prefix=key):
+            assert time.monotonic() < deadline, "the second frame waited for the first frame's notice"
+            time.sleep(0.02)
+        # Then neither counts as ended before its notice is out, and drain waits for both notices
+        assert not endpoint.drain(timeout=0.2)
+        assert endpoint.stats.completed == 0
+        sns.release.set()
+        assert endpoint.drain(timeout=30)
+        assert endpoint.stats.completed == 2
+    notices = world.notifications(world.success_queue)
+    assert [n["inferenceId"] for n in notices] == [a["InferenceId"] for a in answers]  # in the order they ended

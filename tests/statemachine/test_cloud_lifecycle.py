@@ -46,3 +46,36 @@ def test_a_part_that_fails_to_stop_does_not_keep_the_mock(monkeypatch: pytest.Mo
     assert cloud._mock is None
     with LocalCloud({"m": _no_model}) as again:
         assert again.state_machine_arn
+
+
+def test_a_running_cloud_keeps_its_start_out_of_the_collectors_scans() -> None:
+    import gc
+    import weakref
+
+    assert gc.get_freeze_count() == 0
+    with LocalCloud({"m": _no_model}):
+        frozen = gc.get_freeze_count()
+        assert frozen > 100_000  # moto, botocore's models, the handlers' modules
+
+        class Node:
+            pass
+
+        # a cycle made during the run is garbage the collector still finds
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # type: ignore[attr-defined]
+        gone = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert gone() is None
+    assert gc.get_freeze_count() == 0  # stopped: everything is collectable again
+
+
+def test_moto_error_answers_name_their_service() -> None:
+    from workflow.local.cloud import _service_name_from_moto_package
+
+    assert _service_name_from_moto_package("sagemakerruntime") == "sagemaker-runtime"
+    assert _service_name_from_moto_package("s3") == "s3"
+    assert _service_name_from_moto_package("not-a-service") == "not-a-service"
+    with LocalCloud({"m": _no_model}) as cloud:  # a NoSuchKey still reaches boto3 as moto answers it
+        with pytest.raises(cloud.s3.exceptions.NoSuchKey):
+            cloud.s3.get_object(Bucket=cloud.data_bucket, Key="missing.jpg")

@@ -35,12 +35,14 @@ from workflow.local.endpoint_container import (
 from workflow.local.endpoint_validation import (
     AsyncRequest,
     check_client_side,
+    operation_model,
     validate_request,
     validation_error,
 )
 from workflow.serving.toolkit import ArchiveServer, in_process_server
 
 log = logging.getLogger(__name__)
+_Notice = tuple[str | None, dict[str, Any]]  # (topic, notification) an ended invocation publishes
 
 SUCCESS_TOPIC = "SUCCESS_NOTIFICATION_TOPIC"
 ERROR_TOPIC = "ERROR_NOTIFICATION_TOPIC"
@@ -200,6 +202,7 @@ class LocalAsyncEndpoint:
         """
         self.name = name
         self.config = config
+        operation_model()
         self._s3 = s3_client
         self._sns = sns_client
         self._factory = predictor_factory
@@ -211,14 +214,29 @@ class LocalAsyncEndpoint:
         self._queue: SimpleQueue[_Invocation | None] = SimpleQueue()
         self._state = threading.Condition()
         self._counts = dict.fromkeys(
-            ("submitted", "completed", "failed", "in_flight", "pending", "max", "publish_errors"), 0
+            (
+                "submitted",
+                "completed",
+                "failed",
+                "in_flight",
+                "notifying",
+                "pending",
+                "max",
+                "publish_errors",
+            ),
+            0,
         )
         self._closed = False
         self._workers = [
             threading.Thread(target=self._work, name=f"{name}-worker-{i}", daemon=True)
             for i in range(config.max_concurrent_invocations)
         ]
-        for worker in self._workers:
+        # SNS delivers an endpoint's notifications on its own: a worker takes its next request as
+        # soon as the output is written, while the notice (and whatever it sets off: a subscribed
+        # Lambda runs inside moto's Publish) goes out from this thread, in the order they ended.
+        self._notices: SimpleQueue[tuple[str, _Notice | None] | None] = SimpleQueue()
+        self._notifier = threading.Thread(target=self._notify, name=f"{name}-notifier", daemon=True)
+        for worker in [*self._workers, self._notifier]:
             worker.start()
 
     @classmethod
@@ -292,6 +310,8 @@ class LocalAsyncEndpoint:
             self._queue.put(None)
         for worker in self._workers:
             worker.join(timeout)
+        self._notices.put(None)
+        self._notifier.join(timeout)
         with self._predictor_lock:
             server, self._server = self._server, None
         if server is not None:
@@ -324,7 +344,7 @@ class LocalAsyncEndpoint:
                 completed=c["completed"],
                 failed=c["failed"],
                 in_flight=c["in_flight"],
-                queued=c["pending"] - c["in_flight"],
+                queued=c["pending"] - c["in_flight"] - c["notifying"],
                 max_concurrency=c["max"],
                 publish_errors=c["publish_errors"],
             )
@@ -336,18 +356,32 @@ class LocalAsyncEndpoint:
             with self._state:
                 self._counts["in_flight"] += 1
                 self._counts["max"] = max(self._counts["max"], self._counts["in_flight"])
+            notice: _Notice | None = None
             try:
-                outcome = self._process(invocation)
+                outcome, notice = self._process(invocation)
             except Exception:  # a bug here must not kill the worker and hang drain()
                 log.exception("invocation %s crashed the worker", invocation.inference_id)
                 outcome = "failed"
             with self._state:
                 self._counts["in_flight"] -= 1
-                self._counts["pending"] -= 1
-                self._counts[outcome] += 1
-                self._state.notify_all()
+                self._counts["notifying"] += 1
+            self._notices.put((outcome, notice))
 
-    def _process(self, invocation: _Invocation) -> str:
+    def _notify(self) -> None:
+        """Publish each ended invocation's notice; it counts as ended (drain) once published."""
+        while (item := self._notices.get()) is not None:
+            outcome, notice = item
+            try:
+                if notice is not None:
+                    self._publish(*notice)
+            finally:
+                with self._state:
+                    self._counts["notifying"] -= 1
+                    self._counts["pending"] -= 1
+                    self._counts[outcome] += 1
+                    self._state.notify_all()
+
+    def _process(self, invocation: _Invocation) -> tuple[str, _Notice | None]:
         started = datetime.now(UTC)
         request = invocation.request
         waited = (started - invocation.received).total_seconds()
@@ -369,14 +403,13 @@ class LocalAsyncEndpoint:
             self._put(invocation.output_location, body)
         except Exception as exc:
             kind, reason = (exc.kind, exc.reason) if isinstance(exc, RequestFailed) else describe_error(exc)
-            self._fail(invocation, kind, reason)
-            return "failed"
+            return "failed", self._fail(invocation, kind, reason)
         include = SUCCESS_TOPIC in self.config.include_inference_response_in
         message = build_notification(invocation, self._region, response_body=self._inline(include, body))
-        self._publish(self.config.success_topic, message)
-        return "completed"
+        return "completed", (self.config.success_topic, message)
 
-    def _fail(self, invocation: _Invocation, kind: str, reason: str) -> None:
+    def _fail(self, invocation: _Invocation, kind: str, reason: str) -> _Notice:
+        """Write the failure record; answer the error notice to publish."""
         error_body = json.dumps(
             {"inferenceId": invocation.inference_id, "error": {"type": kind, "reason": reason}},
             separators=(",", ":"),
@@ -393,7 +426,7 @@ class LocalAsyncEndpoint:
             failure_reason=f"{kind}: {reason}",
             response_body=self._inline(include, error_body),
         )
-        self._publish(self.config.error_topic, message)
+        return self.config.error_topic, message
 
     @staticmethod
     def _inline(include: bool, body: str) -> str | None:

@@ -60,7 +60,9 @@ class AsyncRequest:
 
 
 @functools.cache
-def _operation_model() -> OperationModel:
+def operation_model() -> OperationModel:
+    """botocore's InvokeEndpointAsync model (loaded once: an endpoint loads it when created, so that
+    the run's first requests, arriving together, do not each load it)."""
     model = botocore.session.get_session().get_service_model("sagemaker-runtime")
     return model.operation_model(OPERATION)
 
@@ -78,7 +80,7 @@ def validation_error(message: str) -> ClientError:
 
 def check_client_side(params: Mapping[str, Any]) -> None:
     """botocore's own parameter validation, exactly what a boto3 client does before sending."""
-    report = ParamValidator().validate(dict(params), _operation_model().input_shape)
+    report = ParamValidator().validate(dict(params), operation_model().input_shape)
     if report.has_errors():
         raise ParamValidationError(report=report.generate_report())
 
