@@ -708,4 +708,5 @@ def test_a_slow_notice_does_not_hold_the_worker_back(world: World) -> None:
         assert endpoint.drain(timeout=30)
         assert endpoint.stats.completed == 2
     notices = world.notifications(world.success_queue)
-    assert [n["inferenceId"] for n in notices] == [a["InferenceId"] for a in answers]  # in the order they ended
+    # in the order they ended
+    assert [n["inferenceId"] for n in notices] == [a["InferenceId"] for a in answers]

@@ -77,5 +77,6 @@ def test_moto_error_answers_name_their_service() -> None:
     assert _service_name_from_moto_package("s3") == "s3"
     assert _service_name_from_moto_package("not-a-service") == "not-a-service"
     with LocalCloud({"m": _no_model}) as cloud:  # a NoSuchKey still reaches boto3 as moto answers it
-        with pytest.raises(cloud.s3.exceptions.NoSuchKey):
-            cloud.s3.get_object(Bucket=cloud.data_bucket, Key="missing.jpg")
+        s3 = cloud.s3
+        with pytest.raises(s3.exceptions.NoSuchKey):
+            s3.get_object(Bucket=cloud.data_bucket, Key="missing.jpg")
