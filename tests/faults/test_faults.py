@@ -262,11 +262,10 @@ def test_endpoint_error_notifications(cloud: LocalCloud, fault_table: list[dict[
     original = ep._process
     count = Counter[str]()
 
-    def process(invocation: Any) -> str:
+    def process(invocation: Any) -> tuple[str, Any]:
         count["n"] += 1
-        if count["n"] % 2 == 0:
-            ep._fail(invocation, "ModelError", "the container answered 500 (injected)")
-            return "failed"
+        if count["n"] % 2 == 0:  # the failure record is written; its notice goes out as any other
+            return "failed", ep._fail(invocation, "ModelError", "the container answered 500 (injected)")
         return original(invocation)
 
     ep._process = process  # type: ignore[method-assign]
