@@ -365,6 +365,12 @@ def test_settles_in_transactions_leave_what_single_settles_leave_and_skip_frames
     )
     # Then both sets hold the same items, and run-b keeps the frames it took
     for a, b in zip(one, many, strict=True):
-        assert _item(dynamodb, a) == _item(dynamodb, b)
+        left, right = _item(dynamodb, a), _item(dynamodb, b)
+        # a frame run-b holds keeps its claim's expiry: the second it was claimed in, which the
+        # two sets need not share on a slow machine (260 claims one after another)
+        assert ("claim_expires" in left) == ("claim_expires" in right)
+        left.pop("claim_expires", None)
+        right.pop("claim_expires", None)
+        assert left == right
     assert _item(dynamodb, many[70])["run_id"] == {"S": "run-b"}
     assert _item(dynamodb, many[70])["status"] == {"S": "claimed"}
