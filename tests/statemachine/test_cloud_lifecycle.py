@@ -70,6 +70,41 @@ def test_a_running_cloud_keeps_its_start_out_of_the_collectors_scans() -> None:
     assert gc.get_freeze_count() == 0  # stopped: everything is collectable again
 
 
+def test_a_running_cloud_hands_the_interpreter_lock_over_sooner_and_gives_it_back() -> None:
+    import sys
+
+    from workflow.local.cloud import SWITCH_INTERVAL_S
+
+    before = sys.getswitchinterval()
+    with LocalCloud({"m": _no_model}):
+        assert sys.getswitchinterval() == pytest.approx(min(before, SWITCH_INTERVAL_S))
+    assert sys.getswitchinterval() == pytest.approx(before)
+
+
+def test_a_started_cloud_has_the_handlers_warm() -> None:
+    """As a warm Lambda: the SDK clients built, every payload model's validator built, before a run."""
+    import sys
+
+    from pydantic import BaseModel
+
+    from workflow.adapters import aws as aws_adapters
+
+    with LocalCloud({"m": _no_model}):
+        adapters = aws_adapters.aws()
+        assert {"s3", "tokens", "ledger", "callbacks", "endpoints"} <= set(vars(adapters))
+        deferred = [
+            f"{name}.{value.__name__}"
+            for name, module in list(sys.modules.items())
+            if name.startswith("workflow.")
+            for value in list(vars(module).values())
+            if isinstance(value, type)
+            and issubclass(value, BaseModel)
+            and value.__module__ == name
+            and not value.__pydantic_complete__
+        ]
+        assert deferred == []
+
+
 def test_moto_error_answers_name_their_service() -> None:
     from workflow.local.cloud import _service_name_from_moto_package
 

@@ -384,3 +384,37 @@ def test_worker_template_with_an_empty_frame_has_no_initial_boxes():
     parser = _Attributes()
     parser.feed(rendered)
     assert _js_literal_to_json(parser.found["crowd-bounding-box"]["initial-value"] or "") == []
+
+
+def test_prelabel_entries_are_what_the_box_models_give() -> None:
+    """input_manifest_line's pre-labels come straight from the arrays: the same whole pixels
+    (clipped to the frame, halves rounded to even), class ids and confidences as the box models."""
+    from workflow.domain.groundtruth import _box_entries, _prelabel_entries, boxes_from_detections
+
+    rng = np.random.default_rng(3)
+    names = list(DEFAULT_ADAS_TAXONOMY.reviewed_names)
+    for _ in range(200):
+        n = int(rng.integers(0, 30))
+        boxes = rng.uniform(-60, 1700, (n, 4))
+        boxes[:, 2:] = boxes[:, :2] + rng.uniform(0, 300, (n, 2))
+        boxes[: n // 2] = np.round(boxes[: n // 2] * 2) / 2  # exact halves: round half to even
+        dets = Detections(
+            boxes=boxes,
+            scores=rng.random(n).astype(np.float32),
+            class_ids=np.arange(n),
+            class_names=[names[int(k)] for k in rng.integers(0, len(names), n)],
+            image_width=1600,
+            image_height=900,
+            provenance=Provenance(model="m"),
+        )
+        assert _prelabel_entries(dets, names) == _box_entries(boxes_from_detections(dets, names))
+    broken = Detections(
+        boxes=np.array([[np.nan, 1, 2, 3]]),
+        scores=np.array([0.5]),
+        class_ids=np.array([0]),
+        class_names=[names[0]],
+        image_width=10,
+        image_height=10,
+        provenance=Provenance(model="m"),
+    )
+    assert _prelabel_entries(broken, names) is None  # the box models' path says what is wrong

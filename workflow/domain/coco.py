@@ -80,6 +80,8 @@ class CocoBuilder:
         self._annotations: AnnotationSink = sink if sink is not None else _MemoryAnnotations()
         self._count = len(self._annotations)  # annotations so far (a frame's go in as one text)
         self.skipped: list[tuple[str, str]] = []  # (frame, reason) of frames left out
+        # The last frame added_detections took: (its detections, image, first annotation id, text).
+        self._last: tuple[Detections, dict[str, Any], int, str] | None = None
 
     def category_id(self, name: str) -> int:
         """The stable COCO id of a taxonomy class."""
@@ -107,7 +109,8 @@ class CocoBuilder:
     def _annotation(
         self, image_id: int, name: str, xywh: tuple[float, ...], extra: dict[str, Any]
     ) -> dict[str, Any]:
-        x, y, w, h = (round(float(v), 2) for v in xywh)
+        x, y, w, h = map(float, xywh)
+        x, y, w, h = round(x, 2), round(y, 2), round(w, 2), round(h, 2)
         self._count += 1
         return {
             "id": self._count,
@@ -119,11 +122,14 @@ class CocoBuilder:
             **extra,
         }
 
-    def _keep(self, annotations: list[dict[str, Any]]) -> None:
+    def _keep(self, annotations: list[dict[str, Any]]) -> str:
         """A frame's annotations as one text: the same bytes as one text each, joined by commas,
         in one encoding call instead of one per box."""
-        if annotations:
-            self._annotations.append(json.dumps(annotations, separators=_COMPACT)[1:-1])
+        if not annotations:
+            return ""
+        text = json.dumps(annotations, separators=_COMPACT)[1:-1]
+        self._annotations.append(text)
+        return text
 
     def add_detections(
         self, detections: Detections, file_name: str | None = None, fields: Mapping[str, Any] | None = None
@@ -135,9 +141,11 @@ class CocoBuilder:
         for class_name in set(detections.class_names):
             self.category_id(class_name)  # refuse before anything of the frame is added
         image_id = self.add_frame(name, detections.image_width, detections.image_height, fields)
+        first = self._count + 1
         annotations = []
+        scores = detections.scores.tolist()
         for i, (x1, y1, x2, y2) in enumerate(detections.boxes.tolist()):
-            extra: dict[str, Any] = {"score": round(float(detections.scores[i]), 5)}
+            extra: dict[str, Any] = {"score": round(scores[i], 5)}
             if detections.support is not None:  # provenance: the models that supported the box
                 extra["support"] = [s.to_dict() for s in detections.support[i]]
             if detections.masks is not None:
@@ -146,8 +154,32 @@ class CocoBuilder:
             annotations.append(
                 self._annotation(image_id, detections.class_names[i], (x1, y1, x2 - x1, y2 - y1), extra)
             )
-        self._keep(annotations)
+        self._last = (detections, self._images[name], first, self._keep(annotations))
         return image_id
+
+    def add_detections_as(
+        self, other: CocoBuilder, detections: Detections, fields: Mapping[str, Any] | None = None
+    ) -> int:
+        """:meth:`add_detections` of the frame ``other`` added last with the same detections (a
+        machine-published frame goes into the pre-labels and the dataset): where this builder's
+        next ids are the ones ``other`` gave it, its image and annotation text are the same bytes
+        and are taken as they are, not built and encoded again."""
+        last = other._last
+        same_taxonomy = other._taxonomy is self._taxonomy or other._taxonomy == self._taxonomy
+        if last is not None and last[0] is detections and same_taxonomy:
+            image, first, text = last[1], last[2], last[3]
+            name = detections.frame
+            expected = {"id": len(self._images) + 1, "file_name": name}
+            expected |= {"width": detections.image_width, "height": detections.image_height}
+            expected |= {k: v for k, v in (fields or {}).items() if k not in expected}
+            if name not in self._images and first == self._count + 1 and image == expected:
+                self._images[name] = dict(image)
+                if text:
+                    self._annotations.append(text)
+                self._count += len(detections)
+                self._last = (detections, self._images[name], first, text)
+                return int(image["id"])
+        return self.add_detections(detections, fields=fields)
 
     def add_reviewed(
         self, frame: ReviewedFrame, file_name: str | None = None, fields: Mapping[str, Any] | None = None

@@ -198,8 +198,55 @@ def boxes_from_detections(detections: Detections, label_categories: Sequence[str
     return boxes
 
 
+def _prelabel_entries(
+    detections: Detections, label_categories: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]] | None:
+    """What ``_box_entries(boxes_from_detections(detections, label_categories))`` gives, from the
+    arrays at once, with no box model per detection (a shard publishes hundreds of thousands):
+    the same whole pixels (clipped, rounded half to even), the same confidences. None when a
+    box is not finite or a class is no category (the box models' path reports those)."""
+    import numpy as np
+
+    index = {name: i for i, name in enumerate(label_categories)}
+    if any(name not in index for name in detections.class_names):
+        return None
+    boxes = detections.boxes.astype(np.float64)
+    if not np.isfinite(boxes).all():
+        return None
+    w, h = detections.image_width, detections.image_height
+    xs = np.rint(np.clip(boxes[:, 0::2], 0.0, w)).astype(np.int64)
+    ys = np.rint(np.clip(boxes[:, 1::2], 0.0, h)).astype(np.int64)
+    annotations: list[dict[str, Any]] = []
+    objects: list[dict[str, Any]] = []
+    class_map: dict[str, str] = {}
+    for (left, right), (top, bottom), score, name in zip(
+        xs.tolist(), ys.tolist(), detections.scores.tolist(), detections.class_names, strict=True
+    ):
+        class_id = index[name]
+        class_map[str(class_id)] = name
+        annotations.append(
+            {
+                "class_id": class_id,
+                "left": left,
+                "top": top,
+                "width": max(right - left, 0),
+                "height": max(bottom - top, 0),
+            }
+        )
+        objects.append({"confidence": round(score, 4)})
+    return annotations, objects, class_map
+
+
 def _label(image_size: ImageSize, boxes: Sequence[ReviewedBox], metadata: dict[str, Any]) -> dict[str, Any]:
-    annotations, objects, class_map = _box_entries(boxes)
+    return _label_of(image_size, _box_entries(boxes), metadata)
+
+
+def _label_of(
+    image_size: ImageSize,
+    entries: tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]],
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
+    annotations, objects, class_map = entries
     label = {"image_size": [image_size.model_dump()], "annotations": annotations}
     meta = {"objects": objects, "class-map": class_map, "type": OBJECT_DETECTION, **metadata}
     return {"label": label, "metadata": meta}
@@ -229,14 +276,17 @@ def input_manifest_line(
         raise ManifestFormatError(
             f"{source_ref}: classes {unknown} are not in the taxonomy; apply a ClassMap"
         )
-    boxes = boxes_from_detections(detections.select(keep), categories)
+    shown = detections if keep.all() else detections.select(keep)
+    entries = _prelabel_entries(shown, categories)
+    if entries is None:
+        entries = _box_entries(boxes_from_detections(shown, categories))
     size = ImageSize(width=detections.image_width, height=detections.image_height, depth=depth)
     meta = {
         "human-annotated": "no",
         "creation-date": creation_date(created),
         "job-name": metadata_job_name(job_name),
     }
-    built = _label(size, boxes, meta)
+    built = _label_of(size, entries, meta)
     return {"source-ref": source_ref, attribute: built["label"], f"{attribute}-metadata": built["metadata"]}
 
 

@@ -297,6 +297,7 @@ def run_local(
         if not interrupted:
             tick()
         tick.close()
+        say("exporting")  # the execution has ended: what follows reads its records and writes the outputs
         outcome = RunOutcome(
             summary=json.loads(described.get("output") or "{}"),
             status=described["status"],
@@ -312,7 +313,6 @@ def run_local(
             interrupted=interrupted,
             workspace=workspace.root if workspace is not None else None,
         )
-        say("exporting")
         _export(cloud, run_id, out_dir, folder, prefix, original)
     outcome.already_labeled = _already_labeled(out_dir)
     counted = outcome.summary

@@ -246,7 +246,7 @@ class _Shard:
         job = f"{self.run.run_id}-prelabel"
         line = input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job)
         self._line(line | self.fields(frame.frame))
-        self.coco.add_detections(dets, fields=self.fields(frame.frame))
+        self.coco.add_detections_as(self.prelabels, dets, fields=self.fields(frame.frame))
         self.counts.update(dets.class_names)
         self._published(frame, how, len(dets), dets.class_names)
 
@@ -255,7 +255,7 @@ class _Shard:
         job = f"{self.run.run_id}-prelabel"
         line = input_manifest_line(dets.frame, dets, self.taxonomy, self.attribute, job) | verdict
         self._line(line | self.fields(frame.frame))
-        self.coco.add_detections(dets, fields=self.fields(frame.frame))
+        self.coco.add_detections_as(self.prelabels, dets, fields=self.fields(frame.frame))
         self.counts.update(dets.class_names)
         meta = next((v for k, v in verdict.items() if k.endswith("-metadata") and isinstance(v, dict)), {})
         human = meta.get("human-annotated") == "yes"
